@@ -1,0 +1,1 @@
+"""Data: IDX files, fetching from mirrors, normalisation stats and splits, batching."""

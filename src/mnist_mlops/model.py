@@ -1,0 +1,184 @@
+"""The MLP (a plain ``nn.Module``) and its Lightning training wrapper.
+
+The MLP's first layer normalises raw pixels (0..255) with the training-set
+mean/std stored as buffers, so the checkpoint and the exported ONNX graph both
+take raw pixels and nothing outside the model needs to know the stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnist_mlops.config import TrainConfig
+
+N_PIXELS = 28 * 28
+N_CLASSES = 10
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+class PixelNormalise(nn.Module):
+    """Raw pixels (any shape with 784 values per image) -> flat, standardised float32."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        # One multiply-add: (x / 255 - mean) / std == x * scale + shift.
+        self.register_buffer("scale", torch.tensor(1.0 / (255.0 * std), dtype=torch.float32))
+        self.register_buffer("shift", torch.tensor(-mean / std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # reshape(-1, 784) accepts (N, 28, 28) and (N, 784) alike, also once exported.
+        return x.reshape(-1, N_PIXELS).to(torch.float32) * self.scale + self.shift
+
+
+class MLP(nn.Module):
+    """784 -> hidden... -> 10 logits, with optional batch norm and dropout."""
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (256, 128),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        init: str = "default",
+        mean: float = 0.1307,
+        std: float = 0.3081,
+    ) -> None:
+        super().__init__()
+        self.normalise = PixelNormalise(mean, std)
+        layers: list[nn.Module] = []
+        width = N_PIXELS
+        for size in hidden:
+            layers.append(nn.Linear(width, size, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(_ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, N_CLASSES))
+        self.layers = nn.Sequential(*layers)
+        self._init_weights(init, activation)
+
+    def _init_weights(self, init: str, activation: str) -> None:
+        if init == "default":
+            return  # PyTorch's own (Kaiming-uniform with a=sqrt(5))
+        for module in self.layers:
+            if isinstance(module, nn.Linear):
+                if init == "he":
+                    nonlin = "leaky_relu" if activation == "leaky_relu" else "relu"
+                    nn.init.kaiming_normal_(module.weight, nonlinearity=nonlin)
+                else:
+                    gain = nn.init.calculate_gain(activation if activation in ("tanh", "sigmoid") else "relu")
+                    nn.init.xavier_uniform_(module.weight, gain=gain)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.normalise(x))
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each image by its own random whole-pixel offset in [-max_shift, max_shift].
+
+    Done on the batch, on its device, by padding and gathering a shifted window,
+    so augmentation costs no CPU work per image.
+    """
+    n = x.shape[0]
+    imgs = x.reshape(n, 28, 28)
+    padded = F.pad(imgs, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), device=x.device, generator=generator)
+    rows = (torch.arange(28, device=x.device)[None, :] + offsets[0][:, None])  # (n, 28)
+    cols = (torch.arange(28, device=x.device)[None, :] + offsets[1][:, None])
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]]
+
+
+class MNISTClassifier(pl.LightningModule):
+    """Trains an :class:`MLP`; one ``_step`` serves train, val and test."""
+
+    def __init__(self, cfg: TrainConfig, mean: float, std: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"cfg": cfg.__dict__, "mean": mean, "std": std})
+        self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
+        if cfg.compile:
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self.acc = nn.ModuleDict({s: MulticlassAccuracy(N_CLASSES, average="micro") for s in ("train", "val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        if stage == "train" and self.cfg.augment_shift > 0:
+            x = random_shift(x, self.cfg.augment_shift)
+        logits = self(x)
+        smoothing = self.cfg.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        acc = self.acc[stage]
+        acc(logits.detach(), y)
+        # on_step=False: no host sync per step; Lightning reduces once per epoch.
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):  # noqa: D102
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):  # noqa: D102
+        return self(batch[0])
+
+    def configure_optimizers(self):  # noqa: D102
+        cfg = self.cfg
+        params = self.parameters()
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        elif cfg.optimizer == "sgd_momentum":
+            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                  weight_decay=cfg.weight_decay, **fused)
+        elif cfg.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        elif cfg.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        else:
+            opt = torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "none":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1), eta_min=cfg.lr * 1e-2)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def is_finite_model(module: nn.Module) -> bool:
+    """False if any parameter is NaN/Inf (a diverged run must not be exported)."""
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
