@@ -8,6 +8,7 @@ that DVC (or a later stage) could mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -17,6 +18,13 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_mode() -> int:
+    """0666 minus the process umask: the mode a plain ``open()`` would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on success fsync and rename it into place."""
@@ -24,6 +32,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _default_mode())  # mkstemp's 0600 would make outputs private
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -44,6 +53,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    os.fchmod(fd, _default_mode())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -59,6 +69,14 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=False)
         handle.write("\n")
+
+
+def write_csv(path: str | os.PathLike[str], fieldnames: list[str], rows: list[dict]) -> None:
+    """Write rows as CSV (the format `dvc plots` reads), atomically."""
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -7,6 +7,7 @@ take raw pixels and nothing outside the model needs to know the stats.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -112,14 +113,16 @@ class MNISTClassifier(pl.LightningModule):
     def __init__(self, cfg: TrainConfig, mean: float, std: float) -> None:
         super().__init__()
         self.cfg = cfg
-        self.save_hyperparameters({"cfg": cfg.__dict__, "mean": mean, "std": std})
+        # Plain types only, so the checkpoint loads with torch.load(weights_only=True).
+        cfg_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+        self.save_hyperparameters({"cfg": cfg_dict, "mean": float(mean), "std": float(std)})
         self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
-        if cfg.compile:
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
-        self.acc = nn.ModuleDict({s: MulticlassAccuracy(N_CLASSES, average="micro") for s in ("train", "val", "test")})
+        # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.
+        self.__dict__["_run"] = torch.compile(self.net) if cfg.compile else self.net
+        self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(N_CLASSES, average="micro") for s in ("train", "val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self._run(x)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -128,7 +131,7 @@ class MNISTClassifier(pl.LightningModule):
         logits = self(x)
         smoothing = self.cfg.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        acc = self.acc[stage]
+        acc = self.acc[f"{stage}_acc"]
         acc(logits.detach(), y)
         # on_step=False: no host sync per step; Lightning reduces once per epoch.
         self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))

@@ -1,0 +1,1 @@
+"""Thin command-line stages run by `dvc repro` (see dvc.yaml)."""

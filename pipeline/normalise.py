@@ -1,0 +1,29 @@
+"""Normalise stage: seeded train/val split and pixel stats from the training split only.
+
+    python -m pipeline.normalise data/raw data/processed
+
+Writes ``mnist.npz`` (uint8 images, int64 labels per split) and ``stats.json``.
+"""
+
+import argparse
+import logging
+
+from mnist_mlops.cli import run_stage
+from mnist_mlops.config import NormaliseConfig, load_params, section
+from mnist_mlops.data.normalise import make_splits, save_splits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("raw_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    cfg = section(load_params(args.params), NormaliseConfig, "normalise")
+    splits, stats = make_splits(args.raw_dir, val_size=cfg.val_size, seed=cfg.seed)
+    save_splits(splits, stats, args.out_dir)
+    logging.getLogger(__name__).info("splits %s, mean %.4f, std %.4f", stats["counts"], stats["mean"], stats["std"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

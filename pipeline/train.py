@@ -1,0 +1,44 @@
+"""Train stage: fit the MLP with Lightning (GPU if present), tracked in MLflow.
+
+    python -m pipeline.train data/processed models/model.ckpt
+
+Also writes models/run.json (the MLflow run the later stages add to),
+metrics/train.json and plots/learning_curve.csv.
+"""
+
+import argparse
+from pathlib import Path
+
+from mnist_mlops.analysis import diagnose
+from mnist_mlops.cli import run_stage
+from mnist_mlops.config import MlflowConfig, TrainConfig, load_params, section
+from mnist_mlops.fileio import write_csv, write_json
+from mnist_mlops.training import HISTORY_KEYS, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("processed_dir")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--curve", default="plots/learning_curve.csv")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    cfg = section(params, TrainConfig, "train")
+    mlflow_cfg = section(params, MlflowConfig, "mlflow")
+    result = train(cfg, args.processed_dir, args.checkpoint, mlflow_cfg)
+    write_json(Path(args.checkpoint).with_name("run.json"),
+               {"run_id": result.run_id, "experiment_id": result.experiment_id,
+                "tracking_uri": mlflow_cfg.tracking_uri, "experiment": mlflow_cfg.experiment})
+    last = result.history[-1] if result.history else {}
+    write_json(args.metrics, {
+        "best_val_acc": result.best_val_acc, "epochs": result.epochs, "seconds": round(result.seconds, 2),
+        "device": result.device, "n_parameters": result.n_parameters,
+        **{k: last.get(k) for k in HISTORY_KEYS}, "diagnosis": diagnose(result.history),
+    })
+    write_csv(args.curve, ["epoch", *HISTORY_KEYS], result.history)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,74 @@
+"""MLflow helpers shared by the train, evaluate and export stages.
+
+One MLflow run spans the pipeline: ``train`` creates it and records its id in
+``models/run.json``; later stages reopen that run to add their metrics and
+artifacts, so the MLflow UI shows one complete record per pipeline run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mnist_mlops.errors import UserError
+from mnist_mlops.fileio import read_json
+
+log = logging.getLogger(__name__)
+
+
+def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
+    """The current git commit (with ``-dirty`` if the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def client(tracking_uri: str) -> Any:
+    """An MlflowClient bound to ``tracking_uri`` (no global state touched)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def read_run_ref(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read ``run.json`` written by the train stage: run_id, experiment_id, tracking_uri."""
+    try:
+        ref = read_json(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; run the train stage first") from None
+    if not isinstance(ref, dict) or "run_id" not in ref or "tracking_uri" not in ref:
+        raise UserError(f"{path}: not a run reference; rerun the train stage")
+    return ref
+
+
+def log_to_run(ref: dict[str, str], metrics: dict[str, float], artifacts: list[Path],
+               artifact_path: str | None = None) -> bool:
+    """Add metrics and files to the train stage's run; warn (not fail) if the run is gone.
+
+    The DVC outputs are the record of truth; MLflow is the browsing view, so a
+    deleted ``mlflow.db`` must not block the pipeline.
+    """
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    c = client(ref["tracking_uri"])
+    try:
+        c.get_run(ref["run_id"])
+    except MlflowException:
+        log.warning("MLflow run %s not found in %s; results not logged there (rerun train to track)",
+                    ref["run_id"], ref["tracking_uri"])
+        return False
+    now = int(time.time() * 1000)
+    c.log_batch(ref["run_id"], metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for p in artifacts:
+        c.log_artifact(ref["run_id"], str(p), artifact_path)
+    return True

@@ -1,0 +1,145 @@
+"""Fit the classifier with Lightning, tracked in MLflow.
+
+``train`` is what the train stage calls: it seeds everything, builds the
+DataModule and the model, fits on the GPU when one is present (CPU otherwise),
+keeps the checkpoint with the best validation accuracy, and returns the
+per-epoch history read back from MLflow (one source of truth for the curves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+
+from mnist_mlops.config import MlflowConfig, TrainConfig
+from mnist_mlops.data.datamodule import MNISTDataModule
+from mnist_mlops.errors import UserError
+from mnist_mlops.fileio import atomic_path, sha256_file
+from mnist_mlops.model import MNISTClassifier, count_parameters, is_finite_model
+from mnist_mlops.tracking import client, git_commit
+
+HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    best_val_acc: float
+    epochs: int
+    seconds: float
+    device: str
+    n_parameters: int
+    history: list[dict[str, float]]
+
+
+def _history(tracking_uri: str, run_id: str) -> list[dict[str, float]]:
+    """Per-epoch curves, read back from the run's metric history."""
+    c = client(tracking_uri)
+    series = {k: [m.value for m in sorted(c.get_metric_history(run_id, k), key=lambda m: m.step)]
+              for k in HISTORY_KEYS}
+    n = min((len(v) for v in series.values()), default=0)
+    return [{"epoch": i + 1, **{k: series[k][i] for k in HISTORY_KEYS}} for i in range(n)]
+
+
+def train(
+    cfg: TrainConfig,
+    processed_dir: str | os.PathLike[str],
+    checkpoint_out: str | os.PathLike[str],
+    mlflow_cfg: MlflowConfig,
+    run_name: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
+    _ = dm.splits  # load and validate now: a bad file fails before any run is created
+    stats = dm.stats
+    model = MNISTClassifier(cfg, mean=stats["mean"], std=stats["std"])
+
+    data_file = Path(processed_dir) / "mnist.npz"
+    tags = {
+        "git_commit": git_commit(),
+        "dataset_sha256": sha256_file(data_file),
+        "stage": "train",
+        **(extra_tags or {}),
+    }
+    logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment, tracking_uri=mlflow_cfg.tracking_uri,
+                          run_name=run_name, tags=tags, log_model=False)
+    ckpt_dir = Path(tempfile.mkdtemp(prefix="mnist-ckpt-"))
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1,
+                                 filename="best", save_weights_only=False)
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        max_epochs=cfg.max_epochs,
+        precision=cfg.precision,
+        deterministic=cfg.deterministic,
+        logger=logger,
+        callbacks=[checkpoint],
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=os.isatty(2),
+        log_every_n_steps=50,
+    )
+    kwargs.update(trainer_kwargs or {})
+    trainer = pl.Trainer(**kwargs)
+    logger.log_hyperparams({**dataclasses.asdict(cfg), "n_parameters": count_parameters(model.net),
+                            "train_size": stats["counts"]["train"], "val_size": stats["counts"]["val"]})
+    started = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=dm)
+        seconds = time.perf_counter() - started
+        if not is_finite_model(model):
+            raise UserError("training diverged (NaN/Inf weights); lower train.lr or use a schedule")
+        if trainer.global_rank == 0:
+            best = checkpoint.best_model_path
+            if not best:
+                raise UserError("no checkpoint was saved; is train.max_epochs >= 1?")
+            with atomic_path(checkpoint_out) as tmp:
+                shutil.copyfile(best, tmp)
+    finally:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    run_id = logger.run_id or ""
+    if trainer.global_rank == 0:
+        client(mlflow_cfg.tracking_uri).log_metric(run_id, "train/seconds", seconds)
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=logger.experiment_id or "",
+        best_val_acc=float(checkpoint.best_model_score or 0.0),
+        epochs=trainer.current_epoch,
+        seconds=seconds,
+        device=str(trainer.strategy.root_device),
+        n_parameters=count_parameters(model.net),
+        history=_history(mlflow_cfg.tracking_uri, run_id) if trainer.global_rank == 0 else [],
+    )
+
+
+def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
+    """Rebuild the plain MLP from a Lightning checkpoint (weights only, no pickle)."""
+    from mnist_mlops.model import MLP
+
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{checkpoint}: not found; run the train stage first") from None
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise UserError(f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); rerun train") from None
+    hp = ckpt["hyper_parameters"]
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()})
+    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"])
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return net.eval()
