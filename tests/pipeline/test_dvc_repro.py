@@ -1,0 +1,103 @@
+"""A real `dvc repro` of the whole pipeline in a temporary git repo, on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
+    folder, sha = synthetic_mirror
+    repo = tmp_path_factory.mktemp("repo")
+    for item in ("pipeline", "src"):
+        shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
+    params["normalise"]["val_size"] = 100
+    params["train"].update(hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(repo / "src"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("MNIST_MIRROR", None)
+    _run(["git", "init", "-q"], repo, env)
+    _run(["dvc", "init", "-q"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
+    return repo, env
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo):
+    path, env = repo
+    return _run(["dvc", "repro"], path, env)
+
+
+def test_every_declared_output_exists(repo, first_repro):
+    path, _ = repo
+    stages = yaml.safe_load((path / "dvc.yaml").read_text())["stages"]
+    declared = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                declared.append(entry if isinstance(entry, str) else next(iter(entry)))
+    assert len(declared) >= 15
+    missing = [d for d in declared if not (path / d).exists()]
+    assert not missing, missing
+    for stage in ("download", "normalise", "train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in first_repro.stdout
+
+
+def test_metrics_parse_and_make_sense(repo, first_repro):
+    path, env = repo
+    evaluate = json.loads((path / "metrics/evaluate.json").read_text())
+    assert 0.8 <= evaluate["test"]["accuracy"] <= 1.0
+    assert evaluate["test"]["n"] == 200
+    export = json.loads((path / "metrics/export.json").read_text())
+    assert export["passed"] and export["argmax_mismatches"] == 0
+    cm = json.loads((path / "metrics/confusion_matrix.json").read_text())["rows_true_cols_predicted"]
+    assert len(cm) == 10 and all(len(r) == 10 for r in cm) and sum(map(sum, cm)) == 200
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], path, env).stdout)
+    assert shown, "dvc metrics show returned nothing"
+    meta = json.loads((path / "models/model.json").read_text())
+    from mnist_mlops.fileio import sha256_file
+
+    assert meta["sha256"] == sha256_file(path / "models/model.onnx")
+    assert (path / "mlflow.db").stat().st_size > 0
+
+
+def test_second_repro_runs_nothing(repo, first_repro):
+    path, env = repo
+    second = _run(["dvc", "repro"], path, env)
+    assert "Running stage" not in second.stdout
+    status = _run(["dvc", "status"], path, env)
+    assert "up to date" in status.stdout
+
+
+def test_param_change_reruns_only_downstream(repo, first_repro):
+    path, env = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["export"]["atol"] = 0.001
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro"], path, env).stdout
+    assert "Running stage 'export'" in out
+    assert "Running stage 'train'" not in out and "Running stage 'download'" not in out
