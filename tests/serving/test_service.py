@@ -1,0 +1,150 @@
+"""The service class, instantiated directly (no server): answers match ONNX Runtime offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_mlops import imaging
+from mnist_mlops.fileio import read_json, write_json
+from serving.service import (
+    EXAMPLE_PIXELS,
+    MAX_BATCH,
+    BatchPrediction,
+    MnistClassifier,
+    ModelLoadError,
+    Prediction,
+    load_model,
+    softmax,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def service(model_path: Path):
+    """One instance, built the way BentoML builds it (``Service.__call__`` -> inner class)."""
+    previous = os.environ.get("MNIST_MODEL_PATH")
+    os.environ["MNIST_MODEL_PATH"] = str(model_path)
+    try:
+        yield MnistClassifier()
+    finally:
+        if previous is None:
+            del os.environ["MNIST_MODEL_PATH"]
+        else:
+            os.environ["MNIST_MODEL_PATH"] = previous
+
+
+def assert_matches_offline(pred: Prediction, pixels: np.ndarray, offline_logits, version: str):
+    expected = offline_logits(pixels[None])[0]
+    assert isinstance(pred, Prediction)
+    assert len(pred.probabilities) == 10
+    assert sum(pred.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert min(pred.probabilities) >= 0.0
+    assert pred.digit == int(expected.argmax())
+    np.testing.assert_allclose(pred.probabilities, softmax(expected[None])[0], atol=1e-6)
+    assert pred.model_version == version
+
+
+def test_predict_upload_matches_offline_onnx_runtime(
+    service, model_path, digit_png, tmp_path, offline_logits
+):
+    upload = tmp_path / "digit.png"
+    upload.write_bytes(digit_png)
+    version = read_json(model_path.with_name("model.json"))["version"]
+    pred = service.predict(upload)
+    assert_matches_offline(pred, imaging.preprocess_image(digit_png), offline_logits, version)
+
+
+def test_predict_array_nested_and_flat(service, model_path, offline_logits):
+    version = read_json(model_path.with_name("model.json"))["version"]
+    pixels = np.asarray(EXAMPLE_PIXELS, dtype=np.float32)
+    nested = service.predict_array(EXAMPLE_PIXELS)
+    flat = service.predict_array(pixels.ravel().tolist())
+    assert_matches_offline(nested, pixels, offline_logits, version)
+    assert flat == nested
+
+
+def test_predict_batch_keeps_order_and_matches_single_calls(service):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, size=(28, 28)).tolist() for _ in range(5)] + [EXAMPLE_PIXELS]
+    out = service.predict_batch(images)
+    assert isinstance(out, BatchPrediction)
+    assert out.predictions == [service.predict_array(img) for img in images]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        (b"not an image at all", 400, "not a PNG"),
+        (b"II*\x00" + bytes(100), 415, "TIFF"),
+        (None, 422, "no ink"),  # a blank PNG, made below
+    ],
+)
+def test_bad_upload_answers_4xx_json(service, tmp_path, encode_image, data, status, message):
+    from PIL import Image
+
+    upload = tmp_path / "upload"
+    upload.write_bytes(data if data is not None else encode_image(Image.new("L", (40, 40), 255)))
+    response = service.predict(upload)
+    assert response.status_code == status
+    assert message in json.loads(response.body)["error"]
+
+
+def test_bad_arrays_answer_400_json(service):
+    for bad in ([0.0] * 10, [float("nan")] * 784, [[300.0] * 28] * 28):
+        response = service.predict_array(bad)
+        assert response.status_code == 400
+        assert json.loads(response.body)["error"].startswith("pixels must")
+    response = service.predict_batch([EXAMPLE_PIXELS, [1.0, 2.0]])
+    assert response.status_code == 400
+
+
+def test_batch_limit_is_in_the_api_schema():
+    schema = MnistClassifier.apis["predict_batch"].input_spec.model_json_schema()
+    assert schema["properties"]["images"]["maxItems"] == MAX_BATCH
+
+
+def test_softmax_is_stable_for_huge_logits():
+    probs = softmax(np.array([[1000.0, 0.0, -1000.0], [5.0, 5.0, 5.0]], dtype=np.float32))
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(probs[1], 1 / 3)
+
+
+def test_missing_model_fails_loudly(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_model(tmp_path / "model.onnx")
+
+
+def test_model_that_does_not_match_its_metadata_fails_loudly(model_path, tmp_path):
+    copy = tmp_path / "model.onnx"
+    shutil.copy(model_path, copy)
+    meta = read_json(model_path.with_name("model.json"))
+    write_json(tmp_path / "model.json", {**meta, "sha256": "0" * 64})
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        load_model(copy)
+
+
+def test_service_runs_without_torch(model_path):
+    # A fresh interpreter where `import torch` fails: the service must still load and answer.
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'torchvision', 'pytorch_lightning', 'lightning'):\n"
+        "    sys.modules[name] = None\n"
+        "from serving.service import MnistClassifier, EXAMPLE_PIXELS\n"
+        "print(MnistClassifier().predict_array(EXAMPLE_PIXELS).digit)\n"
+    )
+    env = {**os.environ, "MNIST_MODEL_PATH": str(model_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().isdigit()
