@@ -19,8 +19,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     cfg = section(load_params(args.params), DownloadConfig, "download")
-    download_mnist(args.out_dir, cfg.sha256, mirror_list(cfg.mirrors, cfg.mirror),
-                   timeout_s=cfg.timeout_s, retries=cfg.retries)
+    download_mnist(
+        args.out_dir,
+        cfg.sha256,
+        mirror_list(cfg.mirrors, cfg.mirror),
+        timeout_s=cfg.timeout_s,
+        retries=cfg.retries,
+    )
 
 
 if __name__ == "__main__":

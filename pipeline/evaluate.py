@@ -28,12 +28,24 @@ def main() -> None:
     metrics = evaluate(net, splits.x_test, splits.y_test, args.metrics_dir, args.plots_dir)
     ref = read_run_ref(Path(args.checkpoint).with_name("run.json"))
     m, p = Path(args.metrics_dir), Path(args.plots_dir)
-    log_to_run(ref, {"test/acc": metrics["test"]["accuracy"], "test/loss": metrics["test"]["loss"],
-                     "test/macro_f1": metrics["test"]["macro_f1"],
-                     **{f"shift/acc_{d}px": a for d, a in metrics["shift_accuracy"].items()}},
-               [m / "evaluate.json", m / "per_class.json", m / "confusion_matrix.json",
-                p / "confusion_matrix.png", p / "misclassified.png", p / "shift_robustness.png"],
-               artifact_path="evaluation")
+    log_to_run(
+        ref,
+        {
+            "test/acc": metrics["test"]["accuracy"],
+            "test/loss": metrics["test"]["loss"],
+            "test/macro_f1": metrics["test"]["macro_f1"],
+            **{f"shift/acc_{d}px": a for d, a in metrics["shift_accuracy"].items()},
+        },
+        [
+            m / "evaluate.json",
+            m / "per_class.json",
+            m / "confusion_matrix.json",
+            p / "confusion_matrix.png",
+            p / "misclassified.png",
+            p / "shift_robustness.png",
+        ],
+        artifact_path="evaluation",
+    )
     logging.getLogger(__name__).info("test accuracy %.4f", metrics["test"]["accuracy"])
 
 

@@ -3,7 +3,8 @@
     python -m pipeline.export models/model.ckpt data/processed models/model.onnx
 
 Writes the model, its metadata (models/model.json: SHA-256, version, I/O names)
-and metrics/export.json (parity), and logs the ONNX file to the MLflow run.
+and metrics/export.json (parity); logs the ONNX model to the MLflow run and
+registers it, moving the ``champion`` alias when it beats the current one.
 """
 
 import argparse
@@ -11,11 +12,12 @@ import datetime as dt
 from pathlib import Path
 
 from mnist_mlops.cli import run_stage
-from mnist_mlops.config import ExportConfig, load_params, section
+from mnist_mlops.config import ExportConfig, MlflowConfig, load_params, section
 from mnist_mlops.data.normalise import load_splits
 from mnist_mlops.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
 from mnist_mlops.fileio import read_json, sha256_file, write_json
-from mnist_mlops.tracking import log_to_run, read_run_ref
+from mnist_mlops.registry import register_onnx
+from mnist_mlops.tracking import log_to_run, read_run_ref, run_tags
 from mnist_mlops.training import load_net
 
 
@@ -28,27 +30,65 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/export.json")
     parser.add_argument("--eval-metrics", default="metrics/evaluate.json")
     args = parser.parse_args()
-    cfg = section(load_params(args.params), ExportConfig, "export")
+    params = load_params(args.params)
+    cfg = section(params, ExportConfig, "export")
+    mlflow_cfg = section(params, MlflowConfig, "mlflow")
     net = load_net(args.checkpoint)
     splits, stats = load_splits(args.processed_dir)
     parity = export_and_verify(net, args.onnx_out, splits.x_test, opset=cfg.opset, atol=cfg.atol)
-    write_json(args.metrics, {"n_images": parity.n_images, "max_abs_diff": parity.max_abs_diff,
-                              "argmax_mismatches": parity.argmax_mismatches, "atol": cfg.atol,
-                              "passed": parity.ok(cfg.atol)})
+    write_json(
+        args.metrics,
+        {
+            "n_images": parity.n_images,
+            "max_abs_diff": parity.max_abs_diff,
+            "argmax_mismatches": parity.argmax_mismatches,
+            "atol": cfg.atol,
+            "passed": parity.ok(cfg.atol),
+        },
+    )
     ref = read_run_ref(Path(args.checkpoint).with_name("run.json"))
     digest = sha256_file(args.onnx_out)
-    test_acc = read_json(args.eval_metrics)["test"]["accuracy"] if Path(args.eval_metrics).exists() else None
-    write_json(Path(args.onnx_out).with_suffix(".json"), {
-        "format": "onnx", "input": INPUT_NAME, "input_shape": ["batch", 28, 28], "input_dtype": "float32",
-        "input_range": [0, 255], "output": OUTPUT_NAME, "sha256": digest, "version": digest[:12],
-        "mean": stats["mean"], "std": stats["std"], "test_accuracy": test_acc,
-        "mlflow_run_id": ref["run_id"], "opset": cfg.opset,
+    test_acc = float(read_json(args.eval_metrics)["test"]["accuracy"])
+    meta = {
+        "format": "onnx",
+        "input": INPUT_NAME,
+        "input_shape": ["batch", 28, 28],
+        "input_dtype": "float32",
+        "input_range": [0, 255],
+        "output": OUTPUT_NAME,
+        "sha256": digest,
+        "version": digest[:12],
+        "mean": stats["mean"],
+        "std": stats["std"],
+        "test_accuracy": test_acc,
+        "mlflow_run_id": ref["run_id"],
+        "opset": cfg.opset,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })
-    log_to_run(ref, {"export/max_abs_diff": parity.max_abs_diff,
-                     "export/argmax_mismatches": parity.argmax_mismatches},
-               [Path(args.onnx_out), Path(args.onnx_out).with_suffix(".json"), Path(args.metrics)],
-               artifact_path="onnx")
+    }
+    logged = log_to_run(
+        ref,
+        {
+            "export/max_abs_diff": parity.max_abs_diff,
+            "export/argmax_mismatches": parity.argmax_mismatches,
+        },
+        [Path(args.metrics)],
+        artifact_path="export",
+    )
+    if logged:
+        reg = register_onnx(
+            args.onnx_out,
+            ref["tracking_uri"],
+            ref["run_id"],
+            mlflow_cfg.registered_model,
+            test_acc,
+            tags={"sha256": digest, **run_tags(ref, ("dataset_sha256", "git_commit"))},
+        )
+        meta["registry"] = {
+            "name": mlflow_cfg.registered_model,
+            "version": reg.version,
+            "champion": reg.promoted,
+        }
+    write_json(Path(args.onnx_out).with_suffix(".json"), meta)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ def main() -> None:
     cfg = section(load_params(args.params), NormaliseConfig, "normalise")
     splits, stats = make_splits(args.raw_dir, val_size=cfg.val_size, seed=cfg.seed)
     save_splits(splits, stats, args.out_dir)
-    logging.getLogger(__name__).info("splits %s, mean %.4f, std %.4f", stats["counts"], stats["mean"], stats["std"])
+    logging.getLogger(__name__).info(
+        "splits %s, mean %.4f, std %.4f", stats["counts"], stats["mean"], stats["std"]
+    )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,28 @@ def main() -> None:
     cfg = section(params, TrainConfig, "train")
     mlflow_cfg = section(params, MlflowConfig, "mlflow")
     result = train(cfg, args.processed_dir, args.checkpoint, mlflow_cfg)
-    write_json(Path(args.checkpoint).with_name("run.json"),
-               {"run_id": result.run_id, "experiment_id": result.experiment_id,
-                "tracking_uri": mlflow_cfg.tracking_uri, "experiment": mlflow_cfg.experiment})
+    write_json(
+        Path(args.checkpoint).with_name("run.json"),
+        {
+            "run_id": result.run_id,
+            "experiment_id": result.experiment_id,
+            "tracking_uri": mlflow_cfg.tracking_uri,
+            "experiment": mlflow_cfg.experiment,
+        },
+    )
     last = result.history[-1] if result.history else {}
-    write_json(args.metrics, {
-        "best_val_acc": result.best_val_acc, "epochs": result.epochs, "seconds": round(result.seconds, 2),
-        "device": result.device, "n_parameters": result.n_parameters,
-        **{k: last.get(k) for k in HISTORY_KEYS}, "diagnosis": diagnose(result.history),
-    })
+    write_json(
+        args.metrics,
+        {
+            "best_val_acc": result.best_val_acc,
+            "epochs": result.epochs,
+            "seconds": round(result.seconds, 2),
+            "device": result.device,
+            "n_parameters": result.n_parameters,
+            **{k: last.get(k) for k in HISTORY_KEYS},
+            "diagnosis": diagnose(result.history),
+        },
+    )
     write_csv(args.curve, ["epoch", *HISTORY_KEYS], result.history)
 
 

@@ -16,8 +16,12 @@ import pytest
 
 from mnist_mlops.data.idx import encode_idx
 
-FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +36,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_mirror(folder: Path, n_train: int = 400, n_test: int = 200, seed: int = 0) -> dict[str, str]:
+def write_mirror(
+    folder: Path, n_train: int = 400, n_test: int = 200, seed: int = 0
+) -> dict[str, str]:
     """Write gzip IDX files into ``folder``; return name -> SHA-256 of the decompressed bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr = synthetic_digits(n_train, seed)

@@ -26,8 +26,15 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 def per_class(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support for each digit."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
-    return {str(c): {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
-                     "support": int(s[c])} for c in CLASSES}
+    return {
+        str(c): {
+            "precision": float(p[c]),
+            "recall": float(r[c]),
+            "f1": float(f[c]),
+            "support": int(s[c]),
+        }
+        for c in CLASSES
+    }
 
 
 def most_confused(cm: np.ndarray, k: int = 5) -> list[dict[str, int]]:
@@ -36,8 +43,11 @@ def most_confused(cm: np.ndarray, k: int = 5) -> list[dict[str, int]]:
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:k]
     pairs = [np.unravel_index(i, off.shape) for i in order]
-    return [{"true": int(t), "predicted": int(p), "count": int(off[t, p])}
-            for t, p in pairs if off[t, p] > 0]
+    return [
+        {"true": int(t), "predicted": int(p), "count": int(off[t, p])}
+        for t, p in pairs
+        if off[t, p] > 0
+    ]
 
 
 def summary(y_true: np.ndarray, probs: np.ndarray) -> dict:
@@ -80,8 +90,10 @@ def diagnose(history: list[dict[str, float]]) -> str:
     if last["train/acc"] < 0.97:
         return f"underfitting: train accuracy {last['train/acc']:.4f} < 0.97; train longer or widen"
     if gap > 0.015 or (len(val_losses) > 3 and val_losses[-1] > 1.2 * min(val_losses)):
-        return (f"overfitting: train-val accuracy gap {gap:.4f}, val loss {val_losses[-1]:.4f} vs "
-                f"best {min(val_losses):.4f}; add dropout/augmentation or stop earlier")
+        return (
+            f"overfitting: train-val accuracy gap {gap:.4f}, val loss {val_losses[-1]:.4f} vs "
+            f"best {min(val_losses):.4f}; add dropout/augmentation or stop earlier"
+        )
     if len(val_losses) > 3 and ups >= len(val_losses) // 2:
         return f"oscillating: val loss rose in {ups} of {len(val_losses) - 1} epochs; lower the lr"
     return f"good fit: train-val accuracy gap {gap:.4f}"
@@ -102,7 +114,9 @@ def plot_confusion(cm: np.ndarray, path: str | os.PathLike[str]) -> None:
 
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 6))
-    ConfusionMatrixDisplay(cm, display_labels=CLASSES).plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
+    ConfusionMatrixDisplay(cm, display_labels=CLASSES).plot(
+        ax=ax, cmap="Blues", colorbar=False, values_format="d"
+    )
     ax.set_title("MNIST test confusion matrix")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -110,8 +124,13 @@ def plot_confusion(cm: np.ndarray, path: str | os.PathLike[str]) -> None:
     plt.close(fig)
 
 
-def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                       path: str | os.PathLike[str], n: int = 36) -> None:
+def plot_misclassified(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    path: str | os.PathLike[str],
+    n: int = 36,
+) -> None:
     """A grid of misclassified test images titled 'true -> predicted'."""
     plt = _figure()
     wrong = np.flatnonzero(y_pred != y_true)[:n]
@@ -130,8 +149,14 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarra
     plt.close(fig)
 
 
-def plot_lines(xs: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str,
-               title: str, path: str | os.PathLike[str]) -> None:
+def plot_lines(
+    xs: list[float],
+    series: dict[str, list[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    path: str | os.PathLike[str],
+) -> None:
     """A small line chart (shift robustness, learning curves)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4))

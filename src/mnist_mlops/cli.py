@@ -25,5 +25,8 @@ def run_stage(main: Callable[[], object]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("error: interrupted; outputs were left as they were (writes are atomic)", file=sys.stderr)
+        print(
+            "error: interrupted; outputs were left as they were (writes are atomic)",
+            file=sys.stderr,
+        )
         sys.exit(130)

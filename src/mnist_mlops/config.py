@@ -88,7 +88,9 @@ class TrainConfig:
         _check_choice("train.schedule", self.schedule, SCHEDULES)
         _check_choice("train.init", self.init, INITS)
         if not self.hidden or any(h <= 0 for h in self.hidden):
-            raise UserError("train.hidden must be a non-empty list of positive sizes, e.g. [256, 128]")
+            raise UserError(
+                "train.hidden must be a non-empty list of positive sizes, e.g. [256, 128]"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"train.dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.batch_size <= 0 or self.max_epochs <= 0:

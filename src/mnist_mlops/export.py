@@ -75,8 +75,12 @@ def inference_session(path: str | os.PathLike[str], threads: int = 1) -> ort.Inf
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def check_parity(net: torch.nn.Module, onnx_path: str | os.PathLike[str], images: np.ndarray,
-                 batch_size: int = 10_000) -> Parity:
+def check_parity(
+    net: torch.nn.Module,
+    onnx_path: str | os.PathLike[str],
+    images: np.ndarray,
+    batch_size: int = 10_000,
+) -> Parity:
     """Compare PyTorch and ONNX Runtime logits on ``images`` (uint8 (N,28,28))."""
     net = net.to("cpu").eval()
     session = inference_session(onnx_path, threads=os.cpu_count() or 1)
@@ -91,8 +95,13 @@ def check_parity(net: torch.nn.Module, onnx_path: str | os.PathLike[str], images
     return Parity(n_images=len(images), max_abs_diff=max_diff, argmax_mismatches=mismatches)
 
 
-def export_and_verify(net: torch.nn.Module, path: str | os.PathLike[str], images: np.ndarray,
-                      opset: int = 18, atol: float = 1e-4) -> Parity:
+def export_and_verify(
+    net: torch.nn.Module,
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    opset: int = 18,
+    atol: float = 1e-4,
+) -> Parity:
     """Export to ``path`` only if parity holds; otherwise raise and leave ``path`` untouched."""
     target = Path(path)
     staging = target.with_name(f".{target.stem}.staging.onnx")
@@ -101,7 +110,8 @@ def export_and_verify(net: torch.nn.Module, path: str | os.PathLike[str], images
         parity = check_parity(net, staging, images)
         if not parity.ok(atol):
             raise UserError(
-                f"ONNX parity failed on {parity.n_images} images: max |diff| {parity.max_abs_diff:.2e} "
+                f"ONNX parity failed on {parity.n_images} images: "
+                f"max |diff| {parity.max_abs_diff:.2e} "
                 f"(allowed {atol:.0e}), {parity.argmax_mismatches} argmax mismatches; "
                 "check the opset (export.opset) or the model for unsupported layers"
             )

@@ -23,10 +23,21 @@ log = logging.getLogger(__name__)
 def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
     """The current git commit (with ``-dirty`` if the tree has changes), or ``unknown``."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
@@ -50,8 +61,12 @@ def read_run_ref(path: str | os.PathLike[str]) -> dict[str, str]:
     return ref
 
 
-def log_to_run(ref: dict[str, str], metrics: dict[str, float], artifacts: list[Path],
-               artifact_path: str | None = None) -> bool:
+def log_to_run(
+    ref: dict[str, str],
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    artifact_path: str | None = None,
+) -> bool:
     """Add metrics and files to the train stage's run; warn (not fail) if the run is gone.
 
     The DVC outputs are the record of truth; MLflow is the browsing view, so a
@@ -64,11 +79,20 @@ def log_to_run(ref: dict[str, str], metrics: dict[str, float], artifacts: list[P
     try:
         c.get_run(ref["run_id"])
     except MlflowException:
-        log.warning("MLflow run %s not found in %s; results not logged there (rerun train to track)",
-                    ref["run_id"], ref["tracking_uri"])
+        log.warning(
+            "MLflow run %s not found in %s; results not logged there (rerun train to track)",
+            ref["run_id"],
+            ref["tracking_uri"],
+        )
         return False
     now = int(time.time() * 1000)
     c.log_batch(ref["run_id"], metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     for p in artifacts:
         c.log_artifact(ref["run_id"], str(p), artifact_path)
     return True
+
+
+def run_tags(ref: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    """The named tags of the referenced run (those that exist)."""
+    tags = client(ref["tracking_uri"]).get_run(ref["run_id"]).data.tags
+    return {k: tags[k] for k in keys if k in tags}

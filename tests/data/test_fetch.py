@@ -97,7 +97,11 @@ def test_no_mirrors_says_how_to_set_one(tmp_path):
 
 def test_env_override_comes_first(monkeypatch):
     monkeypatch.setenv(MIRROR_ENV, "/env/mirror")
-    assert mirror_list(["https://a/", "/param"], "/param") == ["/env/mirror", "/param", "https://a/"]
+    assert mirror_list(["https://a/", "/param"], "/param") == [
+        "/env/mirror",
+        "/param",
+        "https://a/",
+    ]
     monkeypatch.delenv(MIRROR_ENV)
     assert mirror_list(["https://a/"], "") == ["https://a/"]
 

@@ -28,16 +28,24 @@ def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
     folder, sha = synthetic_mirror
     repo = tmp_path_factory.mktemp("repo")
     for item in ("pipeline", "src"):
-        shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
     params["normalise"]["val_size"] = 100
     params["train"].update(hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo / "src"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     env.pop("MNIST_MIRROR", None)
     _run(["git", "init", "-q"], repo, env)
     _run(["dvc", "init", "-q"], repo, env)
@@ -74,7 +82,9 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     assert evaluate["test"]["n"] == 200
     export = json.loads((path / "metrics/export.json").read_text())
     assert export["passed"] and export["argmax_mismatches"] == 0
-    cm = json.loads((path / "metrics/confusion_matrix.json").read_text())["rows_true_cols_predicted"]
+    cm = json.loads((path / "metrics/confusion_matrix.json").read_text())[
+        "rows_true_cols_predicted"
+    ]
     assert len(cm) == 10 and all(len(r) == 10 for r in cm) and sum(map(sum, cm)) == 200
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], path, env).stdout)
     assert shown, "dvc metrics show returned nothing"

@@ -51,8 +51,15 @@ def _read_limited(stream: io.BufferedIOBase, total: int | None, label: str) -> b
     from tqdm.auto import tqdm  # tqdm is a training-side dependency only
 
     buf = bytearray()
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False,
-              disable=None, mininterval=0.5) as bar:
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=label,
+        leave=False,
+        disable=None,
+        mininterval=0.5,
+    ) as bar:
         while chunk := stream.read(_CHUNK):
             buf += chunk
             bar.update(len(chunk))
@@ -69,8 +76,9 @@ def _fetch_raw(location: str, timeout_s: float) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 length = response.headers.get("Content-Length")
-                return _read_limited(response, int(length) if length else None,
-                                     Path(parsed.path).name)
+                return _read_limited(
+                    response, int(length) if length else None, Path(parsed.path).name
+                )
         except urllib.error.HTTPError as exc:
             raise MirrorError(f"HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
@@ -131,7 +139,10 @@ def fetch_one(
                 if digest == expected_sha256:
                     return data
                 hint = " (looks like an HTML page)" if data.lstrip()[:1] == b"<" else ""
-                reason = f"SHA-256 mismatch: got {digest[:12]}..., expected {expected_sha256[:12]}...{hint}"
+                reason = (
+                    f"SHA-256 mismatch: got {digest[:12]}..., "
+                    f"expected {expected_sha256[:12]}...{hint}"
+                )
                 break
             failures.append(f"{location}: {reason}")
             if "no such file" not in reason and "HTTP 404" not in reason:

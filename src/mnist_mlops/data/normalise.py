@@ -49,7 +49,8 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, name: str) -> None:
         )
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataFormatError(
-            f"{name}: {len(labels)} labels for {len(images)} images; the files do not belong together"
+            f"{name}: {len(labels)} labels for {len(images)} images; "
+            "the files do not belong together"
         )
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
         raise DataFormatError(f"{name}: labels outside 0..9 ({labels.min()}..{labels.max()})")
@@ -100,9 +101,7 @@ def make_splits(raw_dir: str | os.PathLike[str], val_size: int, seed: int) -> tu
         "mean": mean,
         "std": std,
         "counts": {s: int(len(splits.split(s)[1])) for s in SPLITS},
-        "class_counts": {
-            s: np.bincount(splits.split(s)[1], minlength=10).tolist() for s in SPLITS
-        },
+        "class_counts": {s: np.bincount(splits.split(s)[1], minlength=10).tolist() for s in SPLITS},
         "val_size": val_size,
         "seed": seed,
     }
@@ -134,7 +133,10 @@ def load_splits(processed_dir: str | os.PathLike[str]) -> tuple[Splits, dict]:
         raise DataFormatError(f"{path}: missing arrays {missing}; rerun the normalise stage")
     for s in SPLITS:
         _check_pair(arrays[f"x_{s}"], arrays[f"y_{s}"].astype(np.int64), f"{path}[{s}]")
-    if not all(math.isfinite(stats.get(k, float("nan"))) for k in ("mean", "std")) or stats["std"] <= 0:
+    if (
+        not all(math.isfinite(stats.get(k, float("nan"))) for k in ("mean", "std"))
+        or stats["std"] <= 0
+    ):
         raise DataFormatError(f"{processed_dir}/stats.json: mean/std missing or not finite")
     splits = Splits(**{k: (v.astype(np.int64) if k[0] == "y" else v) for k, v in arrays.items()})
     return splits, stats
