@@ -1,0 +1,181 @@
+"""End to end through a real ``bentoml serve``: status codes, JSON bodies, health and metrics.
+
+One server for the whole module (startup takes a few seconds); it is always stopped
+in the fixture's teardown, and its log is shown if it fails to become ready.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_mlops import imaging
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    log_path = home / "server.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "MNIST_MODEL_PATH": str(model_path),
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with open(log_path, "wb") as log:
+        # New session: terminating it stops BentoML's worker processes too.
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield client
+    finally:
+        client.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)  # SIGTERM to the server's own process group
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+def assert_error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+def test_predict_png_matches_offline_prediction(server, digit_png, offline_logits):
+    response = server.post("/predict", files={"image": ("digit.png", digit_png, "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = offline_logits(imaging.preprocess_image(digit_png)[None])[0]
+    assert body["digit"] == int(expected.argmax())
+    assert len(body["probabilities"]) == 10
+    assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    assert len(body["model_version"]) == 12
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "message"),
+    [
+        ({"image": ("x.png", b"definitely not an image", "image/png")}, 400, "not a PNG"),
+        ({"image": ("x.tif", b"II*\x00" + bytes(64), "image/tiff")}, 415, "TIFF"),
+        ({"photo": ("x.png", b"\x89PNG", "image/png")}, 400, "'image'"),
+        ({"image": (None, "http://127.0.0.1:1/x.png")}, 400, "file upload"),
+    ],
+    ids=["junk", "tiff", "wrong-field", "text-instead-of-file"],
+)
+def test_predict_bad_uploads(server, files, status, message):
+    assert message in assert_error(server.post("/predict", files=files), status)
+
+
+def test_predict_blank_image_is_422(server, encode_image):
+    blank = encode_image(Image.new("L", (64, 64), 255))
+    response = server.post("/predict", files={"image": ("blank.png", blank, "image/png")})
+    assert "no ink" in assert_error(response, 422)
+
+
+def test_predict_wrong_content_type_and_oversized_body(server, digit_png):
+    raw = server.post("/predict", content=digit_png, headers={"content-type": "image/png"})
+    assert "multipart" in assert_error(raw, 415)
+    big = {"image": ("big.png", b"\x89PNG" + bytes(imaging.MAX_BYTES + (2 << 20)), "image/png")}
+    assert "limit" in assert_error(server.post("/predict", files=big), 413)
+
+
+def test_predict_array_and_batch(server, offline_logits):
+    pixels = np.zeros((28, 28), dtype=np.float32)
+    pixels[5:23, 12:16] = 255.0
+    nested = server.post("/predict_array", json={"pixels": pixels.tolist()})
+    flat = server.post("/predict_array", json={"pixels": pixels.ravel().tolist()})
+    assert nested.status_code == flat.status_code == 200, nested.text
+    assert nested.json() == flat.json()
+    assert nested.json()["digit"] == int(offline_logits(pixels[None])[0].argmax())
+
+    images = [pixels.tolist(), np.flipud(pixels).ravel().tolist(), np.zeros(784).tolist()]
+    batch = server.post("/predict_batch", json={"images": images})
+    assert batch.status_code == 200, batch.text
+    predictions = batch.json()["predictions"]
+    expected = offline_logits(np.stack([np.asarray(i, np.float32).reshape(28, 28) for i in images]))
+    assert [p["digit"] for p in predictions] == expected.argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/predict_array", b'{"pixels": [1, 2, 3]}'),
+        ("/predict_array", b'{"pixels": [' + b"NaN, " * 783 + b"NaN]}"),
+        ("/predict_array", b'{"pixels": [' + b"300, " * 783 + b"0]}"),
+        ("/predict_array", b'{"pixels": "abc"}'),
+        ("/predict_array", b"this is not json"),
+        ("/predict_array", b"{}"),
+        ("/predict_batch", b'{"images": []}'),
+        ("/predict_batch", b'{"images": [[' + b"0, " * 783 + b"0]]" + b", [0]" * 256 + b"]}"),
+    ],
+    ids=["short", "nan", "over-255", "string", "not-json", "missing", "empty-batch", "257-images"],
+)
+def test_bad_json_is_400(server, route, body):
+    response = server.post(route, content=body, headers={"content-type": "application/json"})
+    assert_error(response, 400)
+
+
+def test_health_and_metrics(server):
+    assert server.get("/livez").status_code == 200
+    assert server.get("/readyz").status_code == 200
+    metrics = server.get("/metrics")
+    assert metrics.status_code == 200
+    assert "# TYPE" in metrics.text and "bentoml_service_request" in metrics.text
+
+
+def test_no_request_above_got_a_5xx(server):
+    # Runs last in this module: BentoML's own metrics count responses by status code.
+    counts: dict[str, float] = {}
+    for line in server.get("/metrics").text.splitlines():
+        if match := re.match(
+            r'bentoml_service_request_total\{.*http_response_code="(\d+)".*\} (\S+)', line
+        ):
+            counts[match[1][0] + "xx"] = counts.get(match[1][0] + "xx", 0.0) + float(match[2])
+    assert counts.get("4xx", 0) > 0
+    assert counts.get("5xx", 0) == 0
