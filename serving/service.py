@@ -16,12 +16,14 @@ file's SHA-256), checked against the metadata at startup so a half-copied or
 swapped model file stops the server instead of serving wrong answers.
 
 Bad input is the client's fault, so it is answered with a 4xx and a JSON body
-``{"error": "..."}``: 400 malformed, 413 too large, 415 unsupported image
-format, 422 a valid image with no digit in it. (BentoML 1.4 turns a raised
-``InvalidArgument`` into a JSON *list* ``[{"error": ...}]``, see
-bentoml/BentoML#4232, so the endpoints return the response themselves.)
-Malformed JSON bodies are rejected by BentoML's pydantic validation with 400
-and ``{"error": ..., "detail": [...]}``.
+``{"error": "..."}``, never a 500: 400 malformed, 413 too large (body over
+MAX_BODY_BYTES, or too many pixels), 415 not multipart / unsupported image
+format, 422 a valid image with no digit in it. Three layers do this:
+:class:`RequestGuard` (size and multipart form, before BentoML parses the body),
+BentoML's pydantic validation of JSON bodies (400 with ``"error"`` and
+``"detail"``), and :func:`_client_errors` for what only decoding can tell.
+(BentoML 1.4 turns a raised ``InvalidArgument`` into a JSON *list*
+``[{"error": ...}]``, bentoml/BentoML#4232, so endpoints return the response.)
 """
 
 from __future__ import annotations
