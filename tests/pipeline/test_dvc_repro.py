@@ -95,6 +95,23 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     assert (path / "mlflow.db").stat().st_size > 0
 
 
+def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
+    import mlflow
+
+    path, _ = repo
+    client = mlflow.MlflowClient(f"sqlite:///{path}/mlflow.db")
+    meta = json.loads((path / "models/model.json").read_text())
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.data.metrics["test/acc"] == pytest.approx(meta["test_accuracy"])
+    assert len(run.data.tags["dataset_sha256"]) == 64
+    champion = client.get_model_version_by_alias("mnist-mlp", "champion")
+    assert champion.run_id == run.info.run_id
+    assert str(champion.version) == meta["registry"]["version"]
+    assert champion.tags["sha256"] == meta["sha256"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts
+
+
 def test_second_repro_runs_nothing(repo, first_repro):
     path, env = repo
     second = _run(["dvc", "repro"], path, env)
