@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mnist_mlops import imaging
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import read_json, sha256_file
+from mnist_mlops.inference import inference_session, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -158,29 +159,11 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             "the model and its metadata come from different exports: re-run the export stage"
         )
     return LoadedModel(
-        session=_session(model_path),
+        session=inference_session(model_path),
         input_name=meta.get("input", "pixels"),
         output_name=meta.get("output", "logits"),
         version=meta.get("version", actual[:12]),
     )
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    # Same settings as mnist_mlops.export.inference_session, which cannot be imported
-    # here: that module imports torch. One intra-op thread without spinning, so idle
-    # workers do not burn CPU and concurrent requests do not oversubscribe cores.
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row max so large logits cannot overflow."""
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 S = TypeVar("S")

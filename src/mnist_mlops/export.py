@@ -17,14 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import atomic_path
+from mnist_mlops.inference import INPUT_NAME, OUTPUT_NAME, as_model_input, inference_session
 
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "logits"
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "Parity",
+    "as_model_input",
+    "check_parity",
+    "export_and_verify",
+    "export_onnx",
+    "inference_session",
+]
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,6 @@ class Parity:
 
     def ok(self, atol: float) -> bool:
         return self.max_abs_diff <= atol and self.argmax_mismatches == 0
-
-
-def as_model_input(pixels: np.ndarray) -> np.ndarray:
-    """(N, 784) or (N, 28, 28) raw pixels -> the graph's float32 (N, 28, 28)."""
-    return np.ascontiguousarray(pixels, dtype=np.float32).reshape(-1, 28, 28)
 
 
 def export_onnx(net: torch.nn.Module, path: str | os.PathLike[str], opset: int = 18) -> None:
@@ -64,15 +67,6 @@ def export_onnx(net: torch.nn.Module, path: str | os.PathLike[str], opset: int =
         model.doc_string = "MNIST MLP: raw pixels 0..255 as float32 (N, 28, 28) -> 10 logits"
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(tmp))
-
-
-def inference_session(path: str | os.PathLike[str], threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with a small, non-spinning thread pool."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def check_parity(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import struct
-import sys
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,13 +21,6 @@ from PIL import Image, ImageDraw
 from mnist_mlops.fileio import sha256_file, write_json
 
 REPO = Path(__file__).resolve().parents[2]
-# `serving/` sits at the repository root, outside the installed package, and this test
-# folder (also named "serving", no __init__) would otherwise be taken for it as a
-# namespace package. A regular package on sys.path wins, so put the root there.
-# (`pythonpath = ["."]` in pyproject's pytest options would do the same.)
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 # A "7": top bar then a slanted stem, as fractions of the drawing box (x, y).
 SEVEN = [(0.05, 0.05), (0.95, 0.05), (0.45, 0.95)]
 
