@@ -1,7 +1,12 @@
-"""The service class, instantiated directly (no server): answers match ONNX Runtime offline."""
+"""The service classes, instantiated directly (no server): answers match ONNX Runtime offline.
+
+Outside ``bentoml serve`` the model dependency is a plain local :class:`MnistModel`, so
+these tests exercise the same code paths minus HTTP; the endpoints are coroutines.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,6 +24,7 @@ from serving.service import (
     MAX_BATCH,
     BatchPrediction,
     MnistClassifier,
+    MnistModel,
     ModelLoadError,
     Prediction,
     load_model,
@@ -59,15 +65,15 @@ def test_predict_upload_matches_offline_onnx_runtime(
     upload = tmp_path / "digit.png"
     upload.write_bytes(digit_png)
     version = read_json(model_path.with_name("model.json"))["version"]
-    pred = service.predict(upload)
+    pred = asyncio.run(service.predict(upload))
     assert_matches_offline(pred, imaging.preprocess_image(digit_png), offline_logits, version)
 
 
 def test_predict_array_nested_and_flat(service, model_path, offline_logits):
     version = read_json(model_path.with_name("model.json"))["version"]
     pixels = np.asarray(EXAMPLE_PIXELS, dtype=np.float32)
-    nested = service.predict_array(EXAMPLE_PIXELS)
-    flat = service.predict_array(pixels.ravel().tolist())
+    nested = asyncio.run(service.predict_array(EXAMPLE_PIXELS))
+    flat = asyncio.run(service.predict_array(pixels.ravel().tolist()))
     assert_matches_offline(nested, pixels, offline_logits, version)
     assert flat == nested
 
@@ -75,9 +81,9 @@ def test_predict_array_nested_and_flat(service, model_path, offline_logits):
 def test_predict_batch_keeps_order_and_matches_single_calls(service):
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, size=(28, 28)).tolist() for _ in range(5)] + [EXAMPLE_PIXELS]
-    out = service.predict_batch(images)
+    out = asyncio.run(service.predict_batch(images))
     assert isinstance(out, BatchPrediction)
-    assert out.predictions == [service.predict_array(img) for img in images]
+    assert out.predictions == [asyncio.run(service.predict_array(img)) for img in images]
 
 
 @pytest.mark.parametrize(
@@ -93,17 +99,17 @@ def test_bad_upload_answers_4xx_json(service, tmp_path, encode_image, data, stat
 
     upload = tmp_path / "upload"
     upload.write_bytes(data if data is not None else encode_image(Image.new("L", (40, 40), 255)))
-    response = service.predict(upload)
+    response = asyncio.run(service.predict(upload))
     assert response.status_code == status
     assert message in json.loads(response.body)["error"]
 
 
 def test_bad_arrays_answer_400_json(service):
     for bad in ([0.0] * 10, [float("nan")] * 784, [[300.0] * 28] * 28):
-        response = service.predict_array(bad)
+        response = asyncio.run(service.predict_array(bad))
         assert response.status_code == 400
         assert json.loads(response.body)["error"].startswith("pixels must")
-    response = service.predict_batch([EXAMPLE_PIXELS, [1.0, 2.0]])
+    response = asyncio.run(service.predict_batch([EXAMPLE_PIXELS, [1.0, 2.0]]))
     assert response.status_code == 400
 
 
@@ -140,7 +146,8 @@ def test_service_runs_without_torch(model_path):
         "for name in ('torch', 'torchvision', 'pytorch_lightning', 'lightning'):\n"
         "    sys.modules[name] = None\n"
         "from serving.service import MnistClassifier, EXAMPLE_PIXELS\n"
-        "print(MnistClassifier().predict_array(EXAMPLE_PIXELS).digit)\n"
+        "import asyncio\n"
+        "print(asyncio.run(MnistClassifier().predict_array(EXAMPLE_PIXELS)).digit)\n"
     )
     env = {**os.environ, "MNIST_MODEL_PATH": str(model_path)}
     result = subprocess.run(
@@ -148,3 +155,56 @@ def test_service_runs_without_torch(model_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().isdigit()
+
+
+def test_model_api_is_batchable_by_default():
+    api = MnistModel.apis["probabilities"]
+    assert api.batchable and api.batch_dim == (0, 0)
+    assert api.max_batch_size == MAX_BATCH
+
+
+def test_batching_can_be_switched_off_from_the_environment(model_path):
+    code = (
+        "from serving.service import MnistModel\n"
+        "print(MnistModel.apis['probabilities'].batchable)\n"
+    )
+    env = {**os.environ, "MNIST_MODEL_PATH": str(model_path), "MNIST_BATCHING": "off"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_model_service_returns_probabilities_for_a_batch(model_path, offline_logits):
+    previous = os.environ.get("MNIST_MODEL_PATH")
+    os.environ["MNIST_MODEL_PATH"] = str(model_path)
+    try:
+        model = MnistModel()
+    finally:
+        if previous is None:
+            del os.environ["MNIST_MODEL_PATH"]
+        else:
+            os.environ["MNIST_MODEL_PATH"] = previous
+    pixels = np.random.default_rng(2).uniform(0, 255, size=(7, 28, 28)).astype(np.float32)
+    probs = asyncio.run(model.probabilities(pixels))
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs, softmax(offline_logits(pixels)), atol=1e-6)
+
+
+def test_no_pickle_in_serving():
+    # BentoML's own pickle transport is refused by RequestGuard; our code never unpickles.
+    import ast
+
+    source = (REPO / "serving" / "service.py").read_text()
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in getattr(node, "names", [])
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not imported & {"pickle", "cloudpickle", "dill", "joblib", "marshal", "shelve"}
