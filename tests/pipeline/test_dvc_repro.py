@@ -27,11 +27,12 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
     folder, sha = synthetic_mirror
     repo = tmp_path_factory.mktemp("repo")
-    for item in ("pipeline", "src"):
+    for item in ("pipeline", "src", "serving"):
         shutil.copytree(
             ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
-    shutil.copy(ROOT / "dvc.yaml", repo)
+    for item in ("dvc.yaml", "bentofile.yaml", ".dvcignore"):
+        shutil.copy(ROOT / item, repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
     params["normalise"]["val_size"] = 100
@@ -41,6 +42,7 @@ def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(repo / "src"),
+        "BENTOML_HOME": str(repo / ".bentoml"),
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@t",
         "GIT_COMMITTER_NAME": "t",
@@ -71,7 +73,7 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    for stage in ("download", "normalise", "train", "evaluate", "export"):
+    for stage in ("download", "normalise", "train", "evaluate", "export", "package"):
         assert f"Running stage '{stage}'" in first_repro.stdout
 
 
@@ -110,6 +112,17 @@ def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
     assert champion.tags["sha256"] == meta["sha256"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts
+
+
+def test_package_stage_stores_the_exact_model(repo, first_repro):
+    path, env = repo
+    meta = json.loads((path / "models/model.json").read_text())
+    tag = f"mnist-mlp:{meta['sha256'][:12]}"
+    models = json.loads(_run(["bentoml", "models", "list", "-o", "json"], path, env).stdout)
+    assert tag in {m["tag"] for m in models}
+    bentos = json.loads(_run(["bentoml", "list", "-o", "json"], path, env).stdout)
+    assert f"mnist_classifier:{meta['sha256'][:12]}" in {b["tag"] for b in bentos}
+    assert (path / "bentos/mnist_classifier.bento").stat().st_size > 100_000
 
 
 def test_second_repro_runs_nothing(repo, first_repro):

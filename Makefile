@@ -1,0 +1,37 @@
+# mnist-mlops: `make help` lists the targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help setup repro test test-fast lint serve mlflow-ui bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup:  ## create .venv and install everything (training, serving, dev tools, browser for UI tests)
+	bash scripts/setup.sh
+
+repro:  ## run the whole pipeline (set MNIST_MIRROR=<url or folder> to use another mirror)
+	dvc repro
+
+test:  ## run every test, slow ones included (what CI runs)
+	pytest -q
+
+test-fast:  ## skip the slow tests (real training, dvc repro, served processes)
+	pytest -q -m "not slow"
+
+lint:  ## ruff lint + format check
+	ruff check . && ruff format --check .
+
+serve:  ## serve models/model.onnx on http://127.0.0.1:3000
+	bentoml serve serving.service:MnistClassifier --host 127.0.0.1 --port 3000
+
+mlflow-ui:  ## browse runs at http://127.0.0.1:5000 (loopback only)
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+bench:  ## training speed benchmark (table + JSON under bench/results)
+	python bench/train_speed.py
+
+clean:  ## remove pipeline outputs (not the venv or mlflow.db)
+	rm -rf data/raw data/processed models/*.ckpt models/*.onnx plots/*.png

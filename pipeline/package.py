@@ -1,0 +1,28 @@
+"""Package stage: import the ONNX model into the BentoML model store and build the Bento.
+
+    python -m pipeline.package models/model.onnx bentos/mnist_classifier.bento
+
+The exported ``.bento`` archive is the stage's output (``bentoml import`` it
+elsewhere, or ``bentoml containerize`` it where Docker runs).
+"""
+
+import argparse
+import logging
+
+from mnist_mlops.cli import run_stage
+from mnist_mlops.packaging import build_bento, import_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("onnx_model")
+    parser.add_argument("bento_out")
+    parser.add_argument("--bentofile", default="bentofile.yaml")
+    args = parser.parse_args()
+    tag = import_model(args.onnx_model)
+    bento = build_bento(args.bentofile, tag, args.bento_out)
+    logging.getLogger(__name__).info("built %s with model %s -> %s", bento, tag, args.bento_out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

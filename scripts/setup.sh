@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One-command setup for a fresh machine: a virtualenv with training, serving and
+# dev dependencies. torch/torchvision are pinned in pyproject.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[all]'
+echo "setup done: activate with 'source $VENV/bin/activate'"
