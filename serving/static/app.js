@@ -1,0 +1,255 @@
+// Draw-a-digit page: sends the canvas (or an uploaded file) to the service's /predict
+// as a PNG in a multipart form, so drawings and uploads share one preprocessing path
+// (mnist_mlops.imaging crops, scales and centres the ink as MNIST did).
+//
+// State for tests and assistive tech lives on #result: data-state is
+// empty | done | no-ink | error, and data-busy is "true" while a request is in flight
+// or queued.
+"use strict";
+
+(() => {
+  // Relative to the page (/ui/), so it also works behind a path prefix.
+  const PREDICT_URL = new URL("../predict", document.baseURI).href;
+  const THROTTLE_MS = 250; // at most one request this often while the pen moves
+  const INK = "#fff"; // white on black, like MNIST itself
+  const PAPER = "#000";
+
+  const canvas = document.getElementById("canvas");
+  const ctx = canvas.getContext("2d");
+  const clearButton = document.getElementById("clear");
+  const fileInput = document.getElementById("file");
+  const result = document.getElementById("result");
+  const digitOut = document.getElementById("digit");
+  const statusOut = document.getElementById("status");
+  const barsList = document.getElementById("bars");
+  const versionOut = document.getElementById("model-version");
+  const preview = document.getElementById("preview");
+  const previewImg = document.getElementById("preview-img");
+  const previewName = document.getElementById("preview-name");
+
+  // ---- the bar chart: ten rows, each with a visible text value -------------------------
+  const bars = [];
+  for (let d = 0; d < 10; d++) {
+    const li = document.createElement("li");
+    li.className = "bar";
+    li.dataset.digit = String(d);
+    li.innerHTML =
+      `<span class="bar-label">${d}</span>` +
+      `<span class="bar-track" aria-hidden="true"><span class="bar-fill"></span></span>` +
+      `<span class="bar-value">0.0%</span>`;
+    barsList.appendChild(li);
+    bars.push({
+      li,
+      fill: li.querySelector(".bar-fill"),
+      value: li.querySelector(".bar-value"),
+    });
+  }
+
+  function showProbabilities(probs, best) {
+    bars.forEach((bar, d) => {
+      const p = probs ? probs[d] : 0;
+      const pct = (100 * p).toFixed(1) + "%";
+      bar.li.dataset.probability = String(p);
+      bar.li.classList.toggle("best", d === best);
+      bar.li.setAttribute("aria-label", `digit ${d}: ${pct}`);
+      bar.fill.style.width = (100 * p).toFixed(2) + "%";
+      bar.value.textContent = pct;
+    });
+  }
+
+  function showState(state, message, digit) {
+    result.dataset.state = state;
+    statusOut.textContent = message;
+    statusOut.classList.toggle("error", state === "error");
+    digitOut.textContent = digit === undefined ? "\u2013" : String(digit);
+  }
+
+  function reset() {
+    showProbabilities(null, -1);
+    showState("empty", "Draw a digit");
+  }
+
+  // ---- talking to the service -----------------------------------------------------------
+  // One request at a time; a request asked for while one is in flight is queued (only the
+  // latest), and answers that a Clear made stale are dropped (generation counter).
+  let generation = 0;
+  let inFlight = false;
+  let queued = null; // () => Promise<Blob>, the newest pending source
+  let lastSent = 0;
+
+  function setBusy() {
+    result.dataset.busy = String(inFlight || queued !== null);
+  }
+
+  function requestPrediction(source) {
+    queued = source;
+    setBusy();
+    if (!inFlight) void sendQueued();
+  }
+
+  async function sendQueued() {
+    while (queued !== null) {
+      const source = queued;
+      const gen = generation;
+      queued = null;
+      inFlight = true;
+      lastSent = performance.now();
+      setBusy();
+      try {
+        const { blob, name } = await source();
+        const form = new FormData();
+        form.append("image", blob, name);
+        const response = await fetch(PREDICT_URL, { method: "POST", body: form });
+        const body = await response.json().catch(() => null);
+        if (gen === generation) render(response, body);
+      } catch (err) {
+        if (gen === generation) showState("error", `Could not reach the model: ${err.message}`);
+      } finally {
+        inFlight = false;
+        setBusy();
+      }
+    }
+  }
+
+  function render(response, body) {
+    if (response.ok && body && Array.isArray(body.probabilities)) {
+      showProbabilities(body.probabilities, body.digit);
+      const confidence = (100 * body.probabilities[body.digit]).toFixed(1);
+      showState("done", `Looks like a ${body.digit} (${confidence}% sure)`, body.digit);
+      versionOut.textContent = body.model_version;
+      return;
+    }
+    showProbabilities(null, -1);
+    if (response.status === 422) {
+      // The service found no ink: a blank canvas or an empty picture.
+      showState("no-ink", "No digit found: draw a digit");
+      return;
+    }
+    const detail = body && typeof body.error === "string" ? body.error : response.statusText;
+    showState("error", `Error ${response.status}: ${detail}`);
+  }
+
+  function canvasSource() {
+    return new Promise((resolve, reject) => {
+      canvas.toBlob((blob) => {
+        if (blob) resolve({ blob, name: "drawing.png" });
+        else reject(new Error("the drawing could not be encoded as PNG"));
+      }, "image/png");
+    });
+  }
+
+  // ---- drawing with pointer events (mouse, pen and touch alike) -------------------------
+  let drawing = false;
+  let hasInk = false;
+  let last = null;
+  let throttleTimer = null;
+
+  function paintBackground() {
+    ctx.fillStyle = PAPER;
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    hasInk = false;
+  }
+
+  function toCanvas(event) {
+    const rect = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - rect.left) * canvas.width) / rect.width,
+      y: ((event.clientY - rect.top) * canvas.height) / rect.height,
+    };
+  }
+
+  function strokeTo(point) {
+    ctx.strokeStyle = INK;
+    ctx.lineWidth = canvas.width / 14; // about 2 MNIST pixels once scaled down
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(last.x, last.y);
+    ctx.lineTo(point.x, point.y);
+    ctx.stroke();
+    last = point;
+    hasInk = true;
+  }
+
+  function predictSoon() {
+    // Throttled live prediction while drawing: now if the last request is old enough,
+    // else once the throttle window ends.
+    if (throttleTimer !== null) return;
+    const wait = Math.max(0, THROTTLE_MS - (performance.now() - lastSent));
+    throttleTimer = setTimeout(() => {
+      throttleTimer = null;
+      if (drawing) requestPrediction(canvasSource);
+    }, wait);
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    drawing = true;
+    clearUpload();
+    last = toCanvas(event);
+    strokeTo(last); // a tap leaves a dot
+  });
+
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const e of events.length ? events : [event]) strokeTo(toCanvas(e));
+    predictSoon();
+  });
+
+  function endStroke() {
+    if (!drawing) return;
+    drawing = false;
+    last = null;
+    if (throttleTimer !== null) {
+      clearTimeout(throttleTimer);
+      throttleTimer = null;
+    }
+    if (hasInk) requestPrediction(canvasSource);
+  }
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+
+  // ---- clear and upload -----------------------------------------------------------------
+  function clearUpload() {
+    fileInput.value = "";
+    if (previewImg.src) URL.revokeObjectURL(previewImg.src);
+    previewImg.removeAttribute("src");
+    preview.hidden = true;
+  }
+
+  function clearAll() {
+    generation++; // answers still on their way are now stale
+    queued = null;
+    setBusy();
+    paintBackground();
+    clearUpload();
+    reset();
+  }
+
+  clearButton.addEventListener("click", clearAll);
+  canvas.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" || event.key === "Delete" || event.key === "Backspace") {
+      event.preventDefault();
+      clearAll();
+    }
+  });
+
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files && fileInput.files[0];
+    if (!file) return;
+    paintBackground(); // the prediction is now the upload's, not the drawing's
+    generation++;
+    if (previewImg.src) URL.revokeObjectURL(previewImg.src);
+    previewImg.src = URL.createObjectURL(file);
+    previewName.textContent = file.name;
+    preview.hidden = false;
+    showState("empty", `Reading ${file.name}\u2026`);
+    requestPrediction(() => Promise.resolve({ blob: file, name: file.name }));
+  });
+
+  paintBackground();
+  reset();
+})();

@@ -1,0 +1,398 @@
+"""The draw-a-digit page (/ui/) in a real headless Chromium against a real ``bentoml serve``.
+
+Chromium is Debian's (``scripts/install_browser.sh``), driven by Playwright by path,
+so there is no ``playwright install`` download. Without Chromium these tests FAIL
+with a hint; set ``MNIST_SKIP_BROWSER=1`` to skip them on purpose.
+
+The checks hold for any model: the digit and the ten bars the page shows must be what
+``/predict`` answers for the very PNG on the canvas. When the trained model
+(``models/model.onnx``, with a matching ``model.json``) is present, the server uses it
+and drawn strokes must also be recognised (a "1", a "7", a "0"); with only the random
+test model that one check is skipped. A screenshot of the page goes to the test's tmp
+dir and to ``artifacts/ui-screenshot.png``.
+
+    pytest -m browser tests/serving/test_ui_browser.py
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from mnist_mlops.fileio import read_json, sha256_file
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINED_MODEL = REPO / "models" / "model.onnx"
+SCREENSHOT = REPO / "artifacts" / "ui-screenshot.png"
+READY_TIMEOUT_S = 60
+ANSWER_TIMEOUT_MS = 15_000
+# Root in a container: no sandbox; the rest keeps Chromium off the network and quiet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Strokes as (x, y) fractions of the canvas; each inner list is one pen-down..pen-up.
+# These are the digits the trained model gets right from such strokes (also 2, 3, 4).
+STROKES: dict[int, list[list[tuple[float, float]]]] = {
+    1: [[(0.5, 0.15), (0.5, 0.85)]],
+    7: [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]],
+    0: [
+        [
+            (0.5, 0.15),
+            (0.3, 0.3),
+            (0.27, 0.5),
+            (0.3, 0.7),
+            (0.5, 0.85),
+            (0.7, 0.7),
+            (0.73, 0.5),
+            (0.7, 0.3),
+            (0.5, 0.15),
+        ],
+    ],  # fmt: skip
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running server: its base URL, an httpx client, and whether its model is trained."""
+
+    url: str
+    client: httpx.Client
+    trained: bool
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def trained_model_usable() -> bool:
+    """True if models/model.onnx is there and model.json vouches for it (same SHA-256)."""
+    meta = TRAINED_MODEL.with_name("model.json")
+    if not (TRAINED_MODEL.is_file() and meta.is_file()):
+        return False
+    return read_json(meta).get("sha256") == sha256_file(TRAINED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``bentoml serve`` on a free loopback port: the trained model if usable, else the test one."""
+    trained = trained_model_usable()
+    home = tmp_path_factory.mktemp("bentoml_home")
+    log_path = home / "server.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "MNIST_MODEL_PATH": str(TRAINED_MODEL if trained else model_path),
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with open(log_path, "wb") as log:
+        # New session: terminating it stops BentoML's worker processes too.
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=10)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield Served(url=url, client=client, trained=trained)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (or $MNIST_CHROMIUM); fails with the fix when it is missing."""
+    if os.environ.get("MNIST_SKIP_BROWSER") == "1":
+        pytest.skip("MNIST_SKIP_BROWSER=1: browser tests skipped on purpose")
+    path = os.environ.get("MNIST_CHROMIUM") or shutil.which("chromium")
+    if not path or not Path(path).exists():
+        pytest.fail(
+            "Chromium not found (looked for $MNIST_CHROMIUM, then `chromium` on PATH). "
+            "Install it with `scripts/install_browser.sh` (CI does), "
+            "or set MNIST_SKIP_BROWSER=1 to skip the browser tests.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the module, with a fresh profile and touch support."""
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "Playwright for Python is missing: pip install -e '.[dev]' "
+            "(no `playwright install` needed; the tests use Debian's Chromium)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium_profile")),  # a fresh --user-data-dir
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 900, "height": 640},
+            has_touch=True,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser_context: Any, served: Served) -> Iterator[Any]:
+    """A fresh tab on the page, opened at /ui (no slash: the redirect must work too).
+
+    Fails the test if the page's script threw anything uncaught.
+    """
+    tab = browser_context.new_page()
+    tab.set_default_timeout(ANSWER_TIMEOUT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(f"{served.url}/ui")
+    assert tab.url == f"{served.url}/ui/"
+    try:
+        yield tab
+    finally:
+        tab.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+# ---- helpers: drawing and reading the page -----------------------------------------------
+
+
+def canvas_point(page: Any, x: float, y: float) -> tuple[float, float]:
+    box = page.locator("#canvas").bounding_box()
+    return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+
+def draw_with_mouse(page: Any, strokes: list[list[tuple[float, float]]]) -> None:
+    for stroke in strokes:
+        page.mouse.move(*canvas_point(page, *stroke[0]))
+        page.mouse.down()
+        for point in stroke[1:]:
+            page.mouse.move(*canvas_point(page, *point), steps=12)
+        page.mouse.up()
+
+
+def draw_with_touch(page: Any, stroke: list[tuple[float, float]], steps: int = 12) -> None:
+    """One finger stroke, as real touch events (the page sees pointerType "touch")."""
+    cdp = page.context.new_cdp_session(page)
+
+    def touch(kind: str, x: float, y: float) -> None:
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    x0, y0 = canvas_point(page, *stroke[0])
+    touch("touchStart", x0, y0)
+    for target in stroke[1:]:
+        x1, y1 = canvas_point(page, *target)
+        for i in range(1, steps + 1):
+            touch("touchMove", x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+        x0, y0 = x1, y1
+    touch("touchEnd", x0, y0)
+    cdp.detach()
+
+
+def wait_for_answer(page: Any) -> str:
+    """Wait until no request is in flight or queued and an answer is shown; return its state."""
+    page.wait_for_function(
+        "() => { const r = document.getElementById('result');"
+        " return r.dataset.busy === 'false' && r.dataset.state !== 'empty'; }"
+    )
+    return page.locator("#result").get_attribute("data-state")
+
+
+def shown(page: Any) -> dict[str, Any]:
+    """What the page shows: the digit text, status text, bar values (data and text)."""
+    bars = page.locator("#bars > li")
+    return {
+        "digit": page.locator("#digit").inner_text().strip(),
+        "status": page.locator("#status").inner_text().strip(),
+        "count": bars.count(),
+        "probabilities": [float(p) for p in bars.evaluate_all(
+            "items => items.map(li => li.dataset.probability)")],
+        "percent_texts": bars.locator(".bar-value").all_inner_texts(),
+        "best": bars.evaluate_all(
+            "items => items.filter(li => li.classList.contains('best'))"
+            ".map(li => Number(li.dataset.digit))"),
+    }  # fmt: skip
+
+
+def canvas_png(page: Any) -> bytes:
+    data_url = page.evaluate("() => document.getElementById('canvas').toDataURL('image/png')")
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def predict(served: Served, png: bytes, name: str = "drawing.png") -> dict[str, Any]:
+    response = served.client.post("/predict", files={"image": (name, png, "image/png")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_shows(page: Any, expected: dict[str, Any]) -> dict[str, Any]:
+    """The page shows ``expected`` (a /predict answer): digit, ten bars, highlighted best."""
+    seen = shown(page)
+    assert seen["digit"] == str(expected["digit"]), seen
+    assert seen["count"] == 10
+    assert seen["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-9)
+    assert sum(seen["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    percents = [float(text.rstrip("%")) for text in seen["percent_texts"]]
+    assert len(percents) == 10 and sum(percents) == pytest.approx(100.0, abs=0.6)
+    assert seen["best"] == [expected["digit"]]
+    assert page.locator("#model-version").inner_text() == expected["model_version"]
+    return seen
+
+
+# ---- the tests ---------------------------------------------------------------------------
+
+
+def test_page_and_assets_are_served_under_ui(served):
+    redirect = served.client.get("/ui")
+    assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith("/ui/")
+    for path, kind in [("/ui/", "text/html"), ("/ui/app.js", "javascript"),
+                       ("/ui/style.css", "text/css")]:  # fmt: skip
+        response = served.client.get(path)
+        assert response.status_code == 200 and kind in response.headers["content-type"], path
+    html = served.client.get("/ui/").text
+    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+    assert served.client.get("/ui/missing.js").status_code == 404
+
+
+@pytest.mark.browser
+def test_drawing_shows_the_services_answer_and_a_screenshot(page, served, tmp_path):
+    assert shown(page)["digit"] == "\u2013" and shown(page)["status"] == "Draw a digit"
+    draw_with_mouse(page, STROKES[7])
+    assert wait_for_answer(page) == "done"
+    expected = predict(served, canvas_png(page))
+    seen = assert_shows(page, expected)
+    assert seen["status"].startswith(f"Looks like a {expected['digit']}")
+
+    shot = tmp_path / "ui-screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)
+    with Image.open(shot) as img:
+        assert img.width >= 600 and img.height >= 400
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("digit", sorted(STROKES))
+def test_trained_model_recognises_drawn_digits(page, served, digit):
+    if not served.trained:
+        pytest.skip(f"{TRAINED_MODEL} missing or not matching model.json: run `dvc repro export`")
+    draw_with_mouse(page, STROKES[digit])
+    assert wait_for_answer(page) == "done"
+    assert shown(page)["digit"] == str(digit)
+
+
+@pytest.mark.browser
+def test_touch_draws_and_predicts(page, served):
+    assert page.locator("#canvas").evaluate("c => getComputedStyle(c).touchAction") == "none"
+    page.evaluate(
+        "() => { window.pointerTypes = new Set(); document.getElementById('canvas')"
+        ".addEventListener('pointerdown', e => window.pointerTypes.add(e.pointerType)); }"
+    )
+    draw_with_touch(page, STROKES[1][0])
+    assert wait_for_answer(page) == "done"
+    assert page.evaluate("() => [...window.pointerTypes]") == ["touch"]
+    expected = predict(served, canvas_png(page))
+    assert_shows(page, expected)
+    if served.trained:
+        assert expected["digit"] == 1
+
+
+@pytest.mark.browser
+def test_clear_resets_canvas_digit_and_bars(page):
+    draw_with_mouse(page, STROKES[7])
+    assert wait_for_answer(page) == "done"
+    page.get_by_role("button", name="Clear the drawing and the prediction").click()
+    seen = shown(page)
+    assert seen["digit"] == "\u2013" and seen["status"] == "Draw a digit"
+    assert seen["count"] == 10 and seen["probabilities"] == [0.0] * 10 and seen["best"] == []
+    assert page.locator("#result").get_attribute("data-state") == "empty"
+    lit = page.evaluate(
+        "() => { const c = document.getElementById('canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] || d[i+1] || d[i+2]) n++;"
+        " return n; }"
+    )
+    assert lit == 0  # all black again
+
+
+@pytest.mark.browser
+def test_upload_shows_the_services_answer(page, served, digit_png, tmp_path):
+    upload = tmp_path / "seven.png"
+    upload.write_bytes(digit_png)  # black-on-white "7", off-centre on a 300x200 canvas
+    page.set_input_files("#file", str(upload))
+    assert wait_for_answer(page) == "done"
+    expected = predict(served, digit_png, "seven.png")
+    assert_shows(page, expected)
+    assert page.locator("#preview").is_visible()
+    assert page.locator("#preview-name").inner_text() == "seven.png"
+    if served.trained:
+        assert expected["digit"] == 7
+
+
+@pytest.mark.browser
+def test_blank_upload_asks_for_a_digit_and_junk_shows_the_error(page, tmp_path, encode_image):
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(encode_image(Image.new("L", (64, 64), 255)))
+    page.set_input_files("#file", str(blank))
+    assert wait_for_answer(page) == "no-ink"  # the service's 422
+    seen = shown(page)
+    assert "draw a digit" in seen["status"].lower() and seen["digit"] == "\u2013"
+    assert seen["probabilities"] == [0.0] * 10
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"definitely not an image")
+    page.set_input_files("#file", str(junk))
+    assert wait_for_answer(page) == "error"
+    status = shown(page)["status"]
+    assert status.startswith("Error 400") and "not a PNG" in status
