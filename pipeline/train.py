@@ -12,7 +12,9 @@ from pathlib import Path
 from mnist_mlops.analysis import diagnose
 from mnist_mlops.cli import run_stage
 from mnist_mlops.config import MlflowConfig, TrainConfig, load_params, section
+from mnist_mlops.data.normalise import load_splits
 from mnist_mlops.fileio import write_csv, write_json
+from mnist_mlops.tracking import prepare_store
 from mnist_mlops.training import HISTORY_KEYS, train
 
 
@@ -27,6 +29,9 @@ def main() -> None:
     params = load_params(args.params)
     cfg = section(params, TrainConfig, "train")
     mlflow_cfg = section(params, MlflowConfig, "mlflow")
+    load_splits(args.processed_dir)  # bad data fails here, before the MLflow store is touched
+    # Schema and experiment are created under a lock: parallel runs can share one sqlite store.
+    prepare_store(mlflow_cfg.tracking_uri, mlflow_cfg.experiment)
     result = train(cfg, args.processed_dir, args.checkpoint, mlflow_cfg)
     write_json(
         Path(args.checkpoint).with_name("run.json"),

@@ -18,7 +18,7 @@ environment when the module is imported (so every worker process sees the same):
 
     MNIST_MODEL_PATH       the exported model.onnx (model.json beside it)
     MNIST_BATCHING         "on" (default) or "off": adaptive batching of model calls
-    MNIST_MAX_LATENCY_MS   batching latency budget (default 200); a request that has
+    MNIST_MAX_LATENCY_MS   batching latency budget (default 5000); a request that has
                            queued longer than this for the model is answered 503
     MNIST_MAX_CONCURRENCY  requests in flight per API worker before a 429 (default 128)
     MNIST_API_WORKERS      API worker processes (default 1: the box has 2 cores and the
@@ -61,6 +61,7 @@ BentoML 1.4 gotchas this layout works around:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -86,15 +87,17 @@ from mnist_mlops import imaging
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import read_json, sha256_file
 from mnist_mlops.inference import inference_session, softmax
+from serving.ui import UI_PATH, static_app
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = "models/model.onnx"
 BATCHING = os.environ.get("MNIST_BATCHING", "on").lower() not in ("off", "0", "false", "no")
-MAX_LATENCY_MS = int(os.environ.get("MNIST_MAX_LATENCY_MS", "200"))
+MAX_LATENCY_MS = int(os.environ.get("MNIST_MAX_LATENCY_MS", "5000"))
 MAX_CONCURRENCY = int(os.environ.get("MNIST_MAX_CONCURRENCY", "128"))
 API_WORKERS = int(os.environ.get("MNIST_API_WORKERS", "1"))
 PICKLE_MEDIA_TYPE = "application/vnd.bentoml+pickle"
+READY_TIMEOUT_S = 2.0  # /readyz asks the model worker for its version within this
 MAX_BATCH = 256  # images per /predict_batch request: bounds the memory and time of one call
 # Any request body. Fits the largest upload (imaging.MAX_BYTES plus multipart framing) and
 # a full batch of JSON pixels (256 x 784 numbers is about 3 MB even with long decimals).
@@ -407,8 +410,8 @@ class MnistClassifier:
 
     async def __is_ready__(self) -> bool:
         """``/readyz``: ready once the model worker has loaded a checked model."""
-        try:
-            await self.model_version()
+        try:  # bounded: a model worker that keeps crashing must not hang the probe
+            await asyncio.wait_for(self.model_version(), READY_TIMEOUT_S)
         except Exception:
             logger.warning("The model service is not ready", exc_info=True)
             return False
@@ -464,3 +467,5 @@ MnistClassifier.add_asgi_middleware(
     max_bytes=MAX_BODY_BYTES,
 )
 MnistModel.add_asgi_middleware(RequestGuard, upload_routes=(), max_bytes=MAX_BODY_BYTES)
+# The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
+MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)

@@ -7,10 +7,12 @@ artifacts, so the MLflow UI shows one complete record per pipeline run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,46 @@ def client(tracking_uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores and in-memory sqlite)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    path = tracking_uri[len(prefix):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` beside a sqlite store (no-op for other stores)."""
+    db = _sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def prepare_store(tracking_uri: str, experiment: str) -> str:
+    """Create the store's schema and ``experiment`` once, safe when processes race; return its id.
+
+    MLflow creates (and migrates) a new sqlite schema on first use with no lock
+    between processes, and Lightning's MLFlowLogger creates a missing experiment
+    by get-then-create: trainings started together (parallel ``dvc exp run``
+    workers) crash with "table ... already exists" (mlflow/mlflow#19943) or
+    RESOURCE_ALREADY_EXISTS. Doing both under a file lock first leaves nothing
+    to race on; later connections only read the schema version.
+    """
+    with _store_lock(tracking_uri):
+        c = client(tracking_uri)
+        found = c.get_experiment_by_name(experiment)
+        return found.experiment_id if found is not None else c.create_experiment(experiment)
 
 
 def read_run_ref(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -9,8 +9,11 @@ split is held out, so nothing about val or test leaks into training.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,18 +45,25 @@ class Splits:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
 
-def _check_pair(images: np.ndarray, labels: np.ndarray, name: str) -> None:
+def _check_pair(
+    images: np.ndarray, labels: np.ndarray, name: str, labels_name: str | None = None
+) -> None:
+    """Validate an images/labels pair; errors name the file at fault (labels_name for labels)."""
+    labels_name = labels_name or name
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataFormatError(
             f"{name}: images must be uint8 of shape (N, 28, 28), got {images.dtype} {images.shape}"
         )
     if labels.ndim != 1 or len(labels) != len(images):
+        where = "" if labels_name == name else f" in {name}"
         raise DataFormatError(
-            f"{name}: {len(labels)} labels for {len(images)} images; "
+            f"{labels_name}: {len(labels)} labels for {len(images)} images{where}; "
             "the files do not belong together"
         )
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise DataFormatError(f"{name}: labels outside 0..9 ({labels.min()}..{labels.max()})")
+        raise DataFormatError(
+            f"{labels_name}: labels outside 0..9 ({labels.min()}..{labels.max()})"
+        )
 
 
 def load_raw(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,7 +72,7 @@ def load_raw(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.
     for split, (img_name, lbl_name) in RAW_FILES.items():
         images = read_idx(Path(raw_dir) / img_name)
         labels = read_idx(Path(raw_dir) / lbl_name).astype(np.int64)
-        _check_pair(images, labels, f"{raw_dir}/{img_name}")
+        _check_pair(images, labels, str(Path(raw_dir) / img_name), str(Path(raw_dir) / lbl_name))
         out[split] = (images, labels)
     return out
 
@@ -120,23 +130,32 @@ def save_splits(splits: Splits, stats: dict, out_dir: str | os.PathLike[str]) ->
 def load_splits(processed_dir: str | os.PathLike[str]) -> tuple[Splits, dict]:
     """Load and validate what :func:`save_splits` wrote."""
     path = Path(processed_dir) / "mnist.npz"
+    stats_path = Path(processed_dir) / "stats.json"
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        stats = read_json(Path(processed_dir) / "stats.json")
+        stats = read_json(stats_path)
     except FileNotFoundError as exc:
         raise DataFormatError(f"{exc.filename}: not found; run the normalise stage first") from None
-    except (ValueError, OSError) as exc:
-        raise DataFormatError(f"{path}: unreadable ({exc}); rerun the normalise stage") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(
+            f"{stats_path}: not valid JSON ({exc}); rerun the normalise stage"
+        ) from None
+    # A truncated or garbage npz surfaces as any of these, depending on where it breaks.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataFormatError(
+            f"{path}: unreadable ({type(exc).__name__}: {exc}); rerun the normalise stage"
+        ) from None
     missing = [f"{k}_{s}" for s in SPLITS for k in "xy" if f"{k}_{s}" not in arrays]
     if missing:
         raise DataFormatError(f"{path}: missing arrays {missing}; rerun the normalise stage")
     for s in SPLITS:
         _check_pair(arrays[f"x_{s}"], arrays[f"y_{s}"].astype(np.int64), f"{path}[{s}]")
-    if (
-        not all(math.isfinite(stats.get(k, float("nan"))) for k in ("mean", "std"))
-        or stats["std"] <= 0
-    ):
-        raise DataFormatError(f"{processed_dir}/stats.json: mean/std missing or not finite")
+    mean, std = (stats.get("mean"), stats.get("std")) if isinstance(stats, dict) else (None, None)
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (mean, std))
+    if not finite or std <= 0:
+        raise DataFormatError(
+            f"{stats_path}: mean/std missing, not finite or std <= 0; rerun the normalise stage"
+        )
     splits = Splits(**{k: (v.astype(np.int64) if k[0] == "y" else v) for k, v in arrays.items()})
     return splits, stats

@@ -1,0 +1,234 @@
+"""Mirrors that stall, refuse, truncate or flood are skipped; if none works, one clear error.
+
+Every faulty mirror is a real loopback server (raw sockets or http.server in a
+thread); the good mirror is the synthetic local folder. Each case is bounded by
+a small ``timeout_s`` and asserts how long falling through took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnist_mlops.data.fetch import MAX_FILE_BYTES, MIRROR_ENV, download_mnist, fetch_one
+from mnist_mlops.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "t10k-labels-idx1-ubyte"  # the smallest synthetic file: 8 + 200 bytes
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Runs the behaviour the test registered for the path (404 otherwise)."""
+
+    routes: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
+    release: threading.Event = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802
+        behaviour = self.routes.get(self.path)
+        if behaviour is None:
+            self.send_error(404)
+            return
+        # The client giving up on us is the point of most of these.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            behaviour(self)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def faulty_http() -> Iterator[tuple[str, dict, threading.Event]]:
+    """An HTTP server on loopback: (base URL, routes, release event that ends any stall)."""
+    release = threading.Event()
+    routes: dict = {}
+    handler = type("H", (_Handler,), {"routes": routes, "release": release})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/mnist/", routes, release
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[str]:
+    """A port that accepts TCP connections (kernel backlog) and never says a word."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/"
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def closed_port() -> str:
+    """A URL on a port nobody listens on: connection refused at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def _status(handler, body: bytes, length: int | None = None, stall: bool = False) -> None:
+    """Send 200 with ``body`` (claiming ``length`` bytes), then stall or close."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.wfile.flush()
+    if stall:
+        handler.release.wait(30)
+    handler.close_connection = True
+
+
+def _flood(handler) -> None:
+    """Stream zeros with no Content-Length until the client hangs up (or 2x the cap)."""
+    handler.send_response(200)
+    handler.end_headers()
+    block = b"\0" * (1 << 20)
+    for _ in range(2 * MAX_FILE_BYTES // len(block)):
+        handler.wfile.write(block)
+    handler.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """~65 KB of gzip that inflates to just over MAX_FILE_BYTES."""
+    return gzip.compress(b"\0" * (MAX_FILE_BYTES + 1024), compresslevel=9)
+
+
+def _fetch_timed(sha: str, mirrors: list[str], **kwargs) -> tuple[bytes, float]:
+    started = time.monotonic()
+    data = fetch_one(NAME, sha, mirrors, **kwargs)
+    return data, time.monotonic() - started
+
+
+def test_stalled_connection_times_out_and_next_mirror_wins(synthetic_mirror, silent_port, caplog):
+    folder, sha = synthetic_mirror
+    data, took = _fetch_timed(sha[NAME], [silent_port, str(folder)], timeout_s=0.5, retries=0)
+    assert len(data) == 8 + 200
+    assert took < 5, f"two 0.5 s timeouts took {took:.1f} s"
+    assert "timed out" in caplog.text
+
+
+def test_headers_then_stall_times_out_mid_body(synthetic_mirror, faulty_http, caplog):
+    folder, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    good = (folder / f"{NAME}.gz").read_bytes()
+    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, good[:10], length=len(good), stall=True)
+    # retries=1: the stall is treated as transient and retried once, with a 1 s back-off.
+    data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1)
+    assert len(data) == 8 + 200
+    assert took < 8, f"stalled body took {took:.1f} s to give up on"
+    assert "timed out" in caplog.text
+
+
+def test_connection_refused_falls_through_quickly(synthetic_mirror, closed_port, caplog):
+    folder, sha = synthetic_mirror
+    data, took = _fetch_timed(sha[NAME], [closed_port, str(folder)], timeout_s=5, retries=0)
+    assert len(data) == 8 + 200
+    assert took < 3
+    assert "Connection refused" in caplog.text or "ConnectionRefusedError" in caplog.text
+
+
+def test_body_shorter_than_content_length_is_rejected(synthetic_mirror, faulty_http, caplog):
+    folder, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    good = (folder / f"{NAME}.gz").read_bytes()
+    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, good[:-20], length=len(good))
+    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    assert len(data) == 8 + 200
+    assert f"{url}{NAME}.gz" in caplog.text
+
+
+def test_truncated_gzip_with_honest_length_is_rejected(synthetic_mirror, faulty_http, caplog):
+    folder, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    cut = (folder / f"{NAME}.gz").read_bytes()[:-30]
+    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, cut)
+    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    assert len(data) == 8 + 200
+    assert "corrupt gzip" in caplog.text
+
+
+def test_oversize_response_is_cut_off(synthetic_mirror, faulty_http, caplog):
+    folder, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    routes[f"/mnist/{NAME}.gz"] = _flood
+    data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    assert len(data) == 8 + 200
+    assert f"more than {MAX_FILE_BYTES} bytes" in caplog.text
+    assert took < 20
+
+
+def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, faulty_http, gzip_bomb, caplog):
+    folder, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    assert len(gzip_bomb) < MAX_FILE_BYTES // 100
+    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, gzip_bomb)
+    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    assert len(data) == 8 + 200
+    assert "decompresses to more than" in caplog.text
+
+
+def test_every_fault_at_once_is_one_clear_error(synthetic_mirror, faulty_http, silent_port,
+                                                closed_port, gzip_bomb, tmp_path):
+    """No mirror works: one UserError listing each mirror's reason, and no file written."""
+    _, sha = synthetic_mirror
+    url, routes, _ = faulty_http
+    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, gzip_bomb)
+    routes[f"/mnist/{NAME}"] = lambda h: _status(h, b"<!doctype html><title>Moved</title>")
+    started = time.monotonic()
+    with pytest.raises(UserError) as err:
+        download_mnist(tmp_path / "raw", {NAME: sha[NAME]}, [silent_port, closed_port, url],
+                       timeout_s=0.5, retries=0)
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert "\n" not in message
+    for reason in ("timed out", "Connection refused", "decompresses to more than",
+                   "looks like an HTML page", f"export {MIRROR_ENV}=", "download.mirror"):
+        assert reason in message, (reason, message)
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_download_cli_without_a_working_mirror_says_how_to_set_one(closed_port, tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["download"].update(mirrors=[closed_port, str(tmp_path / "empty")], mirror="",
+                              timeout_s=2, retries=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k != MIRROR_ENV}
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.download", str(tmp_path / "raw"),
+         "--params", str(tmp_path / "params.yaml")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    # Everything else on stderr is a log record (the skipped-mirror warnings).
+    assert all(line.startswith(("WARNING ", "INFO ")) for line in lines[:-1]), proc.stderr
+    assert "could not fetch" in errors[0] and "-idx" in errors[0]  # names the file
+    assert f"export {MIRROR_ENV}=" in errors[0]
+    assert not any((tmp_path / "raw").iterdir())
