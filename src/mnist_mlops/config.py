@@ -73,11 +73,16 @@ class TrainConfig:
     schedule: str = "none"
     label_smoothing: float = 0.0
     augment_shift: int = 0  # max random shift in pixels; 0 turns augmentation off
+    augment_degrees: float = 0.0  # max random rotation in degrees; 0 = off
+    augment_scale: float = 0.0  # max random zoom, as a fraction (0.1 = 0.9x..1.1x); 0 = off
     batch_size: int = 128
     max_epochs: int = 10
     seed: int = 42
     accelerator: str = "auto"  # "auto" picks the GPU when one is present
     devices: str = "auto"
+    strategy: str = "auto"  # "ddp" spreads one run over devices x num_nodes processes
+    num_nodes: int = 1
+    log_every_n_steps: int = 50  # only how often Lightning checks; metrics are per epoch
     precision: str = "32-true"  # "bf16-mixed" pays off on recent GPUs
     deterministic: bool = True  # same seed on CPU -> identical metrics
     compile: bool = False  # torch.compile the MLP (pays off on GPU for long runs)

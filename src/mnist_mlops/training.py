@@ -4,6 +4,10 @@
 DataModule and the model, fits on the GPU when one is present (CPU otherwise),
 keeps the checkpoint with the best validation accuracy, and returns the
 per-epoch history read back from MLflow (one source of truth for the curves).
+Without an MLflow config it trains untracked (the GPU box has no MLflow).
+The same params run on several processes, GPUs or nodes: set ``train.strategy``
+(``ddp``), ``train.devices`` and ``train.num_nodes``; the DataModule shards each
+epoch by rank and only rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 from mnist_mlops.config import MlflowConfig, TrainConfig
 from mnist_mlops.data.datamodule import MNISTDataModule
@@ -42,6 +46,30 @@ class TrainResult:
     device: str
     n_parameters: int
     history: list[dict[str, float]]
+    global_rank: int = 0  # under DDP every process returns; only rank 0 writes and tracks
+    world_size: int = 1
+
+
+class EpochHistory(Callback):
+    """Collects the epoch-level metrics in memory, for runs without an MLflow store.
+
+    Read when the next epoch starts (and when training ends): a callback's
+    ``on_train_epoch_end`` runs before the module's, where train/* are logged.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def _record(self, trainer: pl.Trainer, epoch: int) -> None:
+        metrics = trainer.callback_metrics
+        if epoch > len(self.rows) and all(k in metrics for k in HISTORY_KEYS):
+            self.rows.append({"epoch": epoch, **{k: float(metrics[k]) for k in HISTORY_KEYS}})
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch)
 
 
 def _history(tracking_uri: str, run_id: str) -> list[dict[str, float]]:
@@ -53,51 +81,77 @@ def _history(tracking_uri: str, run_id: str) -> list[dict[str, float]]:
     return [{"epoch": i + 1, **{k: series[k][i] for k in HISTORY_KEYS}} for i in range(n)]
 
 
+def build_trainer(cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback],
+                  **overrides: Any) -> pl.Trainer:
+    """The Trainer that ``train`` uses, shared with the speed benchmark so it times the same.
+
+    Per-step overhead is kept low: no progress bar off a terminal, no model
+    summary, no sanity validation, and metrics are logged once per epoch.
+    """
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator,
+        devices=int(cfg.devices) if cfg.devices.isdigit() else cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        max_epochs=cfg.max_epochs,
+        precision=cfg.precision,
+        deterministic=cfg.deterministic,
+        benchmark=False,
+        logger=logger,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=os.isatty(2),
+        # Nothing is logged per step (on_step=False), so this only sets how often
+        # Lightning looks; a large value keeps it off the hot loop.
+        log_every_n_steps=max(cfg.log_every_n_steps, 1),
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
 def train(
     cfg: TrainConfig,
     processed_dir: str | os.PathLike[str],
     checkpoint_out: str | os.PathLike[str],
-    mlflow_cfg: MlflowConfig,
+    mlflow_cfg: MlflowConfig | None = None,
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary."""
+    """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
+
+    With ``mlflow_cfg=None`` nothing is tracked (GPU boxes without MLflow, quick
+    sweeps): the history then comes from an in-memory callback instead.
+    """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
     _ = dm.splits  # load and validate now: a bad file fails before any run is created
     stats = dm.stats
     model = MNISTClassifier(cfg, mean=stats["mean"], std=stats["std"])
 
-    data_file = Path(processed_dir) / "mnist.npz"
-    tags = {
-        "git_commit": git_commit(),
-        "dataset_sha256": sha256_file(data_file),
-        "stage": "train",
-        **(extra_tags or {}),
-    }
-    logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment, tracking_uri=mlflow_cfg.tracking_uri,
-                          run_name=run_name, tags=tags, log_model=False)
+    logger: MLFlowLogger | None = None
+    if mlflow_cfg is not None:
+        tags = {
+            "git_commit": git_commit(),
+            "dataset_sha256": sha256_file(Path(processed_dir) / "mnist.npz"),
+            "stage": "train",
+            **(extra_tags or {}),
+        }
+        logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment,
+                              tracking_uri=mlflow_cfg.tracking_uri,
+                              run_name=run_name, tags=tags, log_model=False)
+    history = EpochHistory()
     ckpt_dir = Path(tempfile.mkdtemp(prefix="mnist-ckpt-"))
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1,
                                  filename="best", save_weights_only=False)
-    kwargs: dict[str, Any] = dict(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        max_epochs=cfg.max_epochs,
-        precision=cfg.precision,
-        deterministic=cfg.deterministic,
-        logger=logger,
-        callbacks=[checkpoint],
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        enable_progress_bar=os.isatty(2),
-        log_every_n_steps=50,
-    )
-    kwargs.update(trainer_kwargs or {})
-    trainer = pl.Trainer(**kwargs)
-    logger.log_hyperparams({**dataclasses.asdict(cfg), "n_parameters": count_parameters(model.net),
-                            "train_size": stats["counts"]["train"], "val_size": stats["counts"]["val"]})
+    trainer = build_trainer(cfg, logger if logger is not None else False, [checkpoint, history],
+                            **(trainer_kwargs or {}))
+    if logger is not None:
+        logger.log_hyperparams({**dataclasses.asdict(cfg),
+                                "n_parameters": count_parameters(model.net),
+                                "train_size": stats["counts"]["train"],
+                                "val_size": stats["counts"]["val"]})
     started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=dm)
@@ -112,18 +166,23 @@ def train(
                 shutil.copyfile(best, tmp)
     finally:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    run_id = logger.run_id or ""
-    if trainer.global_rank == 0:
+    run_id = (logger.run_id or "") if logger is not None else ""
+    if logger is not None and trainer.global_rank == 0:
         client(mlflow_cfg.tracking_uri).log_metric(run_id, "train/seconds", seconds)
+        rows = _history(mlflow_cfg.tracking_uri, run_id)
+    else:
+        rows = history.rows if trainer.global_rank == 0 else []
     return TrainResult(
         run_id=run_id,
-        experiment_id=logger.experiment_id or "",
+        experiment_id=(logger.experiment_id or "") if logger is not None else "",
         best_val_acc=float(checkpoint.best_model_score or 0.0),
         epochs=trainer.current_epoch,
         seconds=seconds,
         device=str(trainer.strategy.root_device),
         n_parameters=count_parameters(model.net),
-        history=_history(mlflow_cfg.tracking_uri, run_id) if trainer.global_rank == 0 else [],
+        history=rows,
+        global_rank=trainer.global_rank,
+        world_size=trainer.world_size,
     )
 
 
@@ -136,10 +195,13 @@ def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
     except FileNotFoundError:
         raise UserError(f"{checkpoint}: not found; run the train stage first") from None
     except Exception as exc:  # torch raises many types for a corrupt file
-        raise UserError(f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); rerun train") from None
+        raise UserError(f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); "
+                        "rerun train") from None
     hp = ckpt["hyper_parameters"]
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()})
-    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"])
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init,
+              hp["mean"], hp["std"])
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("net.")}
     net.load_state_dict(state)
     return net.eval()

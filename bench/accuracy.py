@@ -1,0 +1,77 @@
+"""Test accuracy of a training config over several seeds, without MLflow (runs on the GPU box).
+
+    PYTHONPATH=src python bench/accuracy.py data/processed --params params-best.yaml --seeds 1,2,3
+    PYTHONPATH=src python bench/accuracy.py data/processed --set hidden=[1024,1024] --set lr=0.003
+
+Each seed runs ``train`` exactly as the train stage does (best-validation
+checkpoint kept), then scores that checkpoint on the test split, as the
+evaluate stage would. Writes one JSON record per run (``--out``, appended), so
+a sweep over many configs in one device call leaves one file to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from mnist_mlops.config import TrainConfig, from_mapping, load_params
+from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.training import load_net, train
+
+
+def parse_sets(pairs: list[str]) -> dict[str, object]:
+    """``key=value`` overrides, values read as YAML (so ``[1024, 1024]`` is a list)."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@torch.no_grad()
+def test_accuracy(checkpoint: Path, processed_dir: str) -> float:
+    splits, _ = load_splits(processed_dir)
+    net = load_net(checkpoint)
+    pred = net(torch.from_numpy(splits.x_test)).argmax(1).numpy()
+    return float((pred == splits.y_test).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("processed_dir")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], help="train.KEY=VALUE override")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--name", default="")
+    parser.add_argument("--out", default="bench/results/accuracy.jsonl")
+    args = parser.parse_args()
+
+    section = {**(load_params(args.params).get("train") or {}), **parse_sets(args.set)}
+    base = from_mapping(TrainConfig, section, "train")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        cfg = dataclasses.replace(base, seed=seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            result = train(cfg, args.processed_dir, Path(tmp) / "model.ckpt", mlflow_cfg=None)
+            wall = time.perf_counter() - started
+            acc = test_accuracy(Path(tmp) / "model.ckpt", args.processed_dir)
+        record = {"name": args.name, "seed": seed, "test_acc": acc,
+                  "best_val_acc": result.best_val_acc, "fit_s": round(result.seconds, 2),
+                  "wall_s": round(wall, 2), "device": result.device, "epochs": result.epochs,
+                  "overrides": parse_sets(args.set), "params": args.params}
+        print(json.dumps(record), flush=True)
+        with out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
