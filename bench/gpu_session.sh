@@ -22,7 +22,7 @@ if [ "$MODE" = sweep ]; then
              "batch_size=1024 lr=0.006 max_epochs=8" "batch_size=2048 lr=0.008 max_epochs=10"; do
         args=(); for kv in $p; do args+=(--fast "$kv"); done
         python3 bench/train_speed.py "$DATA" --only b-fast "${args[@]}" --out /tmp/x.json \
-            2>&1 | grep -E "^b-fast" | sed "s/^/[$p] /" | tee -a "$OUT/profiles.log"
+            2>&1 | grep -E "b-fast +epoch" | sed "s|^|[$p] |" | tee -a "$OUT/profiles.log"
     done
     best --name best
     best --name best-noaffine --set augment_degrees=0 --set augment_scale=0

@@ -3,7 +3,8 @@
     PYTHONPATH=src python bench/train_speed.py data/processed
     PYTHONPATH=src python bench/train_speed.py data/processed --budget-s 120 --out /tmp/x.json
 
-Same model (``train`` section of params.yaml), same seed, same initial weights:
+Same model (``train`` section of params.yaml), same seed, same initial weights, after an
+untimed warm-up:
 
   (a) plain PyTorch loop, torchvision-style Dataset (PIL image -> ToTensor ->
       Normalize per item) + DataLoader (worker processes, pinned memory on GPU);
@@ -72,6 +73,7 @@ class Run:
     epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
     time_to_target_s: float | None = None
     note: str = ""
+    quiet: bool = False  # warm-up runs print nothing
 
     @property
     def epoch_s(self) -> float:
@@ -156,8 +158,9 @@ def _end_epoch(run: Run, epoch: int, start: float, clock: Clock, evaluate: Calla
     acc = evaluate()
     clock.pause(time.perf_counter() - t0)
     run.epochs.append({"epoch": epoch + 1, "epoch_s": now - start, "cum_s": now, "test_acc": acc})
-    print(f"  {run.name:7s} epoch {epoch + 1:3d}  {now - start:7.3f} s  cum {now:8.2f} s  "
-          f"test {acc:.4f}", flush=True)
+    if not run.quiet:
+        print(f"  {run.name:7s} epoch {epoch + 1:3d}  {now - start:7.3f} s  cum {now:8.2f} s  "
+              f"test {acc:.4f}", flush=True)
     if run.time_to_target_s is None and acc >= TARGET:
         run.time_to_target_s = now
     if now > budget_s:
@@ -209,9 +212,10 @@ def run_dataloader(cfg: TrainConfig, splits: Splits, stats: dict, device: torch.
 
 
 def run_tensors(name: str, cfg: TrainConfig, splits: Splits, stats: dict, device: torch.device,
-                budget_s: float, min_epochs: int) -> Run:
+                budget_s: float, min_epochs: int, log: bool = True) -> Run:
     """(b): whole split on the device as uint8, a fresh permutation each epoch, gather by index."""
-    run = Run(name, "plain loop, device-resident tensors, batches by index", _cfg_dict(cfg))
+    run = Run(name, "plain loop, device-resident tensors, batches by index", _cfg_dict(cfg),
+              quiet=not log)
     torch.manual_seed(cfg.seed)
     net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, stats["mean"],
               stats["std"]).to(device)
@@ -274,6 +278,25 @@ def run_lightning(name: str, cfg: TrainConfig, splits: Splits, stats: dict,
     return run
 
 
+def warm_up(cfgs: list[TrainConfig], splits: Splits, stats: dict, device: torch.device) -> None:
+    """A few untimed steps of every code path, so no run pays for loading kernels used later.
+
+    CUDA loads kernels lazily and cuBLAS picks algorithms per shape on first use;
+    without this the first run of each kind would carry that cost for the others.
+    """
+    quiet = splits.__class__(*(a[:4096] for a in (splits.x_train, splits.y_train, splits.x_val,
+                                                 splits.y_val, splits.x_test, splits.y_test)))
+    for cfg in cfgs:
+        short = dataclasses.replace(cfg, max_epochs=1)
+        run_tensors("warm", short, quiet, stats, device, budget_s=0.0, min_epochs=1, log=False)
+        pl.seed_everything(cfg.seed, verbose=False)
+        model = MNISTClassifier(short, stats["mean"], stats["std"])
+        dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=quiet)
+        build_trainer(short, False, [], enable_progress_bar=False, enable_checkpointing=False,
+                      limit_train_batches=2, limit_val_batches=1).fit(model, datamodule=dm)
+        torch.use_deterministic_algorithms(False)
+
+
 def _cfg_dict(cfg: TrainConfig) -> dict[str, Any]:
     keys = ("hidden", "dropout", "optimizer", "lr", "schedule", "batch_size", "max_epochs",
             "precision", "deterministic", "seed")
@@ -292,6 +315,8 @@ def summarise(runs: dict[str, Run], device_name: str) -> dict[str, Any]:
     ratios = {f"{k}_over_c": {"time_to_target": _ratio(r.time_to_target_s, c.time_to_target_s),
                               "epoch": _ratio(r.epoch_s, c.epoch_s)}
               for k, r in runs.items() if k != "c"}
+    if "a_over_c" not in ratios or "b_over_c" not in ratios:
+        return {"ratios": ratios, "targets": {}}
     if device_name == "cuda":
         targets = {
             "time_to_target_a_over_c>=8": (ratios["a_over_c"]["time_to_target"] or 0) >= 8,
@@ -353,6 +378,7 @@ def main() -> None:
         plan["c-same"] = lambda: run_lightning("c-same", base, splits, stats, device,
                                                args.budget_s, args.min_epochs)
     only = [s for s in args.only.split(",") if s]
+    warm_up([base, fast], splits, stats, device)
     runs: dict[str, Run] = {}
     for name, fn in plan.items():
         if only and name not in only:
