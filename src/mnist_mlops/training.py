@@ -118,11 +118,13 @@ def train(
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> TrainResult:
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
     With ``mlflow_cfg=None`` nothing is tracked (GPU boxes without MLflow, quick
     sweeps): the history then comes from an in-memory callback instead.
+    ``callbacks`` are added to the Trainer's own (checkpoint, history).
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -145,8 +147,8 @@ def train(
     ckpt_dir = Path(tempfile.mkdtemp(prefix="mnist-ckpt-"))
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1,
                                  filename="best", save_weights_only=False)
-    trainer = build_trainer(cfg, logger if logger is not None else False, [checkpoint, history],
-                            **(trainer_kwargs or {}))
+    trainer = build_trainer(cfg, logger if logger is not None else False,
+                            [checkpoint, history, *(callbacks or [])], **(trainer_kwargs or {}))
     if logger is not None:
         logger.log_hyperparams({**dataclasses.asdict(cfg),
                                 "n_parameters": count_parameters(model.net),

@@ -5,7 +5,7 @@ import torch
 
 from mnist_mlops.config import TrainConfig
 from mnist_mlops.data.datamodule import TensorBatches
-from mnist_mlops.model import MLP, MNISTClassifier, count_parameters, random_shift
+from mnist_mlops.model import MLP, MNISTClassifier, count_parameters, random_affine, random_shift
 
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])
@@ -77,3 +77,19 @@ def test_config_rejects_unknown_and_bad_values():
     with pytest.raises(UserError, match="train.max_epochs must be a whole number"):
         from_mapping(TrainConfig, {"max_epochs": 2.5}, "train")
     assert from_mapping(TrainConfig, {"lr": "1e-2", "hidden": [8]}, "train").lr == 0.01
+
+
+def test_random_affine_keeps_shape_and_is_identity_at_zero():
+    x = torch.zeros(8, 28, 28)
+    x[:, 10:18, 12:16] = 255.0
+    assert torch.allclose(random_affine(x, 0.0, 0.0), x, atol=1e-3)
+    moved = random_affine(x, 15.0, 0.1)
+    assert moved.shape == (8, 28, 28) and moved.dtype == torch.float32
+    assert not torch.allclose(moved, x, atol=1.0)
+
+
+def test_augment_is_off_by_default_and_on_when_configured():
+    x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    assert torch.equal(MNISTClassifier(TrainConfig(hidden=(8,)), 0.13, 0.31).augment(x), x)
+    on = MNISTClassifier(TrainConfig(hidden=(8,), augment_shift=2, augment_degrees=10), 0.13, 0.31)
+    assert on.augment(x).shape == (4, 28, 28)
