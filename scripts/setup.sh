@@ -8,4 +8,6 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[all]'
+# Chromium for the browser tests of the /ui page (apt; skipped when already installed).
+bash scripts/install_browser.sh || echo "setup: no Chromium; the browser tests (pytest -m browser) will fail until scripts/install_browser.sh succeeds" >&2
 echo "setup done: activate with 'source $VENV/bin/activate'"

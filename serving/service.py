@@ -87,6 +87,7 @@ from mnist_mlops import imaging
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import read_json, sha256_file
 from mnist_mlops.inference import inference_session, softmax
+from mnist_mlops.packaging import resolve_model_path
 from serving.ui import UI_PATH, static_app
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ class MnistModel:
     """Loads the model once; :meth:`probabilities` is what BentoML batches."""
 
     def __init__(self) -> None:
-        path = os.environ.get("MNIST_MODEL_PATH", DEFAULT_MODEL_PATH)
+        path = str(resolve_model_path(DEFAULT_MODEL_PATH))
         self.model = load_model(path)
         logger.info("Loaded %s (version %s, batching %s)", path, self.model.version, BATCHING)
 

@@ -90,24 +90,28 @@ def build_bento(
     return str(bento.tag)
 
 
-def resolve_model_path() -> Path:
+def resolve_model_path(default: str | os.PathLike[str] = "models/model.onnx") -> Path:
     """Where the service finds ``model.onnx`` (``model.json`` beside it).
 
-    ``MNIST_MODEL_PATH`` wins (tests, a bare checkout); otherwise the BentoML model
-    store's ``MNIST_MODEL_TAG`` (default ``mnist-mlp:latest``), which inside a built
-    Bento is the model packaged with it.
+    In order: ``MNIST_MODEL_PATH`` (tests, an explicit file); ``MNIST_MODEL_TAG``, set
+    inside a built Bento to the exact model packaged with it; ``default`` when it exists
+    (a checkout after ``dvc repro``); else the store's ``mnist-mlp:latest``.
     """
     explicit = os.environ.get(MODEL_PATH_ENV)
     if explicit:
         return Path(explicit)
+    tag = os.environ.get(MODEL_TAG_ENV)
+    if not tag:
+        if Path(default).is_file():
+            return Path(default)
+        tag = f"{MODEL_NAME}:latest"
     import bentoml
     from bentoml.exceptions import NotFound
 
-    tag = os.environ.get(MODEL_TAG_ENV, f"{MODEL_NAME}:latest")
     try:
         return Path(bentoml.models.get(tag).path_of(MODEL_FILES[0]))
     except NotFound:
         raise UserError(
-            f"model {tag} is not in the BentoML model store; run `dvc repro package` "
-            f"or set {MODEL_PATH_ENV}=models/model.onnx"
+            f"model {tag} is not in the BentoML model store and {default} does not exist; "
+            f"run `dvc repro` or set {MODEL_PATH_ENV}=path/to/model.onnx"
         ) from None

@@ -125,6 +125,40 @@ def test_package_stage_stores_the_exact_model(repo, first_repro):
     assert (path / "bentos/mnist_classifier.bento").stat().st_size > 100_000
 
 
+def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
+    """``bentoml serve <bento tag>`` from a folder without models/: the model must come
+    from the Bento (MNIST_MODEL_TAG -> the model store), and answer like ONNX Runtime does."""
+    import httpx
+    import numpy as np
+    from bento_process import serving
+
+    from mnist_mlops.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+
+    path, env = repo
+    meta = json.loads((path / "models/model.json").read_text())
+    version = meta["sha256"][:12]
+    pixels = np.zeros((1, 28, 28), np.float32)
+    pixels[0, 4:24, 12:16] = 255.0  # a "1"
+    session = inference_session(path / "models/model.onnx")
+    expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
+    with (
+        serving(
+            None,
+            path / ".bentoml",
+            target=f"mnist_classifier:{version}",
+            cwd=tmp_path,
+            PYTHONPATH="",
+        ) as served,
+        httpx.Client(base_url=served.url, timeout=30) as client,
+    ):
+        response = client.post("/predict_array", json={"pixels": pixels[0].tolist()})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["digit"] == int(expected.argmax())
+        assert np.allclose(body["probabilities"], expected, atol=1e-5)
+        assert body["model_version"] == version
+
+
 def test_second_repro_runs_nothing(repo, first_repro):
     path, env = repo
     second = _run(["dvc", "repro"], path, env)

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from bento_process import serving
 from PIL import Image
-from test_http import serving
 
 from mnist_mlops import imaging
 from serving.service import MAX_BATCH, MAX_BODY_BYTES

@@ -6,116 +6,19 @@ in the fixture's teardown, and its log is shown if it fails to become ready.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from bento_process import serving
 from PIL import Image
 
 from mnist_mlops import imaging
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Served:
-    """A running ``bentoml serve``: its arbiter process, base URL and log file."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
-
-
-def start_server(model_path: Path, home: Path, **env_extra: str) -> Served:
-    """Start ``bentoml serve serving.service:MnistClassifier`` on a free loopback port.
-
-    The server gets its own session (process group) so :func:`stop_server` can stop
-    BentoML's worker processes too. Does not wait for readiness.
-    """
-    home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "server.log"
-    port = free_port()
-    env = {
-        **os.environ,
-        "MNIST_MODEL_PATH": str(model_path),
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        **env_extra,
-    }
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return Served(proc, f"http://127.0.0.1:{port}", log_path)
-
-
-def wait_ready(served: Served, timeout: float = READY_TIMEOUT_S) -> None:
-    """Poll /readyz until 200; fail with the server's log if it exits or times out."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=served.url, timeout=5) as client:
-        while True:
-            if served.proc.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {served.proc.returncode}:\n"
-                            f"{served.log_text()}")  # fmt: skip
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"not ready after {timeout} s:\n{served.log_text()}")
-            time.sleep(0.2)
-
-
-def stop_server(served: Served) -> None:
-    """SIGTERM the whole process group, SIGKILL after 15 s; always reaps the arbiter."""
-    if served.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(served.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            served.proc.wait(timeout=15)
-    # Workers may outlive the arbiter: make sure nothing of the group is left.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(served.proc.pid, signal.SIGKILL)
-    if served.proc.poll() is None:
-        served.proc.wait()
-
-
-@contextlib.contextmanager
-def serving(model_path: Path, home: Path, **env_extra: str) -> Iterator[Served]:
-    """A ready server for the ``with`` block; stopped (process group) on the way out."""
-    served = start_server(model_path, home, **env_extra)
-    try:
-        wait_ready(served)
-        yield served
-    finally:
-        stop_server(served)
-
 
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:

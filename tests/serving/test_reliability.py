@@ -21,8 +21,8 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from bento_process import serving, start_server, stop_server, wait_ready
 from PIL import Image, ImageDraw
-from test_http import serving, start_server, stop_server, wait_ready
 
 from mnist_mlops.fileio import read_json, write_json
 from serving.service import MAX_BATCH

@@ -19,10 +19,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bento_process import serving
 from PIL import Image
 
 from mnist_mlops.fileio import read_json, sha256_file
@@ -39,7 +36,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TRAINED_MODEL = REPO / "models" / "model.onnx"
 SCREENSHOT = REPO / "artifacts" / "ui-screenshot.png"
-READY_TIMEOUT_S = 60
 ANSWER_TIMEOUT_MS = 15_000
 # Root in a container: no sandbox; the rest keeps Chromium off the network and quiet.
 CHROMIUM_ARGS = [
@@ -82,12 +78,6 @@ class Served:
     trained: bool
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def trained_model_usable() -> bool:
     """True if models/model.onnx is there and model.json vouches for it (same SHA-256)."""
     meta = TRAINED_MODEL.with_name("model.json")
@@ -101,46 +91,11 @@ def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """``bentoml serve`` on a free loopback port: the trained model if usable, else the test one."""
     trained = trained_model_usable()
     home = tmp_path_factory.mktemp("bentoml_home")
-    log_path = home / "server.log"
-    port = free_port()
-    env = {
-        **os.environ,
-        "MNIST_MODEL_PATH": str(TRAINED_MODEL if trained else model_path),
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with open(log_path, "wb") as log:
-        # New session: terminating it stops BentoML's worker processes too.
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=10)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield Served(url=url, client=client, trained=trained)
-    finally:
-        client.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+    with (
+        serving(TRAINED_MODEL if trained else model_path, home) as process,
+        httpx.Client(base_url=process.url, timeout=10) as client,
+    ):
+        yield Served(url=process.url, client=client, trained=trained)
 
 
 def chromium_path() -> str:

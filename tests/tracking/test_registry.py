@@ -27,7 +27,8 @@ def test_champion_moves_only_to_a_better_model(tmp_path, monkeypatch):
     assert (better.version, better.promoted, better.previous_champion) == ("3", True, "1")
     champion = client.get_model_version_by_alias("digits", CHAMPION)
     assert str(champion.version) == "3" and champion.run_id == runs[2]
-    assert client.get_model_version("digits", "1").tags == {"test_accuracy": "0.980000", "git_commit": "abc"}
+    first = client.get_model_version("digits", "1")
+    assert first.tags == {"test_accuracy": "0.980000", "git_commit": "abc"}
     # The registered artifact is a loadable MLflow ONNX model.
     model = mlflow.pyfunc.load_model(f"models:/digits@{CHAMPION}")
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)

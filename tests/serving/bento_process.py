@@ -1,0 +1,122 @@
+"""A real ``bentoml serve`` process for tests: start, wait for /readyz, stop the whole group.
+
+Shared by the serving tests and the pipeline test that serves the built Bento.
+Each server runs in its own session (process group), so stopping it also stops
+BentoML's worker processes; its log is shown when it fails to become ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+SERVICE = "serving.service:MnistClassifier"
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Served:
+    """A running ``bentoml serve``: its arbiter process, base URL and log file."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+def start_server(
+    model_path: Path | None,
+    home: Path,
+    target: str = SERVICE,
+    cwd: Path = REPO,
+    **env_extra: str,
+) -> Served:
+    """Start ``bentoml serve <target>`` on a free loopback port; do not wait for readiness.
+
+    ``target`` is the service (default) or a built Bento's tag; ``model_path`` None leaves
+    the service to find its model itself (``MNIST_MODEL_TAG`` / the model store).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "server.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        **env_extra,
+    }
+    env.pop("MNIST_MODEL_PATH", None)
+    if model_path is not None:
+        env["MNIST_MODEL_PATH"] = str(model_path)
+    command = [sys.executable, "-m", "bentoml", "serve", target,
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Served(proc, f"http://127.0.0.1:{port}", log_path)
+
+
+def wait_ready(served: Served, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll /readyz until 200; fail with the server's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=served.url, timeout=5) as client:
+        while True:
+            if served.proc.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {served.proc.returncode}:\n"
+                            f"{served.log_text()}")  # fmt: skip
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {timeout} s:\n{served.log_text()}")
+            time.sleep(0.2)
+
+
+def stop_server(served: Served) -> None:
+    """SIGTERM the whole process group, SIGKILL after 15 s; always reaps the arbiter."""
+    if served.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(served.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            served.proc.wait(timeout=15)
+    # Workers may outlive the arbiter: make sure nothing of the group is left.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(served.proc.pid, signal.SIGKILL)
+    if served.proc.poll() is None:
+        served.proc.wait()
+
+
+@contextlib.contextmanager
+def serving(model_path: Path | None, home: Path, **kwargs: str | Path) -> Iterator[Served]:
+    """A ready server for the ``with`` block; stopped (process group) on the way out."""
+    served = start_server(model_path, home, **kwargs)  # type: ignore[arg-type]
+    try:
+        wait_ready(served)
+        yield served
+    finally:
+        stop_server(served)
+
+
