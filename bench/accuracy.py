@@ -64,10 +64,18 @@ def main() -> None:
             result = train(cfg, args.processed_dir, Path(tmp) / "model.ckpt", mlflow_cfg=None)
             wall = time.perf_counter() - started
             acc = test_accuracy(Path(tmp) / "model.ckpt", args.processed_dir)
-        record = {"name": args.name, "seed": seed, "test_acc": acc,
-                  "best_val_acc": result.best_val_acc, "fit_s": round(result.seconds, 2),
-                  "wall_s": round(wall, 2), "device": result.device, "epochs": result.epochs,
-                  "overrides": parse_sets(args.set), "params": args.params}
+        record = {
+            "name": args.name,
+            "seed": seed,
+            "test_acc": acc,
+            "best_val_acc": result.best_val_acc,
+            "fit_s": round(result.seconds, 2),
+            "wall_s": round(wall, 2),
+            "device": result.device,
+            "epochs": result.epochs,
+            "overrides": parse_sets(args.set),
+            "params": args.params,
+        }
         print(json.dumps(record), flush=True)
         with out.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")

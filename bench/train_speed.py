@@ -107,8 +107,10 @@ def test_accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> flo
     """Accuracy of ``net`` on the whole test split (in eval mode, then back to train)."""
     was_training = net.training
     net.eval()
-    correct = sum(int((net(x[i : i + 10_000]).argmax(1) == y[i : i + 10_000]).sum())
-                  for i in range(0, len(x), 10_000))
+    correct = sum(
+        int((net(x[i : i + 10_000]).argmax(1) == y[i : i + 10_000]).sum())
+        for i in range(0, len(x), 10_000)
+    )
     net.train(was_training)
     return correct / len(y)
 
@@ -128,9 +130,18 @@ def make_optimizer(net: torch.nn.Module, cfg: TrainConfig, steps: int, fused: bo
     return opt, sched
 
 
-def plain_loop(run: Run, cfg: TrainConfig, net: torch.nn.Module, batches: Callable[[], Iterable],
-               n_batches: int, test: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-               clock: Clock, budget_s: float, min_epochs: int) -> None:
+def plain_loop(
+    run: Run,
+    cfg: TrainConfig,
+    net: torch.nn.Module,
+    batches: Callable[[], Iterable],
+    n_batches: int,
+    test: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    clock: Clock,
+    budget_s: float,
+    min_epochs: int,
+) -> None:
     """The textbook loop: forward, loss, backward, step; no host sync inside an epoch."""
     opt, sched = make_optimizer(net, cfg, cfg.max_epochs * n_batches)
     net.train()
@@ -145,13 +156,21 @@ def plain_loop(run: Run, cfg: TrainConfig, net: torch.nn.Module, batches: Callab
             opt.step()
             if sched is not None:
                 sched.step()
-        if _end_epoch(run, epoch, start, clock, lambda: test_accuracy(net, *test), budget_s,
-                      min_epochs):
+        if _end_epoch(
+            run, epoch, start, clock, lambda: test_accuracy(net, *test), budget_s, min_epochs
+        ):
             return
 
 
-def _end_epoch(run: Run, epoch: int, start: float, clock: Clock, evaluate: Callable[[], float],
-               budget_s: float, min_epochs: int) -> bool:
+def _end_epoch(
+    run: Run,
+    epoch: int,
+    start: float,
+    clock: Clock,
+    evaluate: Callable[[], float],
+    budget_s: float,
+    min_epochs: int,
+) -> bool:
     """Record an epoch; True when the run should stop (target reached or budget spent)."""
     now = clock.elapsed()
     t0 = time.perf_counter()
@@ -159,8 +178,11 @@ def _end_epoch(run: Run, epoch: int, start: float, clock: Clock, evaluate: Calla
     clock.pause(time.perf_counter() - t0)
     run.epochs.append({"epoch": epoch + 1, "epoch_s": now - start, "cum_s": now, "test_acc": acc})
     if not run.quiet:
-        print(f"  {run.name:7s} epoch {epoch + 1:3d}  {now - start:7.3f} s  cum {now:8.2f} s  "
-              f"test {acc:.4f}", flush=True)
+        print(
+            f"  {run.name:7s} epoch {epoch + 1:3d}  {now - start:7.3f} s  cum {now:8.2f} s  "
+            f"test {acc:.4f}",
+            flush=True,
+        )
     if run.time_to_target_s is None and acc >= TARGET:
         run.time_to_target_s = now
     if now > budget_s:
@@ -176,8 +198,9 @@ class TorchvisionStyle(torch.utils.data.Dataset):
         from torchvision import transforms
 
         self.images, self.labels = images, labels
-        self.transform = transforms.Compose([transforms.ToTensor(),
-                                             transforms.Normalize((mean,), (std,))])
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((mean,), (std,))]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -188,37 +211,70 @@ class TorchvisionStyle(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i], mode="L")), int(self.labels[i])
 
 
-def run_dataloader(cfg: TrainConfig, splits: Splits, stats: dict, device: torch.device,
-                   workers: int, budget_s: float, min_epochs: int) -> Run:
+def run_dataloader(
+    cfg: TrainConfig,
+    splits: Splits,
+    stats: dict,
+    device: torch.device,
+    workers: int,
+    budget_s: float,
+    min_epochs: int,
+) -> Run:
     """(a): per-item Dataset + DataLoader; the model's own normalisation is the identity here."""
-    run = Run("a", f"plain loop, torchvision-style Dataset + DataLoader ({workers} workers)",
-              _cfg_dict(cfg))
+    run = Run(
+        "a",
+        f"plain loop, torchvision-style Dataset + DataLoader ({workers} workers)",
+        _cfg_dict(cfg),
+    )
     torch.manual_seed(cfg.seed)
     # mean=0, std=1/255 makes the MLP's built-in normalise layer an identity, so the
     # Dataset's Normalize does the job and the weights are the same draws as (b), (c).
-    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, 0.0,
-              1.0 / 255.0).to(device)
+    net = MLP(
+        cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, 0.0, 1.0 / 255.0
+    ).to(device)
     clock = Clock(device)
     ds = TorchvisionStyle(splits.x_train, splits.y_train, stats["mean"], stats["std"])
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed))
-    x_test = ((torch.from_numpy(splits.x_test).float() / 255 - stats["mean"]) / stats["std"])
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    x_test = (torch.from_numpy(splits.x_test).float() / 255 - stats["mean"]) / stats["std"]
     test = (x_test.to(device), torch.from_numpy(splits.y_test).to(device))
-    plain_loop(run, cfg, net, lambda: loader, len(loader), test, device, clock, budget_s,
-               min_epochs)
+    plain_loop(
+        run, cfg, net, lambda: loader, len(loader), test, device, clock, budget_s, min_epochs
+    )
     return run
 
 
-def run_tensors(name: str, cfg: TrainConfig, splits: Splits, stats: dict, device: torch.device,
-                budget_s: float, min_epochs: int, log: bool = True) -> Run:
+def run_tensors(
+    name: str,
+    cfg: TrainConfig,
+    splits: Splits,
+    stats: dict,
+    device: torch.device,
+    budget_s: float,
+    min_epochs: int,
+    log: bool = True,
+) -> Run:
     """(b): whole split on the device as uint8, a fresh permutation each epoch, gather by index."""
-    run = Run(name, "plain loop, device-resident tensors, batches by index", _cfg_dict(cfg),
-              quiet=not log)
+    run = Run(
+        name, "plain loop, device-resident tensors, batches by index", _cfg_dict(cfg), quiet=not log
+    )
     torch.manual_seed(cfg.seed)
-    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, stats["mean"],
-              stats["std"]).to(device)
+    net = MLP(
+        cfg.hidden,
+        cfg.activation,
+        cfg.dropout,
+        cfg.batch_norm,
+        cfg.init,
+        stats["mean"],
+        stats["std"],
+    ).to(device)
     clock = Clock(device)
     x = torch.from_numpy(splits.x_train).to(device)
     y = torch.from_numpy(splits.y_train).to(device)
@@ -232,16 +288,21 @@ def run_tensors(name: str, cfg: TrainConfig, splits: Splits, stats: dict, device
             yield x[idx], y[idx]
 
     test = (torch.from_numpy(splits.x_test).to(device), torch.from_numpy(splits.y_test).to(device))
-    plain_loop(run, cfg, net, batches, math.ceil(n / bs), test, device, clock, budget_s,
-               min_epochs)
+    plain_loop(run, cfg, net, batches, math.ceil(n / bs), test, device, clock, budget_s, min_epochs)
     return run
 
 
 class _Timing(Callback):
     """Times each epoch (validation included) and tests after it, off the clock."""
 
-    def __init__(self, run: Run, clock: Clock, test: tuple[torch.Tensor, torch.Tensor],
-                 budget_s: float, min_epochs: int) -> None:
+    def __init__(
+        self,
+        run: Run,
+        clock: Clock,
+        test: tuple[torch.Tensor, torch.Tensor],
+        budget_s: float,
+        min_epochs: int,
+    ) -> None:
         self.run, self.clock, self.test = run, clock, test
         self.budget_s, self.min_epochs = budget_s, min_epochs
         self.start = 0.0
@@ -251,13 +312,27 @@ class _Timing(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         net = pl_module.net  # type: ignore[attr-defined]
-        if _end_epoch(self.run, trainer.current_epoch, self.start, self.clock,
-                      lambda: test_accuracy(net, *self.test), self.budget_s, self.min_epochs):
+        if _end_epoch(
+            self.run,
+            trainer.current_epoch,
+            self.start,
+            self.clock,
+            lambda: test_accuracy(net, *self.test),
+            self.budget_s,
+            self.min_epochs,
+        ):
             trainer.should_stop = True
 
 
-def run_lightning(name: str, cfg: TrainConfig, splits: Splits, stats: dict,
-                  device: torch.device, budget_s: float, min_epochs: int) -> Run:
+def run_lightning(
+    name: str,
+    cfg: TrainConfig,
+    splits: Splits,
+    stats: dict,
+    device: torch.device,
+    budget_s: float,
+    min_epochs: int,
+) -> Run:
     """(c): what ``train`` runs, minus MLflow (it logs once per epoch, off the hot loop)."""
     run = Run(name, "our Lightning training (MNISTDataModule + MNISTClassifier)", _cfg_dict(cfg))
     pl.seed_everything(cfg.seed, verbose=False)
@@ -268,8 +343,9 @@ def run_lightning(name: str, cfg: TrainConfig, splits: Splits, stats: dict,
     dm.stats = stats
     test = (torch.from_numpy(splits.x_test).to(device), torch.from_numpy(splits.y_test).to(device))
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as ckpt_dir:
-        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max",
-                                     save_top_k=1, filename="best")
+        checkpoint = ModelCheckpoint(
+            dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1, filename="best"
+        )
         timing = _Timing(run, clock, test, budget_s, min_epochs)
         trainer = build_trainer(cfg, False, [checkpoint, timing], enable_progress_bar=False)
         trainer.fit(model, datamodule=dm)
@@ -284,22 +360,50 @@ def warm_up(cfgs: list[TrainConfig], splits: Splits, stats: dict, device: torch.
     CUDA loads kernels lazily and cuBLAS picks algorithms per shape on first use;
     without this the first run of each kind would carry that cost for the others.
     """
-    quiet = splits.__class__(*(a[:4096] for a in (splits.x_train, splits.y_train, splits.x_val,
-                                                 splits.y_val, splits.x_test, splits.y_test)))
+    quiet = splits.__class__(
+        *(
+            a[:4096]
+            for a in (
+                splits.x_train,
+                splits.y_train,
+                splits.x_val,
+                splits.y_val,
+                splits.x_test,
+                splits.y_test,
+            )
+        )
+    )
     for cfg in cfgs:
         short = dataclasses.replace(cfg, max_epochs=1)
         run_tensors("warm", short, quiet, stats, device, budget_s=0.0, min_epochs=1, log=False)
         pl.seed_everything(cfg.seed, verbose=False)
         model = MNISTClassifier(short, stats["mean"], stats["std"])
         dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=quiet)
-        build_trainer(short, False, [], enable_progress_bar=False, enable_checkpointing=False,
-                      limit_train_batches=2, limit_val_batches=1).fit(model, datamodule=dm)
+        build_trainer(
+            short,
+            False,
+            [],
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            limit_train_batches=2,
+            limit_val_batches=1,
+        ).fit(model, datamodule=dm)
         torch.use_deterministic_algorithms(False)
 
 
 def _cfg_dict(cfg: TrainConfig) -> dict[str, Any]:
-    keys = ("hidden", "dropout", "optimizer", "lr", "schedule", "batch_size", "max_epochs",
-            "precision", "deterministic", "seed")
+    keys = (
+        "hidden",
+        "dropout",
+        "optimizer",
+        "lr",
+        "schedule",
+        "batch_size",
+        "max_epochs",
+        "precision",
+        "deterministic",
+        "seed",
+    )
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -312,9 +416,14 @@ def _ratio(slow: float | None, fast: float | None) -> float | None:
 def summarise(runs: dict[str, Run], device_name: str) -> dict[str, Any]:
     """Ratios of (c) against the baselines, and the issue's targets checked on them."""
     c = runs["c"]
-    ratios = {f"{k}_over_c": {"time_to_target": _ratio(r.time_to_target_s, c.time_to_target_s),
-                              "epoch": _ratio(r.epoch_s, c.epoch_s)}
-              for k, r in runs.items() if k != "c"}
+    ratios = {
+        f"{k}_over_c": {
+            "time_to_target": _ratio(r.time_to_target_s, c.time_to_target_s),
+            "epoch": _ratio(r.epoch_s, c.epoch_s),
+        }
+        for k, r in runs.items()
+        if k != "c"
+    }
     if "a_over_c" not in ratios or "b_over_c" not in ratios:
         return {"ratios": ratios, "targets": {}}
     if device_name == "cuda":
@@ -324,23 +433,29 @@ def summarise(runs: dict[str, Run], device_name: str) -> dict[str, Any]:
             "epoch_a_over_c>=10": (ratios["a_over_c"]["epoch"] or 0) >= 10,
         }
     else:
-        targets = {"epoch_c_within_1.2x_of_b": (ratios["b_over_c"]["epoch"] or 0) >= 1 / 1.2,
-                   "time_to_target_c_within_1.2x_of_b":
-                       (ratios["b_over_c"]["time_to_target"] or 0) >= 1 / 1.2}
+        targets = {
+            "epoch_c_within_1.2x_of_b": (ratios["b_over_c"]["epoch"] or 0) >= 1 / 1.2,
+            "time_to_target_c_within_1.2x_of_b": (ratios["b_over_c"]["time_to_target"] or 0)
+            >= 1 / 1.2,
+        }
     return {"ratios": ratios, "targets": targets}
 
 
 def print_table(runs: dict[str, Run]) -> None:
     c = runs["c"]
-    print(f"\n{'run':7s} {'time to 98% (s)':>16s} {'epoch (s)':>10s} {'best test':>10s} "
-          f"{'x slower than c (t98 / epoch)':>31s}  description")
+    print(
+        f"\n{'run':7s} {'time to 98% (s)':>16s} {'epoch (s)':>10s} {'best test':>10s} "
+        f"{'x slower than c (t98 / epoch)':>31s}  description"
+    )
     for name, r in runs.items():
         t98 = f"{r.time_to_target_s:.2f}" if r.time_to_target_s is not None else "not reached"
         best = max((e["test_acc"] for e in r.epochs), default=math.nan)
         rt, re_ = _ratio(r.time_to_target_s, c.time_to_target_s), _ratio(r.epoch_s, c.epoch_s)
-        print(f"{name:7s} {t98:>16s} {r.epoch_s:10.3f} {best:10.4f} {str(rt):>15s} / "
-              f"{str(re_):<13s}  {r.description}; batch {r.cfg['batch_size']}, lr {r.cfg['lr']}"
-              + (f" [{r.note}]" if r.note else ""))
+        print(
+            f"{name:7s} {t98:>16s} {r.epoch_s:10.3f} {best:10.4f} {str(rt):>15s} / "
+            f"{str(re_):<13s}  {r.description}; batch {r.cfg['batch_size']}, lr {r.cfg['lr']}"
+            + (f" [{r.note}]" if r.note else "")
+        )
 
 
 def main() -> None:
@@ -350,33 +465,46 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
     parser.add_argument("--budget-s", type=float, default=300.0, help="per run, wall seconds")
     parser.add_argument("--min-epochs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader workers for (a); default 4 on GPU, 0 on CPU")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers for (a); default 4 on GPU, 0 on CPU",
+    )
     parser.add_argument("--only", default="", help="comma-separated subset of runs, e.g. b,c")
-    parser.add_argument("--fast", action="append", default=[],
-                        help="override (c)'s speed profile: KEY=VALUE (YAML value)")
+    parser.add_argument(
+        "--fast",
+        action="append",
+        default=[],
+        help="override (c)'s speed profile: KEY=VALUE (YAML value)",
+    )
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = from_mapping(TrainConfig, load_params(args.params).get("train"), "train")
-    base = dataclasses.replace(base, accelerator=device.type, devices="1", strategy="auto",
-                               num_nodes=1)
+    base = dataclasses.replace(
+        base, accelerator=device.type, devices="1", strategy="auto", num_nodes=1
+    )
     overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.fast)}
     fast = dataclasses.replace(base, **{**FAST[device.type], **overrides})
     splits, stats = load_splits(args.processed_dir)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
     plan: dict[str, Callable[[], Run]] = {
-        "a": lambda: run_dataloader(base, splits, stats, device, workers, args.budget_s,
-                                    args.min_epochs),
+        "a": lambda: run_dataloader(
+            base, splits, stats, device, workers, args.budget_s, args.min_epochs
+        ),
         "b": lambda: run_tensors("b", base, splits, stats, device, args.budget_s, args.min_epochs),
-        "c": lambda: run_lightning("c", fast, splits, stats, device, args.budget_s,
-                                   args.min_epochs),
+        "c": lambda: run_lightning(
+            "c", fast, splits, stats, device, args.budget_s, args.min_epochs
+        ),
     }
     if device.type == "cuda":
-        plan["b-fast"] = lambda: run_tensors("b-fast", fast, splits, stats, device,
-                                             args.budget_s, args.min_epochs)
-        plan["c-same"] = lambda: run_lightning("c-same", base, splits, stats, device,
-                                               args.budget_s, args.min_epochs)
+        plan["b-fast"] = lambda: run_tensors(
+            "b-fast", fast, splits, stats, device, args.budget_s, args.min_epochs
+        )
+        plan["c-same"] = lambda: run_lightning(
+            "c-same", base, splits, stats, device, args.budget_s, args.min_epochs
+        )
     only = [s for s in args.only.split(",") if s]
     warm_up([base, fast], splits, stats, device)
     runs: dict[str, Run] = {}
@@ -389,11 +517,14 @@ def main() -> None:
         return
     print_table(runs)
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
-        "torch": torch.__version__, "lightning": pl.__version__, "python": sys.version.split()[0],
-        "target_test_acc": TARGET, "runs": {k: {**dataclasses.asdict(r), "epoch_s": r.epoch_s}
-                                            for k, r in runs.items()},
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "python": sys.version.split()[0],
+        "target_test_acc": TARGET,
+        "runs": {k: {**dataclasses.asdict(r), "epoch_s": r.epoch_s} for k, r in runs.items()},
         **summarise(runs, device.type),
     }
     print(json.dumps(result["ratios"]), json.dumps(result["targets"]))

@@ -84,7 +84,8 @@ class MLP(nn.Module):
                     nn.init.kaiming_normal_(module.weight, nonlinearity=nonlin)
                 else:
                     gain = nn.init.calculate_gain(
-                        activation if activation in ("tanh", "sigmoid") else "relu")
+                        activation if activation in ("tanh", "sigmoid") else "relu"
+                    )
                     nn.init.xavier_uniform_(module.weight, gain=gain)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
@@ -111,8 +112,9 @@ def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float) -> torc
     return F.grid_sample(imgs, grid, align_corners=False).reshape(n, 28, 28)
 
 
-def random_shift(x: torch.Tensor, max_shift: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift(
+    x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Shift each image by its own random whole-pixel offset in [-max_shift, max_shift].
 
     Done on the batch, on its device, by padding and gathering a shifted window,
@@ -122,8 +124,8 @@ def random_shift(x: torch.Tensor, max_shift: int,
     imgs = x.reshape(n, 28, 28)
     padded = F.pad(imgs, (max_shift,) * 4)
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), device=x.device, generator=generator)
-    rows = (torch.arange(28, device=x.device)[None, :] + offsets[0][:, None])  # (n, 28)
-    cols = (torch.arange(28, device=x.device)[None, :] + offsets[1][:, None])
+    rows = torch.arange(28, device=x.device)[None, :] + offsets[0][:, None]  # (n, 28)
+    cols = torch.arange(28, device=x.device)[None, :] + offsets[1][:, None]
     batch = torch.arange(n, device=x.device)[:, None, None]
     return padded[batch, rows[:, :, None], cols[:, None, :]]
 
@@ -135,17 +137,20 @@ class MNISTClassifier(pl.LightningModule):
         super().__init__()
         self.cfg = cfg
         # Plain types only, so the checkpoint loads with torch.load(weights_only=True).
-        cfg_dict = {k: list(v) if isinstance(v, tuple) else v
-                    for k, v in dataclasses.asdict(cfg).items()}
+        cfg_dict = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
+        }
         self.save_hyperparameters({"cfg": cfg_dict, "mean": float(mean), "std": float(std)})
         self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
         # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.
         self.__dict__["_run"] = torch.compile(self.net) if cfg.compile else self.net
         # validate_args=False: the argument checks read values back to the host (a sync).
-        self.acc = nn.ModuleDict({
-            f"{s}_acc": MulticlassAccuracy(N_CLASSES, average="micro", validate_args=False)
-            for s in ("val", "test")
-        })
+        self.acc = nn.ModuleDict(
+            {
+                f"{s}_acc": MulticlassAccuracy(N_CLASSES, average="micro", validate_args=False)
+                for s in ("val", "test")
+            }
+        )
         # Training loss/accuracy are running sums on the device, logged once per epoch:
         # on a GPU a self.log call and a torchmetrics update per step cost more than
         # the step of an MLP this small. Not in the state_dict (persistent=False).
@@ -172,8 +177,15 @@ class MNISTClassifier(pl.LightningModule):
         acc.update(logits, y)
         # on_step=False: Lightning reduces once per epoch (across processes too under
         # DDP; sync_dist only acts at that epoch-end reduction, never per step).
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(y), sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=True,
+        )
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -218,23 +230,31 @@ class MNISTClassifier(pl.LightningModule):
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         elif cfg.optimizer == "sgd_momentum":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                                  weight_decay=cfg.weight_decay, **fused)
+            opt = torch.optim.SGD(
+                params,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                nesterov=True,
+                weight_decay=cfg.weight_decay,
+                **fused,
+            )
         elif cfg.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         elif cfg.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
         else:
-            opt = torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
-                                      weight_decay=cfg.weight_decay)
+            opt = torch.optim.RMSprop(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
         if cfg.schedule == "none":
             return opt
         total = int(self.trainer.estimated_stepping_batches)
         if cfg.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
         else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1),
-                                                               eta_min=cfg.lr * 1e-2)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max(total, 1), eta_min=cfg.lr * 1e-2
+            )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -246,5 +266,3 @@ def count_parameters(module: nn.Module) -> int:
 def is_finite_model(module: nn.Module) -> bool:
     """False if any parameter is NaN/Inf (a diverged run must not be exported)."""
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
-
-

@@ -57,7 +57,7 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
         return None
-    path = tracking_uri[len(prefix):].split("?", 1)[0]
+    path = tracking_uri[len(prefix) :].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 

@@ -75,14 +75,17 @@ class EpochHistory(Callback):
 def _history(tracking_uri: str, run_id: str) -> list[dict[str, float]]:
     """Per-epoch curves, read back from the run's metric history."""
     c = client(tracking_uri)
-    series = {k: [m.value for m in sorted(c.get_metric_history(run_id, k), key=lambda m: m.step)]
-              for k in HISTORY_KEYS}
+    series = {
+        k: [m.value for m in sorted(c.get_metric_history(run_id, k), key=lambda m: m.step)]
+        for k in HISTORY_KEYS
+    }
     n = min((len(v) for v in series.values()), default=0)
     return [{"epoch": i + 1, **{k: series[k][i] for k in HISTORY_KEYS}} for i in range(n)]
 
 
-def build_trainer(cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback],
-                  **overrides: Any) -> pl.Trainer:
+def build_trainer(
+    cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback], **overrides: Any
+) -> pl.Trainer:
     """The Trainer that ``train`` uses, shared with the speed benchmark so it times the same.
 
     Per-step overhead is kept low: no progress bar off a terminal, no model
@@ -140,20 +143,38 @@ def train(
             "stage": "train",
             **(extra_tags or {}),
         }
-        logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment,
-                              tracking_uri=mlflow_cfg.tracking_uri,
-                              run_name=run_name, tags=tags, log_model=False)
+        logger = MLFlowLogger(
+            experiment_name=mlflow_cfg.experiment,
+            tracking_uri=mlflow_cfg.tracking_uri,
+            run_name=run_name,
+            tags=tags,
+            log_model=False,
+        )
     history = EpochHistory()
     ckpt_dir = Path(tempfile.mkdtemp(prefix="mnist-ckpt-"))
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1,
-                                 filename="best", save_weights_only=False)
-    trainer = build_trainer(cfg, logger if logger is not None else False,
-                            [checkpoint, history, *(callbacks or [])], **(trainer_kwargs or {}))
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        monitor="val/acc",
+        mode="max",
+        save_top_k=1,
+        filename="best",
+        save_weights_only=False,
+    )
+    trainer = build_trainer(
+        cfg,
+        logger if logger is not None else False,
+        [checkpoint, history, *(callbacks or [])],
+        **(trainer_kwargs or {}),
+    )
     if logger is not None:
-        logger.log_hyperparams({**dataclasses.asdict(cfg),
-                                "n_parameters": count_parameters(model.net),
-                                "train_size": stats["counts"]["train"],
-                                "val_size": stats["counts"]["val"]})
+        logger.log_hyperparams(
+            {
+                **dataclasses.asdict(cfg),
+                "n_parameters": count_parameters(model.net),
+                "train_size": stats["counts"]["train"],
+                "val_size": stats["counts"]["val"],
+            }
+        )
     started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=dm)
@@ -197,13 +218,16 @@ def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
     except FileNotFoundError:
         raise UserError(f"{checkpoint}: not found; run the train stage first") from None
     except Exception as exc:  # torch raises many types for a corrupt file
-        raise UserError(f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); "
-                        "rerun train") from None
+        raise UserError(
+            f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); rerun train"
+        ) from None
     hp = ckpt["hyper_parameters"]
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()})
-    net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init,
-              hp["mean"], hp["std"])
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("net.")}
+    net = MLP(
+        cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"]
+    )
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     net.load_state_dict(state)
     return net.eval()

@@ -190,8 +190,9 @@ def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, faulty_http, g
     assert "decompresses to more than" in caplog.text
 
 
-def test_every_fault_at_once_is_one_clear_error(synthetic_mirror, faulty_http, silent_port,
-                                                closed_port, gzip_bomb, tmp_path):
+def test_every_fault_at_once_is_one_clear_error(
+    synthetic_mirror, faulty_http, silent_port, closed_port, gzip_bomb, tmp_path
+):
     """No mirror works: one UserError listing each mirror's reason, and no file written."""
     _, sha = synthetic_mirror
     url, routes, _ = faulty_http
@@ -199,28 +200,50 @@ def test_every_fault_at_once_is_one_clear_error(synthetic_mirror, faulty_http, s
     routes[f"/mnist/{NAME}"] = lambda h: _status(h, b"<!doctype html><title>Moved</title>")
     started = time.monotonic()
     with pytest.raises(UserError) as err:
-        download_mnist(tmp_path / "raw", {NAME: sha[NAME]}, [silent_port, closed_port, url],
-                       timeout_s=0.5, retries=0)
+        download_mnist(
+            tmp_path / "raw",
+            {NAME: sha[NAME]},
+            [silent_port, closed_port, url],
+            timeout_s=0.5,
+            retries=0,
+        )
     assert time.monotonic() - started < 10
     message = str(err.value)
     assert "\n" not in message
-    for reason in ("timed out", "Connection refused", "decompresses to more than",
-                   "looks like an HTML page", f"export {MIRROR_ENV}=", "download.mirror"):
+    for reason in (
+        "timed out",
+        "Connection refused",
+        "decompresses to more than",
+        "looks like an HTML page",
+        f"export {MIRROR_ENV}=",
+        "download.mirror",
+    ):
         assert reason in message, (reason, message)
     assert list((tmp_path / "raw").iterdir()) == []
 
 
 def test_download_cli_without_a_working_mirror_says_how_to_set_one(closed_port, tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["download"].update(mirrors=[closed_port, str(tmp_path / "empty")], mirror="",
-                              timeout_s=2, retries=0)
+    params["download"].update(
+        mirrors=[closed_port, str(tmp_path / "empty")], mirror="", timeout_s=2, retries=0
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k != MIRROR_ENV}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + str(ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.download", str(tmp_path / "raw"),
-         "--params", str(tmp_path / "params.yaml")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.download",
+            str(tmp_path / "raw"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr

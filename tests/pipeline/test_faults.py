@@ -37,8 +37,12 @@ import yaml
 from mnist_mlops.data.idx import encode_idx
 
 ROOT = Path(__file__).resolve().parents[2]
-RAW_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+RAW_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 # Enough epochs that training is still running well after epoch 1's checkpoint.
 EPOCHS = 12
 
@@ -55,9 +59,16 @@ def _json(path: Path) -> object:
 
 
 def _env(repo: Path, tmpdir: Path | None = None) -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo / "src"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "DVC_NO_ANALYTICS": "1",
+    }
     env.pop("MNIST_MIRROR", None)
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
@@ -90,8 +101,14 @@ class Repro:
     def __init__(self, args: list[str], repo: Path, env: dict[str, str], log: Path) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(["dvc", "repro", *args], cwd=repo, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["dvc", "repro", *args],
+                cwd=repo,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -155,8 +172,10 @@ def _outputs(repo: Path, downstream: bool = True) -> dict[str, object]:
     import torch
 
     processed = repo / "data/processed"
-    out: dict[str, object] = {"data/processed/mnist.npz": _sha(processed / "mnist.npz"),
-                              "data/processed/stats.json": _json(processed / "stats.json")}
+    out: dict[str, object] = {
+        "data/processed/mnist.npz": _sha(processed / "mnist.npz"),
+        "data/processed/stats.json": _json(processed / "stats.json"),
+    }
     if downstream:
         out["models/model.onnx"] = _sha(repo / "models/model.onnx")
         for name in ("evaluate", "per_class", "confusion_matrix"):
@@ -167,7 +186,8 @@ def _outputs(repo: Path, downstream: bool = True) -> dict[str, object]:
     ckpt = torch.load(repo / "models/model.ckpt", map_location="cpu", weights_only=True)
     state = ckpt["state_dict"]
     out["checkpoint weights"] = hashlib.sha256(
-        b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(state.items()))).hexdigest()
+        b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(state.items()))
+    ).hexdigest()
     return out
 
 
@@ -206,14 +226,21 @@ def template(tmp_path_factory, synthetic_mirror) -> Path:
     repo = tmp_path_factory.mktemp("template") / "repo"
     repo.mkdir()
     for item in ("pipeline", "src"):
-        shutil.copytree(ROOT / item, repo / item,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0, timeout_s=5)
     params["normalise"]["val_size"] = 100
-    params["train"].update(hidden=[32], max_epochs=EPOCHS, batch_size=32, accelerator="cpu",
-                           devices="1", deterministic=True)
+    params["train"].update(
+        hidden=[32],
+        max_epochs=EPOCHS,
+        batch_size=32,
+        accelerator="cpu",
+        devices="1",
+        deterministic=True,
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = _env(repo)
     _run(["git", "init", "-q"], repo, env)
@@ -279,8 +306,9 @@ class _SlowMirror(http.server.BaseHTTPRequestHandler):
 def slow_mirror(synthetic_mirror) -> Iterator[tuple[str, threading.Event]]:
     folder, _ = synthetic_mirror
     sent_enough, stop = threading.Event(), threading.Event()
-    handler = type("H", (_SlowMirror,),
-                   {"folder": folder, "sent_enough": sent_enough, "stop": stop})
+    handler = type(
+        "H", (_SlowMirror,), {"folder": folder, "sent_enough": sent_enough, "stop": stop}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -295,7 +323,8 @@ def slow_mirror(synthetic_mirror) -> Iterator[tuple[str, threading.Event]]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_during_download_leaves_nothing_and_rerun_matches(
-        template, baseline, synthetic_mirror, slow_mirror, repros, tmp_path):
+    template, baseline, synthetic_mirror, slow_mirror, repros, tmp_path
+):
     _, sha = synthetic_mirror
     base_repo, base = baseline
     url, sent_enough = slow_mirror
@@ -408,8 +437,14 @@ def test_kill_during_export_then_rerun_is_identical(baseline, repros, tmp_path):
 
 def _stage(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    return subprocess.run([sys.executable, "-m", f"pipeline.{module}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", f"pipeline.{module}", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _assert_clean_error(proc: subprocess.CompletedProcess, names: str) -> None:
@@ -470,9 +505,11 @@ RAW_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "corrupt"), RAW_FAULTS,
-                         ids=[f"{n}-{c.__name__.strip('_') if c else 'missing'}"
-                              for n, c in RAW_FAULTS])
+@pytest.mark.parametrize(
+    ("name", "corrupt"),
+    RAW_FAULTS,
+    ids=[f"{n}-{c.__name__.strip('_') if c else 'missing'}" for n, c in RAW_FAULTS],
+)
 def test_normalise_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt):
     raw = tmp_path / "raw"
     shutil.copytree(good_raw, raw)
@@ -483,8 +520,9 @@ def test_normalise_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["normalise"]["val_size"] = 100
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = _stage("normalise", [str(raw), str(tmp_path / "processed"), "--params", "params.yaml"],
-                  tmp_path)
+    proc = _stage(
+        "normalise", [str(raw), str(tmp_path / "processed"), "--params", "params.yaml"], tmp_path
+    )
     _assert_clean_error(proc, str(raw / name))
     assert not (tmp_path / "processed" / "mnist.npz").exists()
 
@@ -502,23 +540,39 @@ PROCESSED_FAULTS = [
     ("train", "mnist.npz", lambda p: p.write_bytes(os.urandom(4096))),
     ("evaluate", "stats.json", lambda p: p.write_text('{"mean": NaN, "std": 0.3}')),
     ("export", "mnist.npz", lambda p: p.write_bytes(_truncate(p.read_bytes()))),
-    ("export", "mnist.npz", lambda p: _npz(p, x_test=np.zeros((5, 28, 28), np.float32),
-                                           y_test=np.zeros(5, np.int64))),
+    (
+        "export",
+        "mnist.npz",
+        lambda p: _npz(p, x_test=np.zeros((5, 28, 28), np.float32), y_test=np.zeros(5, np.int64)),
+    ),
     ("export", "stats.json", lambda p: p.write_text("[1, 2")),
     ("export", "model.ckpt", lambda p: p.write_bytes(_truncate(p.read_bytes()))),
-    pytest.param("export", "model.ckpt", lambda p: __import__("torch").save({"epoch": 1}, p),
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "training.load_net raises KeyError('hyper_parameters') for a loadable "
-                     "checkpoint that is not Lightning's; it should raise UserError"))),
+    pytest.param(
+        "export",
+        "model.ckpt",
+        lambda p: __import__("torch").save({"epoch": 1}, p),
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason=(
+                "training.load_net raises KeyError('hyper_parameters') for a loadable "
+                "checkpoint that is not Lightning's; it should raise UserError"
+            ),
+        ),
+    ),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(("stage", "broken", "corrupt"), PROCESSED_FAULTS,
-                         ids=[f"{p.values[0] if hasattr(p, 'values') else p[0]}-"
-                              f"{p.values[1] if hasattr(p, 'values') else p[1]}-{i}"
-                              for i, p in enumerate(PROCESSED_FAULTS)])
+@pytest.mark.parametrize(
+    ("stage", "broken", "corrupt"),
+    PROCESSED_FAULTS,
+    ids=[
+        f"{p.values[0] if hasattr(p, 'values') else p[0]}-"
+        f"{p.values[1] if hasattr(p, 'values') else p[1]}-{i}"
+        for i, p in enumerate(PROCESSED_FAULTS)
+    ],
+)
 def test_stage_names_the_corrupt_processed_file(baseline, tmp_path, stage, broken, corrupt):
     base_repo, _ = baseline
     processed, models = tmp_path / "processed", tmp_path / "models"
@@ -530,8 +584,14 @@ def test_stage_names_the_corrupt_processed_file(baseline, tmp_path, stage, broke
     target = (models if broken == "model.ckpt" else processed) / broken
     corrupt(target)
     args = {
-        "train": [str(processed), str(models / "new.ckpt"),
-                  "--metrics", "m.json", "--curve", "c.csv"],
+        "train": [
+            str(processed),
+            str(models / "new.ckpt"),
+            "--metrics",
+            "m.json",
+            "--curve",
+            "c.csv",
+        ],
         "evaluate": [str(models / "model.ckpt"), str(processed)],
         "export": [str(models / "model.ckpt"), str(processed), str(models / "model.onnx")],
     }[stage]

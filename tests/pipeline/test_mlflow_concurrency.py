@@ -33,8 +33,9 @@ def test_parallel_trainings_share_one_sqlite_store(processed_dir, tmp_path):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(hidden=[32], max_epochs=EPOCHS, batch_size=32, accelerator="cpu",
-                           devices="1")
+    params["train"].update(
+        hidden=[32], max_epochs=EPOCHS, batch_size=32, accelerator="cpu", devices="1"
+    )
     params["mlflow"].update(tracking_uri=uri, experiment="concurrent")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
@@ -45,12 +46,31 @@ def test_parallel_trainings_share_one_sqlite_store(processed_dir, tmp_path):
             out = tmp_path / f"run{i}"
             out.mkdir()
             with (out / "stderr.log").open("wb") as err:
-                procs.append((subprocess.Popen(
-                    [sys.executable, "-m", "pipeline.train", str(processed_dir),
-                     str(out / "model.ckpt"), "--params", str(tmp_path / "params.yaml"),
-                     "--metrics", str(out / "train.json"), "--curve", str(out / "curve.csv")],
-                    cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                    start_new_session=True), out))
+                procs.append(
+                    (
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "pipeline.train",
+                                str(processed_dir),
+                                str(out / "model.ckpt"),
+                                "--params",
+                                str(tmp_path / "params.yaml"),
+                                "--metrics",
+                                str(out / "train.json"),
+                                "--curve",
+                                str(out / "curve.csv"),
+                            ],
+                            cwd=tmp_path,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=err,
+                            start_new_session=True,
+                        ),
+                        out,
+                    )
+                )
         deadline = time.monotonic() + 360
         for proc, _ in procs:
             proc.wait(timeout=max(deadline - time.monotonic(), 1))

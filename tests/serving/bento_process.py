@@ -118,5 +118,3 @@ def serving(model_path: Path | None, home: Path, **kwargs: str | Path) -> Iterat
         yield served
     finally:
         stop_server(served)
-
-

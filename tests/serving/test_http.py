@@ -20,6 +20,7 @@ from mnist_mlops import imaging
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""

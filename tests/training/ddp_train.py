@@ -28,8 +28,9 @@ class RecordFirstEpoch(Callback):
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             batch: object, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int
+    ) -> None:
         if trainer.current_epoch == 0:
             images = batch[0].reshape(len(batch[0]), -1).cpu().numpy()  # type: ignore[index]
             self.seen += [hashlib.sha1(row.tobytes()).hexdigest() for row in images]
@@ -37,17 +38,37 @@ class RecordFirstEpoch(Callback):
 
 def main() -> None:
     processed, out = sys.argv[1], Path(sys.argv[2])
-    cfg = TrainConfig(hidden=(32,), max_epochs=2, batch_size=32, lr=3e-3, seed=0,
-                      accelerator="cpu", devices="2", strategy="ddp")
+    cfg = TrainConfig(
+        hidden=(32,),
+        max_epochs=2,
+        batch_size=32,
+        lr=3e-3,
+        seed=0,
+        accelerator="cpu",
+        devices="2",
+        strategy="ddp",
+    )
     record = RecordFirstEpoch()
-    result = train(cfg, processed, out / "model.ckpt",
-                   MlflowConfig(tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"),
-                   callbacks=[record])
-    (out / f"rank{result.global_rank}.json").write_text(json.dumps({
-        "global_rank": result.global_rank, "world_size": result.world_size,
-        "best_val_acc": result.best_val_acc, "epochs": result.epochs,
-        "history": result.history, "run_id": result.run_id, "seen": record.seen,
-    }))
+    result = train(
+        cfg,
+        processed,
+        out / "model.ckpt",
+        MlflowConfig(tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"),
+        callbacks=[record],
+    )
+    (out / f"rank{result.global_rank}.json").write_text(
+        json.dumps(
+            {
+                "global_rank": result.global_rank,
+                "world_size": result.world_size,
+                "best_val_acc": result.best_val_acc,
+                "epochs": result.epochs,
+                "history": result.history,
+                "run_id": result.run_id,
+                "seen": record.seen,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

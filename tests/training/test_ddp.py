@@ -28,8 +28,12 @@ SCRIPT = Path(__file__).with_name("ddp_train.py")
 @pytest.fixture(scope="module")
 def ddp_run(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(processed_dir), str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(processed_dir), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
 

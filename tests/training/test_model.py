@@ -60,8 +60,10 @@ def test_tensor_batches_cover_every_item_once_per_epoch():
 
 def test_tensor_batches_shard_disjointly_across_ranks():
     x = torch.arange(100)
-    shards = [torch.cat([b[0] for b in TensorBatches(x, x, 16, True, 0, rank=r, world_size=2)])
-              for r in range(2)]
+    shards = [
+        torch.cat([b[0] for b in TensorBatches(x, x, 16, True, 0, rank=r, world_size=2)])
+        for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == 50
     assert set(shards[0].tolist()).isdisjoint(shards[1].tolist())
 

@@ -13,8 +13,9 @@ from mnist_mlops.training import HISTORY_KEYS, load_net, train
 
 pytestmark = pytest.mark.slow
 
-FAST = TrainConfig(hidden=(32,), max_epochs=3, batch_size=32, lr=3e-3, accelerator="cpu",
-                   devices="1")
+FAST = TrainConfig(
+    hidden=(32,), max_epochs=3, batch_size=32, lr=3e-3, accelerator="cpu", devices="1"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,15 @@ def test_export_parity_and_dynamic_batch(trained, processed_dir):
 
 def test_same_seed_on_cpu_gives_identical_metrics(processed_dir, tmp_path):
     cfg = TrainConfig(hidden=(16,), max_epochs=1, batch_size=64, accelerator="cpu", devices="1")
-    runs = [train(cfg, processed_dir, tmp_path / f"m{i}.ckpt",
-                  MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="det"))
-            for i in range(2)]
+    runs = [
+        train(
+            cfg,
+            processed_dir,
+            tmp_path / f"m{i}.ckpt",
+            MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="det"),
+        )
+        for i in range(2)
+    ]
     assert runs[0].history == runs[1].history
     assert np.isfinite(runs[0].history[0]["val/loss"])
 
@@ -82,8 +89,12 @@ def test_untracked_training_keeps_the_same_history(processed_dir, tmp_path):
     """mlflow_cfg=None (the GPU box has no MLflow): same curves, from the in-memory callback."""
     cfg = TrainConfig(hidden=(16,), max_epochs=2, batch_size=64, accelerator="cpu", devices="1")
     untracked = train(cfg, processed_dir, tmp_path / "a.ckpt", None)
-    tracked = train(cfg, processed_dir, tmp_path / "b.ckpt",
-                    MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="u"))
+    tracked = train(
+        cfg,
+        processed_dir,
+        tmp_path / "b.ckpt",
+        MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="u"),
+    )
     assert untracked.run_id == "" and (tmp_path / "a.ckpt").is_file()
     assert [h["epoch"] for h in untracked.history] == [1, 2]
     assert untracked.history == tracked.history

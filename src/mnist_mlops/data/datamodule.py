@@ -73,9 +73,14 @@ class TensorBatches:
 class MNISTDataModule(pl.LightningDataModule):
     """Serves the normalise stage's splits as device-resident uint8 batches."""
 
-    def __init__(self, processed_dir: str | os.PathLike[str] | None = None,
-                 batch_size: int = 128, seed: int = 42, eval_batch_size: int = 10_000,
-                 splits: Splits | None = None) -> None:
+    def __init__(
+        self,
+        processed_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 128,
+        seed: int = 42,
+        eval_batch_size: int = 10_000,
+        splits: Splits | None = None,
+    ) -> None:
         super().__init__()
         self.processed_dir, self.batch_size, self.seed = processed_dir, batch_size, seed
         self.eval_batch_size = eval_batch_size
@@ -100,8 +105,10 @@ class MNISTDataModule(pl.LightningDataModule):
         cached = self._tensors.get(split)
         if cached is None or cached[0].device != device:
             x, y = self.splits.split(split)
-            cached = (torch.from_numpy(np.ascontiguousarray(x)).to(device),
-                      torch.from_numpy(np.ascontiguousarray(y)).to(device))
+            cached = (
+                torch.from_numpy(np.ascontiguousarray(x)).to(device),
+                torch.from_numpy(np.ascontiguousarray(y)).to(device),
+            )
             self._tensors[split] = cached
         return cached
 
@@ -110,11 +117,19 @@ class MNISTDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
-        return TensorBatches(x, y, self.batch_size if train else self.eval_batch_size,
-                             shuffle=train, seed=self.seed, rank=rank, world_size=world)
+        return TensorBatches(
+            x,
+            y,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
 
-    def transfer_batch_to_device(self, batch: object, device: torch.device,
-                                 dataloader_idx: int) -> object:
+    def transfer_batch_to_device(
+        self, batch: object, device: torch.device, dataloader_idx: int
+    ) -> object:
         """Batches are born on the device; skip Lightning's per-step walk over the batch."""
         return batch
 
