@@ -221,13 +221,22 @@ def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
         raise UserError(
             f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); rerun train"
         ) from None
-    hp = ckpt["hyper_parameters"]
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()})
-    net = MLP(
-        cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"]
-    )
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    net.load_state_dict(state)
+    try:
+        hp = ckpt["hyper_parameters"]
+        cfg = TrainConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()}
+        )
+        net = MLP(
+            cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"]
+        )
+        state = {
+            k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+        }
+        net.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # Loadable, but not this project's Lightning checkpoint (or another model's).
+        raise UserError(
+            f"{checkpoint}: not a checkpoint of this project's MLP "
+            f"({type(exc).__name__}: {str(exc)[:80]}); rerun the train stage"
+        ) from None
     return net.eval()

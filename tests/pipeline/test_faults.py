@@ -551,13 +551,6 @@ PROCESSED_FAULTS = [
         "export",
         "model.ckpt",
         lambda p: __import__("torch").save({"epoch": 1}, p),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "training.load_net raises KeyError('hyper_parameters') for a loadable "
-                "checkpoint that is not Lightning's; it should raise UserError"
-            ),
-        ),
     ),
 ]
 
