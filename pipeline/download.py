@@ -25,6 +25,7 @@ def main() -> None:
         mirror_list(cfg.mirrors, cfg.mirror),
         timeout_s=cfg.timeout_s,
         retries=cfg.retries,
+        deadline_s=cfg.deadline_s,
     )
 
 

@@ -51,6 +51,7 @@ class DownloadConfig:
     sha256: dict[str, str] = field(default_factory=lambda: dict(MNIST_SHA256))
     timeout_s: float = 30.0  # per connect/read: a stalled mirror is abandoned, not waited on
     retries: int = 1  # extra attempts per mirror for transient errors
+    deadline_s: float = 600.0  # whole-file limit per attempt: a trickling mirror is skipped
 
 
 @dataclass(frozen=True)

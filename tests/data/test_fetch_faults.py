@@ -142,6 +142,33 @@ def test_headers_then_stall_times_out_mid_body(synthetic_mirror, faulty_http, ca
     assert "timed out" in caplog.text
 
 
+def test_trickling_mirror_hits_the_whole_file_deadline(synthetic_mirror, faulty_http, caplog):
+    """A byte every 50 ms never trips the 0.5 s read timeout; the 1 s file deadline must."""
+    folder, sha = synthetic_mirror
+    url, routes, release = faulty_http
+    good = (folder / f"{NAME}.gz").read_bytes()
+
+    def trickle(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(good)))
+        handler.end_headers()
+        for byte in good:
+            if release.is_set():
+                break
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+        handler.close_connection = True
+
+    routes[f"/mnist/{NAME}.gz"] = trickle
+    data, took = _fetch_timed(
+        sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1, deadline_s=1.0
+    )
+    assert len(data) == 8 + 200
+    assert took < 4, f"trickling mirror held the download for {took:.1f} s"
+    assert "too slow" in caplog.text
+
+
 def test_connection_refused_falls_through_quickly(synthetic_mirror, closed_port, caplog):
     folder, sha = synthetic_mirror
     data, took = _fetch_timed(sha[NAME], [closed_port, str(folder)], timeout_s=5, retries=0)

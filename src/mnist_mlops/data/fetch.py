@@ -46,11 +46,18 @@ def mirror_list(mirrors: Sequence[str], override: str = "") -> list[str]:
     return seen
 
 
-def _read_limited(stream: io.BufferedIOBase, total: int | None, label: str) -> bytes:
-    """Read a stream fully (bounded by MAX_FILE_BYTES) with a progress bar on a terminal."""
+def _read_limited(
+    stream: io.BufferedIOBase, total: int | None, label: str, deadline_s: float | None = None
+) -> bytes:
+    """Read a stream fully (bounded by MAX_FILE_BYTES) with a progress bar on a terminal.
+
+    ``deadline_s`` bounds the whole read: the socket timeout only bounds each read, so a
+    mirror trickling a byte at a time would otherwise hold the stage for hours.
+    """
     from tqdm.auto import tqdm  # tqdm is a training-side dependency only
 
     buf = bytearray()
+    give_up = None if deadline_s is None else time.monotonic() + deadline_s
     with tqdm(
         total=total,
         unit="B",
@@ -60,16 +67,23 @@ def _read_limited(stream: io.BufferedIOBase, total: int | None, label: str) -> b
         disable=None,
         mininterval=0.5,
     ) as bar:
-        while chunk := stream.read(_CHUNK):
+        # read1: return what has arrived, so the deadline is checked while bytes trickle.
+        read = getattr(stream, "read1", stream.read)
+        while chunk := read(_CHUNK):
             buf += chunk
             bar.update(len(chunk))
             if len(buf) > MAX_FILE_BYTES:
                 raise MirrorError(f"more than {MAX_FILE_BYTES} bytes; not an MNIST file")
+            if give_up is not None and time.monotonic() > give_up:
+                raise MirrorError(
+                    f"too slow: {len(buf)} bytes in {deadline_s:g} s "
+                    "(raise download.deadline_s for a slow link)"
+                )
     return bytes(buf)
 
 
-def _fetch_raw(location: str, timeout_s: float) -> bytes:
-    """Fetch bytes from a URL or a local path; MirrorError if absent or failing."""
+def _fetch_raw(location: str, timeout_s: float, deadline_s: float | None = None) -> bytes:
+    """Fetch bytes from a URL or a local path; MirrorError if absent, failing or too slow."""
     parsed = urlparse(location)
     if parsed.scheme in ("http", "https", "file"):
         request = urllib.request.Request(location, headers={"User-Agent": "mnist-mlops"})
@@ -77,7 +91,7 @@ def _fetch_raw(location: str, timeout_s: float) -> bytes:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 length = response.headers.get("Content-Length")
                 return _read_limited(
-                    response, int(length) if length else None, Path(parsed.path).name
+                    response, int(length) if length else None, Path(parsed.path).name, deadline_s
                 )
         except urllib.error.HTTPError as exc:
             raise MirrorError(f"HTTP {exc.code}") from None
@@ -118,7 +132,8 @@ def fetch_one(
     mirrors: Sequence[str],
     timeout_s: float = 30.0,
     retries: int = 1,
-    fetch: Callable[[str, float], bytes] = _fetch_raw,
+    fetch: Callable[..., bytes] = _fetch_raw,
+    deadline_s: float | None = None,
 ) -> bytes:
     """Return the verified, decompressed bytes of ``name`` from the first mirror that has them."""
     failures: list[str] = []
@@ -127,11 +142,12 @@ def fetch_one(
             location = _join(mirror, candidate)
             for attempt in range(retries + 1):
                 try:
-                    data = _decompress(fetch(location, timeout_s))
+                    data = _decompress(fetch(location, timeout_s, deadline_s))
                 except MirrorError as exc:
                     reason = str(exc)
                     # A missing file will not appear on retry; a timeout or reset might.
-                    if "HTTP 404" in reason or "no such file" in reason or attempt == retries:
+                    permanent = ("HTTP 404", "no such file", "too slow")
+                    if any(p in reason for p in permanent) or attempt == retries:
                         break
                     time.sleep(min(2.0**attempt, 5.0))
                     continue
@@ -161,6 +177,7 @@ def download_mnist(
     mirrors: Sequence[str],
     timeout_s: float = 30.0,
     retries: int = 1,
+    deadline_s: float | None = None,
 ) -> dict[str, str]:
     """Make ``out_dir`` hold every file in ``sha256``, verified; return name -> SHA-256.
 
@@ -174,7 +191,9 @@ def download_mnist(
         if target.is_file() and sha256_file(target) == expected:
             log.info("%s: already present and verified", target)
             continue
-        data = fetch_one(name, expected, mirrors, timeout_s=timeout_s, retries=retries)
+        data = fetch_one(
+            name, expected, mirrors, timeout_s=timeout_s, retries=retries, deadline_s=deadline_s
+        )
         with atomic_open(target, "wb") as handle:
             handle.write(data)
         log.info("%s: %d bytes, sha256 verified", target, len(data))
