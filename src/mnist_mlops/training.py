@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,10 @@ def train(
         )
     started = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm)
+        with warnings.catch_warnings():
+            # Metrics are logged per epoch, so a short epoch vs log_every_n_steps is moot.
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
+            trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - started
         if not is_finite_model(model):
             raise UserError("training diverged (NaN/Inf weights); lower train.lr or use a schedule")
