@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 
 from mnist_mlops.errors import UserError
@@ -19,6 +20,8 @@ def run_stage(main: Callable[[], object]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Lightning 2.6 on torch 2.14 warns about torch's own pytree API: not actionable here.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         main()
     except UserError as exc:
