@@ -21,12 +21,19 @@ from mnist_mlops import imaging
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""
+@pytest.fixture(scope="module", params=["in-process", "batching"])
+def server(
+    request: pytest.FixtureRequest, model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client.
+
+    Every test runs against both layouts: the default (model in the API worker) and
+    ``MNIST_BATCHING=on`` (a separate, adaptively batched model service).
+    """
     home = tmp_path_factory.mktemp("bentoml_home")
+    batching = "on" if request.param == "batching" else "off"
     with (
-        serving(model_path, home) as served,
+        serving(model_path, home, MNIST_BATCHING=batching) as served,
         httpx.Client(base_url=served.url, timeout=10) as client,
     ):
         yield client

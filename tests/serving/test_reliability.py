@@ -131,13 +131,23 @@ def test_burst_beyond_the_concurrency_limit_gets_429_not_timeouts(model_path, tm
     assert after.status_code == 200, after.text
 
 
-@pytest.mark.xfail(
-    reason="BentoML 1.4's arbiter stops the model worker together with the API worker, so "
-    "requests the API is still handling lose their model connection (500); known gap",
-    strict=False,
+@pytest.mark.parametrize(
+    "batching",
+    [
+        "off",
+        pytest.param(
+            "on",
+            marks=pytest.mark.xfail(
+                reason="MNIST_BATCHING=on: BentoML 1.4's arbiter stops the model worker "
+                "together with the API worker, so requests the API is still handling lose "
+                "their model connection (500); known gap, hence batching is off by default",
+                strict=False,
+            ),
+        ),
+    ],
 )
-def test_sigterm_lets_requests_in_flight_finish(model_path, tmp_path):
-    served = start_server(model_path, tmp_path / "home")
+def test_sigterm_lets_requests_in_flight_finish(model_path, tmp_path, batching):
+    served = start_server(model_path, tmp_path / "home", MNIST_BATCHING=batching)
     try:
         wait_ready(served)
 
@@ -180,13 +190,23 @@ def _broken_model(kind: str, model_path: Path, folder: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "checksum", "missing-metadata"])
-def test_bad_model_fails_startup_or_readyz_503(kind, model_path, tmp_path):
+@pytest.mark.parametrize(
+    ("kind", "batching"),
+    [
+        ("missing", "off"),
+        ("truncated", "off"),
+        ("checksum", "off"),
+        ("missing-metadata", "off"),
+        # The batched layout's model worker crash-loops (~45 s per case): one case for it.
+        ("checksum", "on"),
+    ],
+)
+def test_bad_model_fails_startup_or_readyz_503(kind, batching, model_path, tmp_path):
     bad = _broken_model(kind, model_path, tmp_path / "model")
-    served = start_server(bad, tmp_path / "home")
+    served = start_server(bad, tmp_path / "home", MNIST_BATCHING=batching)
     seen: list[int | str] = []
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while time.monotonic() < deadline and served.proc.poll() is None:
             try:
                 status = httpx.get(f"{served.url}/readyz", timeout=10).status_code

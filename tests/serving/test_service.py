@@ -157,23 +157,29 @@ def test_service_runs_without_torch(model_path):
     assert result.stdout.strip().isdigit()
 
 
-def test_model_api_is_batchable_by_default():
-    api = MnistModel.apis["probabilities"]
-    assert api.batchable and api.batch_dim == (0, 0)
-    assert api.max_batch_size == MAX_BATCH
-
-
-def test_batching_can_be_switched_off_from_the_environment(model_path):
+@pytest.mark.parametrize(
+    ("setting", "batchable", "separate_model_service"),
+    [(None, False, False), ("off", False, False), ("on", True, True)],
+    ids=["default", "off", "on"],
+)
+def test_batching_setting_picks_the_layout(model_path, setting, batchable, separate_model_service):
+    """Default: the session lives in the API worker. ``on``: a batched model service."""
     code = (
-        "from serving.service import MnistModel\n"
-        "print(MnistModel.apis['probabilities'].batchable)\n"
+        "from serving.service import MnistClassifier, MnistModel, MAX_BATCH\n"
+        "api = MnistModel.apis['probabilities']\n"
+        "print(api.batchable, api.max_batch_size == MAX_BATCH,"
+        " sorted(MnistClassifier.dependencies))\n"
     )
-    env = {**os.environ, "MNIST_MODEL_PATH": str(model_path), "MNIST_BATCHING": "off"}
+    env = {**os.environ, "MNIST_MODEL_PATH": str(model_path)}
+    env.pop("MNIST_BATCHING", None)
+    if setting is not None:
+        env["MNIST_BATCHING"] = setting
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    deps = "['model']" if separate_model_service else "[]"
+    assert result.stdout.strip().split(maxsplit=2) == [str(batchable), "True", deps]
 
 
 def test_model_service_returns_probabilities_for_a_batch(model_path, offline_logits):
