@@ -89,6 +89,16 @@ def make_request(session: aiohttp.ClientSession, payload: str, png: bytes, array
     return session.post("/predict_array", data=array, headers={"Content-Type": "application/json"})
 
 
+async def send(session: aiohttp.ClientSession, payload: str, png: bytes, array: bytes) -> str:
+    """One request, read to the end: its HTTP status, or the client error's name."""
+    try:
+        async with make_request(session, payload, png, array) as resp:
+            await resp.read()
+            return str(resp.status)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return type(exc).__name__
+
+
 # --------------------------------------------------------------------------- load
 async def closed_loop(base: str, payload: str, concurrency: int, seconds: float, warmup: float):
     png, array = digit_png(), digit_array()
@@ -103,12 +113,7 @@ async def closed_loop(base: str, payload: str, concurrency: int, seconds: float,
 
         async def client() -> None:
             while (now := time.perf_counter()) < stop:
-                try:
-                    async with make_request(session, payload, png, array) as resp:
-                        await resp.read()
-                        status = str(resp.status)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    status = type(exc).__name__
+                status = await send(session, payload, png, array)
                 done = time.perf_counter()
                 if now >= measure_from and done <= stop:
                     latencies.append(done - now)
@@ -127,12 +132,7 @@ async def open_loop(base: str, payload: str, rate: float, seconds: float, warmup
     async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as session:
 
         async def one(scheduled: float, measured: bool) -> None:
-            try:
-                async with make_request(session, payload, png, array) as resp:
-                    await resp.read()
-                    status = str(resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                status = type(exc).__name__
+            status = await send(session, payload, png, array)
             if measured:
                 latencies.append(time.perf_counter() - scheduled)
                 statuses[status] = statuses.get(status, 0) + 1

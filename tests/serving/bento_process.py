@@ -70,6 +70,11 @@ def start_server(
         env["MNIST_MODEL_PATH"] = str(model_path)
     command = [sys.executable, "-m", "bentoml", "serve", target,
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return launch(command, cwd, env, log_path, port)
+
+
+def launch(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, port: int) -> Served:
+    """Run ``command`` (which serves on ``port``) in its own session, logging to ``log_path``."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

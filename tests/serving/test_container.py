@@ -12,16 +12,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from bento_process import free_port, launch, stop_server, wait_ready
 
 from mnist_mlops.inference import inference_session
 
@@ -127,36 +125,15 @@ def test_image_install_pulls_in_no_torch(image_root):
 def test_image_entrypoint_serves_a_prediction(image_root):
     app, env, cmd = image_root
     assert cmd[:2] == ["bentoml", "serve"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = list(cmd)
     cmd[cmd.index("--host") + 1] = "127.0.0.1"  # the image binds 0.0.0.0; tests stay on loopback
     cmd[cmd.index("--port") + 1] = str(port)
-    log = app / "serve.log"
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=app,
-            env={**os.environ, **env},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    served = launch(cmd, app, {**os.environ, **env}, app / "serve.log", port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_ready(served, timeout=90)
         one = [[255 if 5 <= r < 23 and 13 <= c < 16 else 0 for c in range(28)] for r in range(28)]
-        reply = httpx.post(
-            f"http://127.0.0.1:{port}/predict_array", json={"pixels": one}, timeout=10
-        )
+        reply = httpx.post(f"{served.url}/predict_array", json={"pixels": one}, timeout=10)
         assert reply.status_code == 200, reply.text
         body = reply.json()
         pixels = np.asarray(one, dtype=np.float32)[None]
@@ -166,9 +143,4 @@ def test_image_entrypoint_serves_a_prediction(image_root):
         meta = json.loads((app / "models/model.json").read_text())
         assert body["model_version"] == meta["version"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_server(served)
