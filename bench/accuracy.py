@@ -1,7 +1,7 @@
 """Test accuracy of a training config over several seeds, without MLflow (runs on the GPU box).
 
-    PYTHONPATH=src python bench/accuracy.py data/processed --params params-best.yaml --seeds 1,2,3
-    PYTHONPATH=src python bench/accuracy.py data/processed --set hidden=[1024,1024] --set lr=0.003
+    python bench/accuracy.py data/processed --overlay bench/params-best.yaml --seeds 1,2,3
+    python bench/accuracy.py data/processed --set hidden=[1024,1024] --set lr=0.003
 
 Each seed runs ``train`` exactly as the train stage does (best-validation
 checkpoint kept), then scores that checkpoint on the test split, as the
@@ -12,7 +12,6 @@ a sweep over many configs in one device call leaves one file to read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -21,8 +20,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from mnist_mlops.config import TrainConfig, from_mapping, load_params
-from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.config import TrainConfig, load_params
+from mnist_mlops.data.splits import load_splits
 from mnist_mlops.training import load_net, train
 
 
@@ -47,18 +46,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("processed_dir")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--overlay", action="append", default=[], help="YAML of changed keys, e.g. params-best"
+    )
     parser.add_argument("--set", action="append", default=[], help="train.KEY=VALUE override")
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--name", default="")
     parser.add_argument("--out", default="bench/results/accuracy.jsonl")
     args = parser.parse_args()
 
-    section = {**(load_params(args.params).get("train") or {}), **parse_sets(args.set)}
-    base = from_mapping(TrainConfig, section, "train")
+    base = TrainConfig.from_params(load_params(args.params, *args.overlay), **parse_sets(args.set))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
-        cfg = dataclasses.replace(base, seed=seed)
+        cfg = base.replace(seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             result = train(cfg, args.processed_dir, Path(tmp) / "model.ckpt", mlflow_cfg=None)
@@ -74,7 +75,7 @@ def main() -> None:
             "device": result.device,
             "epochs": result.epochs,
             "overrides": parse_sets(args.set),
-            "params": args.params,
+            "params": " + ".join([args.params, *args.overlay]),
         }
         print(json.dumps(record), flush=True)
         with out.open("a", encoding="utf-8") as handle:

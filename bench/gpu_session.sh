@@ -9,13 +9,13 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 DATA=/tmp/mnist-processed
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 bench/prepare_data.py "$MIRROR" "$DATA" || exit 1
-python3 bench/accuracy.py "$DATA" --params bench/params-best.yaml --set max_epochs=1 \
+python3 bench/accuracy.py "$DATA" --overlay bench/params-best.yaml --set max_epochs=1 \
     --set 'hidden=[64]' --name smoke --out "$OUT/accuracy.jsonl" || exit 1
 python3 bench/train_speed.py "$DATA" --out "$OUT/train_speed-cuda.json" ${BENCH_ARGS:-} \
     2>&1 | grep -v -i warn | tee "$OUT/bench.log"
 # Bounded: each run gets what is left before DEADLINE seconds (the device call's limit is 600).
 best() { local left=$(( ${DEADLINE:-540} - SECONDS )); [ "$left" -gt 20 ] || return 0
-    timeout "$left" python3 bench/accuracy.py "$DATA" --params bench/params-best.yaml \
+    timeout "$left" python3 bench/accuracy.py "$DATA" --overlay bench/params-best.yaml \
     --out "$OUT/accuracy.jsonl" "$@" 2>&1 | grep '^{' ; }
 if [ "$MODE" = sweep ]; then
     for p in "batch_size=4096 lr=0.012 max_epochs=14" "batch_size=2048 lr=0.01 max_epochs=8" \

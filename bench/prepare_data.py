@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python bench/prepare_data.py FOLDER_WITH_GZ OUT_DIR [--params params.yaml]
 
-The same library calls as the download and normalise stages, with the same
+The same library calls as the download and split stages, with the same
 params, so the split and stats are those that ``dvc repro`` makes.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from mnist_mlops.config import DownloadConfig, NormaliseConfig, load_params, section
+from mnist_mlops.config import DownloadConfig, SplitConfig, load_params
 from mnist_mlops.data.fetch import download_mnist
-from mnist_mlops.data.normalise import make_splits, save_splits
+from mnist_mlops.data.splits import make_splits, save_splits
 
 
 def main() -> None:
@@ -23,11 +23,11 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    download = section(params, DownloadConfig, "download")
-    norm = section(params, NormaliseConfig, "normalise")
+    download = DownloadConfig.from_params(params)
+    split = SplitConfig.from_params(params)
     with tempfile.TemporaryDirectory() as raw:
         download_mnist(raw, download.sha256, [args.mirror_dir])
-        splits, stats = make_splits(raw, val_size=norm.val_size, seed=norm.seed)
+        splits, stats = make_splits(raw, val_size=split.val_size, seed=split.seed)
         save_splits(splits, stats, args.out_dir)
     print(f"wrote {args.out_dir}: {stats['counts']}")
 

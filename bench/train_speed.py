@@ -10,7 +10,7 @@ untimed warm-up:
       Normalize per item) + DataLoader (worker processes, pinned memory on GPU);
   (b) plain PyTorch loop over the whole split as one device tensor, shuffled
       batches by index;
-  (c) our Lightning training: MNISTClassifier + MNISTDataModule + the Trainer
+  (c) our Lightning training: LitMLP + MNISTDataModule + the Trainer
       that ``train`` builds (checkpointing and per-epoch validation included),
       with the device's speed profile (``FAST`` below; none on CPU).
 
@@ -47,10 +47,10 @@ import torch.nn.functional as F
 import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from mnist_mlops.config import TrainConfig, from_mapping, load_params
+from mnist_mlops.config import TrainConfig, load_params
 from mnist_mlops.data.datamodule import MNISTDataModule
-from mnist_mlops.data.normalise import Splits, load_splits
-from mnist_mlops.model import MLP, MNISTClassifier
+from mnist_mlops.data.splits import Splits, load_splits
+from mnist_mlops.model import MLP, LitMLP
 from mnist_mlops.training import build_trainer
 
 TARGET = 0.98
@@ -334,10 +334,10 @@ def run_lightning(
     min_epochs: int,
 ) -> Run:
     """(c): what ``train`` runs, minus MLflow (it logs once per epoch, off the hot loop)."""
-    run = Run(name, "our Lightning training (MNISTDataModule + MNISTClassifier)", _cfg_dict(cfg))
+    run = Run(name, "our Lightning training (MNISTDataModule + LitMLP)", _cfg_dict(cfg))
     pl.seed_everything(cfg.seed, verbose=False)
     torch.manual_seed(cfg.seed)
-    model = MNISTClassifier(cfg, stats["mean"], stats["std"])
+    model = LitMLP(cfg, stats["mean"], stats["std"])
     clock = Clock(device)
     dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=splits)
     dm.stats = stats
@@ -374,10 +374,10 @@ def warm_up(cfgs: list[TrainConfig], splits: Splits, stats: dict, device: torch.
         )
     )
     for cfg in cfgs:
-        short = dataclasses.replace(cfg, max_epochs=1)
+        short = cfg.replace(max_epochs=1)
         run_tensors("warm", short, quiet, stats, device, budget_s=0.0, min_epochs=1, log=False)
         pl.seed_everything(cfg.seed, verbose=False)
-        model = MNISTClassifier(short, stats["mean"], stats["std"])
+        model = LitMLP(short, stats["mean"], stats["std"])
         dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=quiet)
         build_trainer(
             short,
@@ -460,8 +460,11 @@ def print_table(runs: dict[str, Run]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("processed_dir", help="the normalise stage's output (mnist.npz)")
+    parser.add_argument("processed_dir", help="the split stage's output (mnist.npz)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--overlay", action="append", default=[], help="YAML of changed keys, e.g. params-best"
+    )
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/...)")
     parser.add_argument("--budget-s", type=float, default=300.0, help="per run, wall seconds")
     parser.add_argument("--min-epochs", type=int, default=3)
@@ -481,12 +484,15 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    base = from_mapping(TrainConfig, load_params(args.params).get("train"), "train")
-    base = dataclasses.replace(
-        base, accelerator=device.type, devices="1", strategy="auto", num_nodes=1
+    base = TrainConfig.from_params(
+        load_params(args.params, *args.overlay),
+        accelerator=device.type,
+        devices="1",
+        strategy="auto",
+        num_nodes=1,
     )
     overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.fast)}
-    fast = dataclasses.replace(base, **{**FAST[device.type], **overrides})
+    fast = base.replace(**{**FAST[device.type], **overrides})
     splits, stats = load_splits(args.processed_dir)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
     plan: dict[str, Callable[[], Run]] = {

@@ -9,7 +9,7 @@ Reads the ``download`` section of params.yaml.
 import argparse
 
 from mnist_mlops.cli import run_stage
-from mnist_mlops.config import DownloadConfig, load_params, section
+from mnist_mlops.config import DownloadConfig, load_params
 from mnist_mlops.data.fetch import download_mnist, mirror_list
 
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("out_dir", help="folder for the decompressed IDX files")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    cfg = section(load_params(args.params), DownloadConfig, "download")
+    cfg = DownloadConfig.from_params(load_params(args.params))
     download_mnist(
         args.out_dir,
         cfg.sha256,

@@ -12,8 +12,8 @@ import datetime as dt
 from pathlib import Path
 
 from mnist_mlops.cli import run_stage
-from mnist_mlops.config import ExportConfig, MlflowConfig, load_params, section
-from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.config import ExportConfig, MlflowConfig, load_params
+from mnist_mlops.data.splits import load_splits
 from mnist_mlops.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
 from mnist_mlops.fileio import read_json, sha256_file, write_json
 from mnist_mlops.registry import register_onnx
@@ -31,8 +31,8 @@ def main() -> None:
     parser.add_argument("--eval-metrics", default="metrics/evaluate.json")
     args = parser.parse_args()
     params = load_params(args.params)
-    cfg = section(params, ExportConfig, "export")
-    mlflow_cfg = section(params, MlflowConfig, "mlflow")
+    cfg = ExportConfig.from_params(params)
+    mlflow_cfg = MlflowConfig.from_params(params)
     net = load_net(args.checkpoint)
     splits, stats = load_splits(args.processed_dir)
     parity = export_and_verify(net, args.onnx_out, splits.x_test, opset=cfg.opset, atol=cfg.atol)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from mnist_mlops.analysis import diagnose
 from mnist_mlops.cli import run_stage
-from mnist_mlops.config import MlflowConfig, TrainConfig, load_params, section
-from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.config import MlflowConfig, TrainConfig, load_params
+from mnist_mlops.data.splits import load_splits
 from mnist_mlops.fileio import write_csv, write_json
 from mnist_mlops.tracking import prepare_store
 from mnist_mlops.training import HISTORY_KEYS, train
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--curve", default="plots/learning_curve.csv")
     args = parser.parse_args()
     params = load_params(args.params)
-    cfg = section(params, TrainConfig, "train")
-    mlflow_cfg = section(params, MlflowConfig, "mlflow")
+    cfg = TrainConfig.from_params(params)
+    mlflow_cfg = MlflowConfig.from_params(params)
     load_splits(args.processed_dir)  # bad data fails here, before the MLflow store is touched
     # Schema and experiment are created under a lock: parallel runs can share one sqlite store.
     prepare_store(mlflow_cfg.tracking_uri, mlflow_cfg.experiment)

@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic MNIST-format data that tests generate.
+"""Shared fixtures: small synthetic MNIST-format data, the repo's params, a loopback mirror.
 
 Each synthetic class is a bright 7x7 block at its own place on a 28x28 canvas
 plus noise, so a small MLP can learn it in one or two epochs on CPU; the IDX
@@ -7,14 +7,22 @@ bytes have the real magic numbers, so every reader path is exercised.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.server
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from mnist_mlops.config import load_params
 from mnist_mlops.data.idx import encode_idx
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FILE_NAMES = (
     "train-images-idx3-ubyte",
@@ -60,9 +68,9 @@ def synthetic_mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
 
 @pytest.fixture(scope="session")
 def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) -> Path:
-    """Synthetic data taken through download + normalise, as the train stage sees it."""
+    """Synthetic data taken through download + split, as the train stage sees it."""
     from mnist_mlops.data.fetch import download_mnist
-    from mnist_mlops.data.normalise import make_splits, save_splits
+    from mnist_mlops.data.splits import make_splits, save_splits
 
     folder, sha = synthetic_mirror
     raw = tmp_path_factory.mktemp("raw")
@@ -71,3 +79,73 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) ->
     splits, stats = make_splits(raw, val_size=100, seed=0)
     save_splits(splits, stats, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def repo_params() -> dict[str, Any]:
+    """The repository's params.yaml: tests build configs from it (``Cls.from_params``)
+    with their overrides, so no test carries a second copy of a default."""
+    return load_params(ROOT / "params.yaml")
+
+
+Behaviour = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class _MirrorHandler(http.server.BaseHTTPRequestHandler):
+    """Runs the behaviour registered for the request path; 404 otherwise."""
+
+    routes: dict[str, Behaviour]
+    release: threading.Event
+
+    def do_GET(self) -> None:  # noqa: N802
+        behaviour = self.routes.get(self.path)
+        if behaviour is None:
+            self.send_error(404)
+            return
+        # The client giving up on a slow or lying mirror is the point of many tests.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            behaviour(self)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class HttpMirror:
+    """A real HTTP mirror on loopback whose files the test defines, one path at a time."""
+
+    def __init__(self, url: str, routes: dict[str, Behaviour], release: threading.Event) -> None:
+        self.url = url  # base URL, as in download.mirrors: file names are appended
+        self.routes = routes
+        self.release = release  # set at teardown: ends any response still stalling
+
+    def route(self, name: str, behaviour: Behaviour) -> None:
+        """Answer requests for ``name`` with ``behaviour(handler)``."""
+        self.routes[f"/mnist/{name}"] = behaviour
+
+    def respond(self, name: str, status: int, body: bytes) -> None:
+        """Answer requests for ``name`` with ``status`` and ``body``."""
+
+        def send(handler: http.server.BaseHTTPRequestHandler) -> None:
+            handler.send_response(status)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        self.route(name, send)
+
+
+@pytest.fixture
+def http_mirror() -> Iterator[HttpMirror]:
+    """An HTTP mirror on a free loopback port, shut down (stalls released) after the test."""
+    release = threading.Event()
+    routes: dict[str, Behaviour] = {}
+    handler = type("Handler", (_MirrorHandler,), {"routes": routes, "release": release})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield HttpMirror(f"http://127.0.0.1:{server.server_address[1]}/mnist/", routes, release)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

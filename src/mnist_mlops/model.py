@@ -7,9 +7,9 @@ take raw pixels and nothing outside the model needs to know the stats.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -17,18 +17,32 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_mlops.config import TrainConfig
+from mnist_mlops.config import Activation, Init, Optimizer, TrainConfig
 
 N_PIXELS = 28 * 28
 N_CLASSES = 10
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
+
+class ActivationLayer(nn.Module):
+    """The ``torch.nn.functional`` activation named by the config's ``Activation`` Literal.
+
+    The Literal's names are the functional API's own, so that Literal is the one
+    list of allowed activations; this layer has no parameters and exports to ONNX
+    as the same op as the matching ``nn`` module.
+    """
+
+    def __init__(self, name: Activation) -> None:
+        super().__init__()
+        if name not in typing.get_args(Activation):
+            raise ValueError(f"activation must be one of {typing.get_args(Activation)}: {name!r}")
+        self.name = name
+        self.fn: Callable[[torch.Tensor], torch.Tensor] = getattr(F, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
 
 
 class PixelNormalise(nn.Module):
@@ -51,10 +65,10 @@ class MLP(nn.Module):
     def __init__(
         self,
         hidden: Sequence[int] = (256, 128),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
-        init: str = "default",
+        init: Init = "default",
         mean: float = 0.1307,
         std: float = 0.3081,
     ) -> None:
@@ -66,7 +80,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width, size, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(size))
-            layers.append(_ACTIVATIONS[activation]())
+            layers.append(ActivationLayer(activation))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
@@ -130,17 +144,16 @@ def random_shift(
     return padded[batch, rows[:, :, None], cols[:, None, :]]
 
 
-class MNISTClassifier(pl.LightningModule):
+class LitMLP(pl.LightningModule):
     """Trains an :class:`MLP`; one ``_step`` serves train, val and test."""
 
     def __init__(self, cfg: TrainConfig, mean: float, std: float) -> None:
         super().__init__()
         self.cfg = cfg
         # Plain types only, so the checkpoint loads with torch.load(weights_only=True).
-        cfg_dict = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
-        }
-        self.save_hyperparameters({"cfg": cfg_dict, "mean": float(mean), "std": float(std)})
+        self.save_hyperparameters(
+            {"cfg": cfg.model_dump(mode="json"), "mean": float(mean), "std": float(std)}
+        )
         self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
         # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.
         self.__dict__["_run"] = torch.compile(self.net) if cfg.compile else self.net
@@ -224,28 +237,9 @@ class MNISTClassifier(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: D102
         cfg = self.cfg
-        params = self.parameters()
         # One fused kernel per step instead of one or more per parameter (CPU and CUDA).
-        fused = {"fused": True} if self.device.type in ("cuda", "cpu") else {}
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        elif cfg.optimizer == "sgd_momentum":
-            opt = torch.optim.SGD(
-                params,
-                lr=cfg.lr,
-                momentum=cfg.momentum,
-                nesterov=True,
-                weight_decay=cfg.weight_decay,
-                **fused,
-            )
-        elif cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        elif cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        else:
-            opt = torch.optim.RMSprop(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
+        fused = self.device.type in ("cuda", "cpu")
+        opt = OPTIMIZERS[cfg.optimizer](self.parameters(), cfg, fused)
         if cfg.schedule == "none":
             return opt
         total = int(self.trainer.estimated_stepping_batches)
@@ -256,6 +250,30 @@ class MNISTClassifier(pl.LightningModule):
                 opt, T_max=max(total, 1), eta_min=cfg.lr * 1e-2
             )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+Params = Iterator[nn.Parameter]
+
+
+def _fused(fused: bool) -> dict[str, bool]:
+    return {"fused": True} if fused else {}
+
+
+# How each config name builds its optimizer (keys: the config's ``Optimizer`` Literal;
+# tests check they match). RMSprop has no fused kernel.
+OPTIMIZERS: dict[Optimizer, Callable[[Params, TrainConfig, bool], torch.optim.Optimizer]] = {
+    "sgd": lambda p, c, f: torch.optim.SGD(p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)),
+    "sgd_momentum": lambda p, c, f: torch.optim.SGD(
+        p, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay, **_fused(f)
+    ),
+    "adam": lambda p, c, f: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)),
+    "adamw": lambda p, c, f: torch.optim.AdamW(
+        p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)
+    ),
+    "rmsprop": lambda p, c, f: torch.optim.RMSprop(
+        p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+    ),
+}
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -12,7 +12,6 @@ epoch by rank and only rank 0 writes the checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from mnist_mlops.config import MlflowConfig, TrainConfig
 from mnist_mlops.data.datamodule import MNISTDataModule
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import atomic_path, sha256_file
-from mnist_mlops.model import MNISTClassifier, count_parameters, is_finite_model
+from mnist_mlops.model import LitMLP, count_parameters, is_finite_model
 from mnist_mlops.tracking import client, git_commit
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
@@ -134,7 +133,7 @@ def train(
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
     _ = dm.splits  # load and validate now: a bad file fails before any run is created
     stats = dm.stats
-    model = MNISTClassifier(cfg, mean=stats["mean"], std=stats["std"])
+    model = LitMLP(cfg, mean=stats["mean"], std=stats["std"])
 
     logger: MLFlowLogger | None = None
     if mlflow_cfg is not None:
@@ -170,7 +169,7 @@ def train(
     if logger is not None:
         logger.log_hyperparams(
             {
-                **dataclasses.asdict(cfg),
+                **cfg.model_dump(),
                 "n_parameters": count_parameters(model.net),
                 "train_size": stats["counts"]["train"],
                 "val_size": stats["counts"]["val"],
@@ -227,9 +226,7 @@ def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
         ) from None
     try:
         hp = ckpt["hyper_parameters"]
-        cfg = TrainConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in hp["cfg"].items()}
-        )
+        cfg = TrainConfig.model_validate(hp["cfg"])
         net = MLP(
             cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"]
         )

@@ -1,14 +1,11 @@
 """Mirror fetching: checksums, fallback across mirrors, and the final error.
 
-Lying mirrors are real HTTP servers on loopback (http.server in a thread).
+Lying mirrors are real HTTP servers on loopback (the ``http_mirror`` fixture).
 """
 
 from __future__ import annotations
 
 import gzip
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,36 +13,6 @@ import pytest
 from mnist_mlops.data.fetch import MIRROR_ENV, download_mnist, fetch_one, mirror_list
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import sha256_file
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves what the test put in ``routes``: path -> (status, body)."""
-
-    routes: dict[str, tuple[int, bytes]] = {}
-
-    def do_GET(self) -> None:  # noqa: N802
-        status, body = self.routes.get(self.path, (404, b"not here"))
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def http_mirror() -> Iterator[tuple[str, dict]]:
-    routes: dict[str, tuple[int, bytes]] = {}
-    handler = type("H", (_Handler,), {"routes": routes})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/mnist/", routes
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_local_folder_mirror_downloads_and_verifies(synthetic_mirror, tmp_path):
@@ -58,27 +25,26 @@ def test_local_folder_mirror_downloads_and_verifies(synthetic_mirror, tmp_path):
 
 def test_falls_back_past_dead_and_lying_mirrors(synthetic_mirror, http_mirror, tmp_path, caplog):
     folder, sha = synthetic_mirror
-    url, routes = http_mirror
     name = "train-labels-idx1-ubyte"
-    routes[f"/mnist/{name}.gz"] = (200, b"<html>Sorry, moved</html>")  # lies with a 200
-    data = fetch_one(name, sha[name], [str(tmp_path / "missing"), url, str(folder)], timeout_s=5)
+    http_mirror.respond(f"{name}.gz", 200, b"<html>Sorry, moved</html>")  # lies with a 200
+    mirrors = [str(tmp_path / "missing"), http_mirror.url, str(folder)]
+    data = fetch_one(name, sha[name], mirrors, timeout_s=5)
     assert len(data) == 8 + 400
     assert "looks like an HTML page" in caplog.text
 
 
 def test_http_mirror_serves_gzip(synthetic_mirror, http_mirror):
     folder, sha = synthetic_mirror
-    url, routes = http_mirror
     name = "t10k-labels-idx1-ubyte"
-    routes[f"/mnist/{name}.gz"] = (200, (folder / f"{name}.gz").read_bytes())
-    assert len(fetch_one(name, sha[name], [url], timeout_s=5)) == 8 + 200
+    http_mirror.respond(f"{name}.gz", 200, (folder / f"{name}.gz").read_bytes())
+    assert len(fetch_one(name, sha[name], [http_mirror.url], timeout_s=5)) == 8 + 200
 
 
 def test_wrong_bytes_everywhere_is_one_clear_error(synthetic_mirror, http_mirror, tmp_path):
     folder, sha = synthetic_mirror
-    url, routes = http_mirror
+    url = http_mirror.url
     name = "train-labels-idx1-ubyte"
-    routes[f"/mnist/{name}.gz"] = (500, b"boom")
+    http_mirror.respond(f"{name}.gz", 500, b"boom")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01 wrong"))

@@ -1,22 +1,19 @@
 """Mirrors that stall, refuse, truncate or flood are skipped; if none works, one clear error.
 
-Every faulty mirror is a real loopback server (raw sockets or http.server in a
-thread); the good mirror is the synthetic local folder. Each case is bounded by
+Every faulty mirror is a real loopback server (raw sockets, or the
+``http_mirror`` fixture); the good mirror is the synthetic local folder. Each case is bounded by
 a small ``timeout_s`` and asserts how long falling through took.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import http.server
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,43 +24,6 @@ from mnist_mlops.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "t10k-labels-idx1-ubyte"  # the smallest synthetic file: 8 + 200 bytes
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Runs the behaviour the test registered for the path (404 otherwise)."""
-
-    routes: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
-    release: threading.Event = threading.Event()
-
-    def do_GET(self) -> None:  # noqa: N802
-        behaviour = self.routes.get(self.path)
-        if behaviour is None:
-            self.send_error(404)
-            return
-        # The client giving up on us is the point of most of these.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            behaviour(self)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def faulty_http() -> Iterator[tuple[str, dict, threading.Event]]:
-    """An HTTP server on loopback: (base URL, routes, release event that ends any stall)."""
-    release = threading.Event()
-    routes: dict = {}
-    handler = type("H", (_Handler,), {"routes": routes, "release": release})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/mnist/", routes, release
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -130,11 +90,11 @@ def test_stalled_connection_times_out_and_next_mirror_wins(synthetic_mirror, sil
     assert "timed out" in caplog.text
 
 
-def test_headers_then_stall_times_out_mid_body(synthetic_mirror, faulty_http, caplog):
+def test_headers_then_stall_times_out_mid_body(synthetic_mirror, http_mirror, caplog):
     folder, sha = synthetic_mirror
-    url, routes, _ = faulty_http
+    url = http_mirror.url
     good = (folder / f"{NAME}.gz").read_bytes()
-    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, good[:10], length=len(good), stall=True)
+    http_mirror.route(f"{NAME}.gz", lambda h: _status(h, good[:10], length=len(good), stall=True))
     # retries=1: the stall is treated as transient and retried once, with a 1 s back-off.
     data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1)
     assert len(data) == 8 + 200
@@ -142,10 +102,10 @@ def test_headers_then_stall_times_out_mid_body(synthetic_mirror, faulty_http, ca
     assert "timed out" in caplog.text
 
 
-def test_trickling_mirror_hits_the_whole_file_deadline(synthetic_mirror, faulty_http, caplog):
+def test_trickling_mirror_hits_the_whole_file_deadline(synthetic_mirror, http_mirror, caplog):
     """A byte every 50 ms never trips the 0.5 s read timeout; the 1 s file deadline must."""
     folder, sha = synthetic_mirror
-    url, routes, release = faulty_http
+    url, release = http_mirror.url, http_mirror.release
     good = (folder / f"{NAME}.gz").read_bytes()
 
     def trickle(handler) -> None:
@@ -160,7 +120,7 @@ def test_trickling_mirror_hits_the_whole_file_deadline(synthetic_mirror, faulty_
             time.sleep(0.05)
         handler.close_connection = True
 
-    routes[f"/mnist/{NAME}.gz"] = trickle
+    http_mirror.route(f"{NAME}.gz", trickle)
     data, took = _fetch_timed(
         sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1, deadline_s=1.0
     )
@@ -177,54 +137,54 @@ def test_connection_refused_falls_through_quickly(synthetic_mirror, closed_port,
     assert "Connection refused" in caplog.text or "ConnectionRefusedError" in caplog.text
 
 
-def test_body_shorter_than_content_length_is_rejected(synthetic_mirror, faulty_http, caplog):
+def test_body_shorter_than_content_length_is_rejected(synthetic_mirror, http_mirror, caplog):
     folder, sha = synthetic_mirror
-    url, routes, _ = faulty_http
+    url = http_mirror.url
     good = (folder / f"{NAME}.gz").read_bytes()
-    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, good[:-20], length=len(good))
+    http_mirror.route(f"{NAME}.gz", lambda h: _status(h, good[:-20], length=len(good)))
     data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert f"{url}{NAME}.gz" in caplog.text
 
 
-def test_truncated_gzip_with_honest_length_is_rejected(synthetic_mirror, faulty_http, caplog):
+def test_truncated_gzip_with_honest_length_is_rejected(synthetic_mirror, http_mirror, caplog):
     folder, sha = synthetic_mirror
-    url, routes, _ = faulty_http
+    url = http_mirror.url
     cut = (folder / f"{NAME}.gz").read_bytes()[:-30]
-    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, cut)
+    http_mirror.route(f"{NAME}.gz", lambda h: _status(h, cut))
     data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert "corrupt gzip" in caplog.text
 
 
-def test_oversize_response_is_cut_off(synthetic_mirror, faulty_http, caplog):
+def test_oversize_response_is_cut_off(synthetic_mirror, http_mirror, caplog):
     folder, sha = synthetic_mirror
-    url, routes, _ = faulty_http
-    routes[f"/mnist/{NAME}.gz"] = _flood
+    url = http_mirror.url
+    http_mirror.route(f"{NAME}.gz", _flood)
     data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert f"more than {MAX_FILE_BYTES} bytes" in caplog.text
     assert took < 20
 
 
-def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, faulty_http, gzip_bomb, caplog):
+def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, http_mirror, gzip_bomb, caplog):
     folder, sha = synthetic_mirror
-    url, routes, _ = faulty_http
+    url = http_mirror.url
     assert len(gzip_bomb) < MAX_FILE_BYTES // 100
-    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, gzip_bomb)
+    http_mirror.route(f"{NAME}.gz", lambda h: _status(h, gzip_bomb))
     data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert "decompresses to more than" in caplog.text
 
 
 def test_every_fault_at_once_is_one_clear_error(
-    synthetic_mirror, faulty_http, silent_port, closed_port, gzip_bomb, tmp_path
+    synthetic_mirror, http_mirror, silent_port, closed_port, gzip_bomb, tmp_path
 ):
     """No mirror works: one UserError listing each mirror's reason, and no file written."""
     _, sha = synthetic_mirror
-    url, routes, _ = faulty_http
-    routes[f"/mnist/{NAME}.gz"] = lambda h: _status(h, gzip_bomb)
-    routes[f"/mnist/{NAME}"] = lambda h: _status(h, b"<!doctype html><title>Moved</title>")
+    url = http_mirror.url
+    http_mirror.route(f"{NAME}.gz", lambda h: _status(h, gzip_bomb))
+    http_mirror.route(NAME, lambda h: _status(h, b"<!doctype html><title>Moved</title>"))
     started = time.monotonic()
     with pytest.raises(UserError) as err:
         download_mnist(

@@ -35,7 +35,7 @@ def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
         shutil.copy(ROOT / item, repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
-    params["normalise"]["val_size"] = 100
+    params["split"]["val_size"] = 100
     params["train"].update(hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
@@ -73,7 +73,7 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    for stage in ("download", "normalise", "train", "evaluate", "export", "package"):
+    for stage in ("download", "split", "train", "evaluate", "export", "package"):
         assert f"Running stage '{stage}'" in first_repro.stdout
 
 

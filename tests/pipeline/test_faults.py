@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import http.server
 import json
 import os
 import shutil
@@ -232,7 +231,7 @@ def template(tmp_path_factory, synthetic_mirror) -> Path:
     shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0, timeout_s=5)
-    params["normalise"]["val_size"] = 100
+    params["split"]["val_size"] = 100
     params["train"].update(
         hidden=[32],
         max_epochs=EPOCHS,
@@ -270,54 +269,34 @@ def _clone(src: Path, tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- kills
 
 
-class _SlowMirror(http.server.BaseHTTPRequestHandler):
-    """Serves the synthetic mirror's files 2 KB at a time, 20 ms apart."""
+def _serve_slowly(path: Path, sent_enough: threading.Event, release: threading.Event):
+    """A mirror behaviour: ``path``'s bytes 2 KB at a time, 20 ms apart."""
 
-    folder: Path
-    sent_enough: threading.Event
-    stop: threading.Event
-
-    def do_GET(self) -> None:  # noqa: N802
-        path = self.folder / Path(self.path).name
-        if not path.is_file():
-            self.send_error(404)
-            return
+    def behaviour(handler) -> None:
         body = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            for start in range(0, len(body), 2048):
-                if self.stop.is_set():
-                    return
-                self.wfile.write(body[start : start + 2048])
-                self.wfile.flush()
-                if start >= 16 * 2048:
-                    self.sent_enough.set()  # well into the transfer: time to kill
-                time.sleep(0.02)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for start in range(0, len(body), 2048):
+            if release.is_set():
+                return
+            handler.wfile.write(body[start : start + 2048])
+            handler.wfile.flush()
+            if start >= 16 * 2048:
+                sent_enough.set()  # well into the transfer: time to kill
+            time.sleep(0.02)
 
-    def log_message(self, *args) -> None:
-        pass
+    return behaviour
 
 
 @pytest.fixture
-def slow_mirror(synthetic_mirror) -> Iterator[tuple[str, threading.Event]]:
+def slow_mirror(synthetic_mirror, http_mirror) -> tuple[str, threading.Event]:
+    """The synthetic mirror's files served slowly over HTTP: (base URL, "32 KB sent")."""
     folder, _ = synthetic_mirror
-    sent_enough, stop = threading.Event(), threading.Event()
-    handler = type(
-        "H", (_SlowMirror,), {"folder": folder, "sent_enough": sent_enough, "stop": stop}
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", sent_enough
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    sent_enough = threading.Event()
+    for path in folder.iterdir():
+        http_mirror.route(path.name, _serve_slowly(path, sent_enough, http_mirror.release))
+    return http_mirror.url, sent_enough
 
 
 @pytest.mark.slow
@@ -330,7 +309,7 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     url, sent_enough = slow_mirror
     repo = _clone(template, tmp_path)
     env = {**_env(repo), "MNIST_MIRROR": url}  # the slow mirror is tried first
-    run = repros(["normalise"], repo, env, tmp_path / "killed.log")
+    run = repros(["split"], repo, env, tmp_path / "killed.log")
     run.wait_for(sent_enough.is_set, "32 KB of train-images streamed")
     assert run.kill(signal.SIGKILL) == -signal.SIGKILL
 
@@ -340,14 +319,14 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     for p in raw.iterdir() if raw.exists() else []:
         # Only complete, verified files may exist (from before the kill): no partial, no temp file.
         assert p.name in sha and _sha(p) == sha[p.name], f"partial/stray file {p.name}"
-    status = _run(["dvc", "status", "--with-deps", "normalise"], repo, _env(repo))
+    status = _run(["dvc", "status", "--with-deps", "split"], repo, _env(repo))
     assert "download" in status and "up to date" not in status
 
-    _run(["dvc", "repro", "normalise"], repo, _env(repo))  # back on the good (local) mirror
+    _run(["dvc", "repro", "split"], repo, _env(repo))  # back on the good (local) mirror
     assert {p: _sha(raw / p) for p in RAW_NAMES} == sha
     assert _sha(repo / "data/processed/mnist.npz") == base["data/processed/mnist.npz"]
     assert _json(repo / "data/processed/stats.json") == base["data/processed/stats.json"]
-    assert _lock_stages(repo)["normalise"] == _lock_stages(base_repo)["normalise"]
+    assert _lock_stages(repo)["split"] == _lock_stages(base_repo)["split"]
     _assert_committed_dirs_clean(repo)
 
 
@@ -510,7 +489,7 @@ RAW_FAULTS = [
     RAW_FAULTS,
     ids=[f"{n}-{c.__name__.strip('_') if c else 'missing'}" for n, c in RAW_FAULTS],
 )
-def test_normalise_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt):
+def test_split_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt):
     raw = tmp_path / "raw"
     shutil.copytree(good_raw, raw)
     if corrupt is None:
@@ -518,10 +497,10 @@ def test_normalise_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt)
     else:
         (raw / name).write_bytes(corrupt((raw / name).read_bytes()))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["normalise"]["val_size"] = 100
+    params["split"]["val_size"] = 100
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = _stage(
-        "normalise", [str(raw), str(tmp_path / "processed"), "--params", "params.yaml"], tmp_path
+        "split", [str(raw), str(tmp_path / "processed"), "--params", "params.yaml"], tmp_path
     )
     _assert_clean_error(proc, str(raw / name))
     assert not (tmp_path / "processed" / "mnist.npz").exists()

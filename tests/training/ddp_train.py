@@ -18,7 +18,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from mnist_mlops.config import MlflowConfig, TrainConfig
+from mnist_mlops.config import MlflowConfig, TrainConfig, load_params
 from mnist_mlops.training import train
 
 
@@ -38,7 +38,9 @@ class RecordFirstEpoch(Callback):
 
 def main() -> None:
     processed, out = sys.argv[1], Path(sys.argv[2])
-    cfg = TrainConfig(
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    cfg = TrainConfig.from_params(
+        params,
         hidden=(32,),
         max_epochs=2,
         batch_size=32,
@@ -53,7 +55,9 @@ def main() -> None:
         cfg,
         processed,
         out / "model.ckpt",
-        MlflowConfig(tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"),
+        MlflowConfig.from_params(
+            params, tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"
+        ),
         callbacks=[record],
     )
     (out / f"rank{result.global_rank}.json").write_text(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.data.splits import load_splits
 from mnist_mlops.tracking import client
 from mnist_mlops.training import load_net
 

@@ -1,11 +1,18 @@
 """The MLP: shapes, dtypes, normalisation inside, options from the config."""
 
+import math
+import typing
+
 import pytest
 import torch
+from pytorch_lightning.callbacks import Callback
 
-from mnist_mlops.config import TrainConfig
-from mnist_mlops.data.datamodule import TensorBatches
-from mnist_mlops.model import MLP, MNISTClassifier, count_parameters, random_affine, random_shift
+from mnist_mlops.config import Activation, Init, Optimizer, TrainConfig
+from mnist_mlops.data.datamodule import MNISTDataModule, TensorBatches
+from mnist_mlops.data.splits import load_splits
+from mnist_mlops.errors import UserError
+from mnist_mlops.model import MLP, OPTIMIZERS, LitMLP, count_parameters, random_affine, random_shift
+from mnist_mlops.training import build_trainer
 
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])
@@ -25,8 +32,8 @@ def test_normalisation_is_inside_the_model():
     assert torch.allclose(net.normalise(x), torch.full((1, 784), 2.0))
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "tanh", "sigmoid"])
-@pytest.mark.parametrize("init", ["default", "xavier", "he"])
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+@pytest.mark.parametrize("init", typing.get_args(Init))
 def test_every_activation_and_init_builds(activation, init):
     net = MLP((32,), activation, dropout=0.2, batch_norm=True, init=init)
     assert net(torch.rand(4, 28, 28) * 255).shape == (4, 10)
@@ -41,11 +48,39 @@ def test_random_shift_moves_ink_and_keeps_mass():
     assert (shifted != x).any()
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"])
-def test_optimizers_configure(optimizer):
-    module = MNISTClassifier(TrainConfig(optimizer=optimizer, hidden=(16,)), 0.13, 0.31)
-    opt = module.configure_optimizers()
-    assert isinstance(opt, torch.optim.Optimizer)
+# Per config name: the exact torch class and the hyper-parameters it must be built with.
+# lr/momentum/weight_decay below differ from every torch default, so a branch that
+# ignored the config (or built another optimizer) fails.
+EXPECTED_OPTIMIZERS = {
+    "sgd": (torch.optim.SGD, {"momentum": 0, "nesterov": False}),
+    "sgd_momentum": (torch.optim.SGD, {"momentum": 0.77, "nesterov": True}),
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "rmsprop": (torch.optim.RMSprop, {"momentum": 0.77}),
+}
+
+
+def test_every_configurable_optimizer_is_built_and_tested():
+    assert set(OPTIMIZERS) == set(typing.get_args(Optimizer)) == set(EXPECTED_OPTIMIZERS)
+
+
+@pytest.mark.parametrize("optimizer", typing.get_args(Optimizer))
+def test_optimizers_configure(optimizer, repo_params):
+    cfg = TrainConfig.from_params(
+        repo_params,
+        optimizer=optimizer,
+        hidden=(16,),
+        lr=0.0123,
+        momentum=0.77,
+        weight_decay=0.0042,
+        schedule="none",
+    )
+    opt = LitMLP(cfg, 0.13, 0.31).configure_optimizers()
+    cls, hyper = EXPECTED_OPTIMIZERS[optimizer]
+    assert type(opt) is cls  # not isinstance: AdamW subclasses Adam
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.0123 and group["weight_decay"] == 0.0042
+    assert {k: group[k] for k in hyper} == hyper
 
 
 def test_tensor_batches_cover_every_item_once_per_epoch():
@@ -68,17 +103,30 @@ def test_tensor_batches_shard_disjointly_across_ranks():
     assert set(shards[0].tolist()).isdisjoint(shards[1].tolist())
 
 
-def test_config_rejects_unknown_and_bad_values():
-    from mnist_mlops.config import from_mapping
-    from mnist_mlops.errors import UserError
+def test_config_rejects_unknown_and_bad_values(repo_params):
+    def build(**overrides):
+        return TrainConfig.from_params(repo_params, **overrides)
 
-    with pytest.raises(UserError, match="unknown key.*train.lrr"):
-        from_mapping(TrainConfig, {"lrr": 0.1}, "train")
-    with pytest.raises(UserError, match="train.optimizer must be one of"):
-        from_mapping(TrainConfig, {"optimizer": "lbfgs"}, "train")
-    with pytest.raises(UserError, match="train.max_epochs must be a whole number"):
-        from_mapping(TrainConfig, {"max_epochs": 2.5}, "train")
-    assert from_mapping(TrainConfig, {"lr": "1e-2", "hidden": [8]}, "train").lr == 0.01
+    with pytest.raises(UserError, match="unknown key train.lrr"):
+        build(lrr=0.1)
+    with pytest.raises(UserError, match="train.optimizer: Input should be 'sgd'.*'lbfgs'"):
+        build(optimizer="lbfgs")
+    with pytest.raises(UserError, match="train.max_epochs: .*valid integer.*2.5"):
+        build(max_epochs=2.5)
+    with pytest.raises(UserError, match="train.hidden"):
+        build(hidden=[])
+    with pytest.raises(UserError, match="train.lr is missing"):
+        TrainConfig.from_params(
+            {"train": {k: v for k, v in repo_params["train"].items() if k != "lr"}}
+        )
+    for bad in ({"lrr": 0.1}, {"optimizer": "lbfgs"}, {"dropout": 1.5}):
+        with pytest.raises(UserError) as err:
+            build(**bad)
+        assert "\n" not in str(err.value)  # one line for the CLI
+    cfg = build(lr="1e-2", hidden=[8], devices=1)  # `dvc exp run -S` hands over strings and ints
+    assert (cfg.lr, cfg.hidden, cfg.devices) == (0.01, (8,), "1")
+    with pytest.raises(Exception, match="frozen"):
+        cfg.lr = 0.5
 
 
 def test_random_affine_keeps_shape_and_is_identity_at_zero():
@@ -90,8 +138,57 @@ def test_random_affine_keeps_shape_and_is_identity_at_zero():
     assert not torch.allclose(moved, x, atol=1.0)
 
 
-def test_augment_is_off_by_default_and_on_when_configured():
+def test_augment_is_off_at_zero_and_on_when_configured(repo_params):
+    def module(**augment):
+        off = dict(augment_shift=0, augment_degrees=0.0, augment_scale=0.0)
+        return LitMLP(
+            TrainConfig.from_params(repo_params, hidden=(8,), **{**off, **augment}), 0.13, 0.31
+        )
+
     x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    assert torch.equal(MNISTClassifier(TrainConfig(hidden=(8,)), 0.13, 0.31).augment(x), x)
-    on = MNISTClassifier(TrainConfig(hidden=(8,), augment_shift=2, augment_degrees=10), 0.13, 0.31)
+    assert torch.equal(module().augment(x), x)
+    on = module(augment_shift=2, augment_degrees=10)
     assert on.augment(x).shape == (4, 28, 28)
+
+
+class _RecordLR(Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "none"])
+def test_schedule_sets_the_learning_rate_of_every_step(schedule, repo_params, processed_dir):
+    """A real (tiny) fit: the LR each step trains with follows the configured schedule."""
+    cfg = TrainConfig.from_params(
+        repo_params,
+        hidden=(8,),
+        schedule=schedule,
+        lr=0.01,
+        batch_size=50,
+        max_epochs=2,
+        accelerator="cpu",
+        devices="1",
+    )
+    splits, stats = load_splits(processed_dir)
+    record = _RecordLR()
+    trainer = build_trainer(cfg, False, [record], enable_checkpointing=False, limit_val_batches=0)
+    dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=splits)
+    trainer.fit(LitMLP(cfg, stats["mean"], stats["std"]), datamodule=dm)
+    lrs, total = record.lrs, 2 * math.ceil(len(splits.y_train) / 50)
+    assert len(lrs) == total
+    if schedule == "cosine":  # from lr down to lr/100 along half a cosine
+        eta_min = cfg.lr * 1e-2
+        expected = [
+            eta_min + (cfg.lr - eta_min) * (1 + math.cos(math.pi * t / total)) / 2
+            for t in range(total)
+        ]
+        assert lrs == pytest.approx(expected, rel=1e-6)
+    elif schedule == "onecycle":  # warms up to lr, then anneals far below the start
+        peak = max(range(total), key=lrs.__getitem__)
+        assert lrs[peak] == pytest.approx(cfg.lr, rel=0.05)
+        assert 0 < peak < total - 1 and lrs[0] < cfg.lr / 10 and lrs[-1] < lrs[0]
+    else:
+        assert lrs == [cfg.lr] * total

@@ -6,23 +6,30 @@ import numpy as np
 import pytest
 
 from mnist_mlops.config import MlflowConfig, TrainConfig
-from mnist_mlops.data.normalise import load_splits
+from mnist_mlops.data.splits import load_splits
 from mnist_mlops.export import INPUT_NAME, as_model_input, export_and_verify, inference_session
 from mnist_mlops.tracking import client
 from mnist_mlops.training import HISTORY_KEYS, load_net, train
 
 pytestmark = pytest.mark.slow
 
-FAST = TrainConfig(
-    hidden=(32,), max_epochs=3, batch_size=32, lr=3e-3, accelerator="cpu", devices="1"
-)
+# Small and on CPU; the rest (optimizer, schedule, seed...) is params.yaml's.
+SMALL = dict(hidden=(32,), max_epochs=3, batch_size=32, lr=3e-3, accelerator="cpu", devices="1")
+TINY = dict(hidden=(16,), batch_size=64, accelerator="cpu", devices="1")
+
+
+def _mlflow(params, tmp, experiment):
+    return MlflowConfig.from_params(
+        params, tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment=experiment
+    )
 
 
 @pytest.fixture(scope="module")
-def trained(processed_dir, tmp_path_factory):
+def trained(processed_dir, tmp_path_factory, repo_params):
     tmp = tmp_path_factory.mktemp("train")
-    mlflow_cfg = MlflowConfig(tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment="test")
-    result = train(FAST, processed_dir, tmp / "model.ckpt", mlflow_cfg)
+    mlflow_cfg = _mlflow(repo_params, tmp, "test")
+    cfg = TrainConfig.from_params(repo_params, **SMALL)
+    result = train(cfg, processed_dir, tmp / "model.ckpt", mlflow_cfg)
     return result, tmp, mlflow_cfg
 
 
@@ -70,31 +77,19 @@ def test_export_parity_and_dynamic_batch(trained, processed_dir):
     assert [d for d in session.get_inputs()[0].shape] == ["batch", 28, 28]
 
 
-def test_same_seed_on_cpu_gives_identical_metrics(processed_dir, tmp_path):
-    cfg = TrainConfig(hidden=(16,), max_epochs=1, batch_size=64, accelerator="cpu", devices="1")
-    runs = [
-        train(
-            cfg,
-            processed_dir,
-            tmp_path / f"m{i}.ckpt",
-            MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="det"),
-        )
-        for i in range(2)
-    ]
+def test_same_seed_on_cpu_gives_identical_metrics(processed_dir, tmp_path, repo_params):
+    cfg = TrainConfig.from_params(repo_params, max_epochs=1, deterministic=True, **TINY)
+    mlflow_cfg = _mlflow(repo_params, tmp_path, "det")
+    runs = [train(cfg, processed_dir, tmp_path / f"m{i}.ckpt", mlflow_cfg) for i in range(2)]
     assert runs[0].history == runs[1].history
     assert np.isfinite(runs[0].history[0]["val/loss"])
 
 
-def test_untracked_training_keeps_the_same_history(processed_dir, tmp_path):
+def test_untracked_training_keeps_the_same_history(processed_dir, tmp_path, repo_params):
     """mlflow_cfg=None (the GPU box has no MLflow): same curves, from the in-memory callback."""
-    cfg = TrainConfig(hidden=(16,), max_epochs=2, batch_size=64, accelerator="cpu", devices="1")
+    cfg = TrainConfig.from_params(repo_params, max_epochs=2, **TINY)
     untracked = train(cfg, processed_dir, tmp_path / "a.ckpt", None)
-    tracked = train(
-        cfg,
-        processed_dir,
-        tmp_path / "b.ckpt",
-        MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="u"),
-    )
+    tracked = train(cfg, processed_dir, tmp_path / "b.ckpt", _mlflow(repo_params, tmp_path, "u"))
     assert untracked.run_id == "" and (tmp_path / "a.ckpt").is_file()
     assert [h["epoch"] for h in untracked.history] == [1, 2]
     assert untracked.history == tracked.history

@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mnist_mlops.data.normalise import Splits, load_splits
+from mnist_mlops.data.splits import Splits, load_splits
 
 
 class TensorBatches:
@@ -71,7 +71,7 @@ class TensorBatches:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """Serves the normalise stage's splits as device-resident uint8 batches."""
+    """Serves the split stage's splits as device-resident uint8 batches."""
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mnist_mlops.data.normalise import load_splits, pixel_stats, split_train_val
+from mnist_mlops.data.splits import load_splits, pixel_stats, split_train_val
 from mnist_mlops.errors import DataFormatError, UserError
 
 
@@ -29,7 +29,7 @@ def test_split_is_seeded_disjoint_and_sized():
 
 
 def test_val_size_out_of_range_is_a_user_error():
-    with pytest.raises(UserError, match="normalise.val_size"):
+    with pytest.raises(UserError, match="split.val_size"):
         split_train_val(np.zeros((10, 28, 28), np.uint8), np.zeros(10), 10, seed=0)
 
 

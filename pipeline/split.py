@@ -1,6 +1,6 @@
-"""Normalise stage: seeded train/val split and pixel stats from the training split only.
+"""Split stage: seeded train/val split, and pixel stats from the training split only.
 
-    python -m pipeline.normalise data/raw data/processed
+    python -m pipeline.split data/raw data/processed
 
 Writes ``mnist.npz`` (uint8 images, int64 labels per split) and ``stats.json``.
 """
@@ -9,8 +9,8 @@ import argparse
 import logging
 
 from mnist_mlops.cli import run_stage
-from mnist_mlops.config import NormaliseConfig, load_params, section
-from mnist_mlops.data.normalise import make_splits, save_splits
+from mnist_mlops.config import SplitConfig, load_params
+from mnist_mlops.data.splits import make_splits, save_splits
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    cfg = section(load_params(args.params), NormaliseConfig, "normalise")
+    cfg = SplitConfig.from_params(load_params(args.params))
     splits, stats = make_splits(args.raw_dir, val_size=cfg.val_size, seed=cfg.seed)
     save_splits(splits, stats, args.out_dir)
     logging.getLogger(__name__).info(

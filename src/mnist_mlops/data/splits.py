@@ -83,7 +83,7 @@ def split_train_val(
     """Hold out a seeded random ``val_size`` images from the training set."""
     if not 0 < val_size < len(images):
         raise UserError(
-            f"normalise.val_size must be between 1 and {len(images) - 1} "
+            f"split.val_size must be between 1 and {len(images) - 1} "
             f"(the training set has {len(images)} images); got {val_size}"
         )
     order = np.random.default_rng(seed).permutation(len(images))
@@ -136,26 +136,26 @@ def load_splits(processed_dir: str | os.PathLike[str]) -> tuple[Splits, dict]:
             arrays = {k: npz[k] for k in npz.files}
         stats = read_json(stats_path)
     except FileNotFoundError as exc:
-        raise DataFormatError(f"{exc.filename}: not found; run the normalise stage first") from None
+        raise DataFormatError(f"{exc.filename}: not found; run the split stage first") from None
     except json.JSONDecodeError as exc:
         raise DataFormatError(
-            f"{stats_path}: not valid JSON ({exc}); rerun the normalise stage"
+            f"{stats_path}: not valid JSON ({exc}); rerun the split stage"
         ) from None
     # A truncated or garbage npz surfaces as any of these, depending on where it breaks.
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataFormatError(
-            f"{path}: unreadable ({type(exc).__name__}: {exc}); rerun the normalise stage"
+            f"{path}: unreadable ({type(exc).__name__}: {exc}); rerun the split stage"
         ) from None
     missing = [f"{k}_{s}" for s in SPLITS for k in "xy" if f"{k}_{s}" not in arrays]
     if missing:
-        raise DataFormatError(f"{path}: missing arrays {missing}; rerun the normalise stage")
+        raise DataFormatError(f"{path}: missing arrays {missing}; rerun the split stage")
     for s in SPLITS:
         _check_pair(arrays[f"x_{s}"], arrays[f"y_{s}"].astype(np.int64), f"{path}[{s}]")
     mean, std = (stats.get("mean"), stats.get("std")) if isinstance(stats, dict) else (None, None)
     finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (mean, std))
     if not finite or std <= 0:
         raise DataFormatError(
-            f"{stats_path}: mean/std missing, not finite or std <= 0; rerun the normalise stage"
+            f"{stats_path}: mean/std missing, not finite or std <= 0; rerun the split stage"
         )
     splits = Splits(**{k: (v.astype(np.int64) if k[0] == "y" else v) for k, v in arrays.items()})
     return splits, stats
