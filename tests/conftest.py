@@ -21,15 +21,9 @@ import pytest
 
 from mnist_mlops.config import load_params
 from mnist_mlops.data.idx import encode_idx
+from mnist_mlops.data.splits import RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
-
-FILE_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +46,8 @@ def write_mirror(
     x_tr, y_tr = synthetic_digits(n_train, seed)
     x_te, y_te = synthetic_digits(n_test, seed + 1)
     sha = {}
-    for name, array in zip(FILE_NAMES, (x_tr, y_tr, x_te, y_te)):
+    names = (*RAW_FILES["train"], *RAW_FILES["test"])
+    for name, array in zip(names, (x_tr, y_tr, x_te, y_te), strict=True):
         raw = encode_idx(array)
         (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
         sha[name] = hashlib.sha256(raw).hexdigest()

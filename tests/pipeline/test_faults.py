@@ -34,14 +34,10 @@ import pytest
 import yaml
 
 from mnist_mlops.data.idx import encode_idx
+from mnist_mlops.data.splits import RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
-RAW_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+RAW_NAMES = tuple(name for pair in RAW_FILES.values() for name in pair)
 # Enough epochs that training is still running well after epoch 1's checkpoint.
 EPOCHS = 12
 
