@@ -11,6 +11,9 @@ import contextlib
 import gzip
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from mnist_mlops.config import load_params
 from mnist_mlops.data.idx import encode_idx
@@ -81,6 +85,39 @@ def repo_params() -> dict[str, Any]:
     """The repository's params.yaml: tests build configs from it (``Cls.from_params``)
     with their overrides, so no test carries a second copy of a default."""
     return load_params(ROOT / "params.yaml")
+
+
+def write_params(path: Path, params: dict[str, Any], **updates: dict[str, Any]) -> Path:
+    """Write ``params`` with some keys of some sections changed (``split={"val_size": 100}``)."""
+    merged = {name: {**values, **updates.get(name, {})} for name, values in params.items()}
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return path
+
+
+def run_stage_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m pipeline.<module> args...`` in a subprocess, as dvc runs it (no MNIST_MIRROR)."""
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_MIRROR"}
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
+    return subprocess.run(
+        [sys.executable, "-m", f"pipeline.{module}", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture(scope="session")
+def stage_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Runs one stage's CLI in a subprocess: ``stage_cli("split", raw, out, cwd=tmp)``."""
+    return run_stage_cli
+
+
+@pytest.fixture(scope="session")
+def params_writer(repo_params) -> Callable[..., Path]:
+    """Writes the repo's params.yaml with changes: ``params_writer(path, train={"lr": 0.1})``."""
+    return lambda path, **updates: write_params(path, repo_params, **updates)
 
 
 Behaviour = Callable[[http.server.BaseHTTPRequestHandler], None]

@@ -8,16 +8,12 @@ a small ``timeout_s`` and asserts how long falling through took.
 from __future__ import annotations
 
 import gzip
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mnist_mlops.data.fetch import MAX_FILE_BYTES, MIRROR_ENV, download_mnist, fetch_one
 from mnist_mlops.errors import UserError
@@ -209,29 +205,13 @@ def test_every_fault_at_once_is_one_clear_error(
     assert list((tmp_path / "raw").iterdir()) == []
 
 
-def test_download_cli_without_a_working_mirror_says_how_to_set_one(closed_port, tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["download"].update(
-        mirrors=[closed_port, str(tmp_path / "empty")], mirror="", timeout_s=2, retries=0
-    )
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {k: v for k, v in os.environ.items() if k != MIRROR_ENV}
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + str(ROOT)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.download",
-            str(tmp_path / "raw"),
-            "--params",
-            str(tmp_path / "params.yaml"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_download_cli_without_a_working_mirror_says_how_to_set_one(
+    closed_port, tmp_path, params_writer, stage_cli
+):
+    mirrors = [closed_port, str(tmp_path / "empty")]
+    download = {"mirrors": mirrors, "mirror": "", "timeout_s": 2, "retries": 0}
+    params = params_writer(tmp_path / "params.yaml", download=download)
+    proc = stage_cli("download", str(tmp_path / "raw"), "--params", str(params))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -410,18 +410,6 @@ def test_kill_during_export_then_rerun_is_identical(baseline, repros, tmp_path):
 # --------------------------------------------------------------------------- corrupt inputs
 
 
-def _stage(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{module}", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def _assert_clean_error(proc: subprocess.CompletedProcess, names: str) -> None:
     """Exit 2, exactly one stderr line, starting 'error:', naming the file; no traceback."""
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -485,19 +473,17 @@ RAW_FAULTS = [
     RAW_FAULTS,
     ids=[f"{n}-{c.__name__.strip('_') if c else 'missing'}" for n, c in RAW_FAULTS],
 )
-def test_split_names_the_corrupt_raw_file(good_raw, tmp_path, name, corrupt):
+def test_split_names_the_corrupt_raw_file(
+    good_raw, tmp_path, name, corrupt, params_writer, stage_cli
+):
     raw = tmp_path / "raw"
     shutil.copytree(good_raw, raw)
     if corrupt is None:
         (raw / name).unlink()
     else:
         (raw / name).write_bytes(corrupt((raw / name).read_bytes()))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["split"]["val_size"] = 100
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = _stage(
-        "split", [str(raw), str(tmp_path / "processed"), "--params", "params.yaml"], tmp_path
-    )
+    params_writer(tmp_path / "params.yaml", split={"val_size": 100})
+    proc = stage_cli("split", str(raw), str(tmp_path / "processed"), cwd=tmp_path)
     _assert_clean_error(proc, str(raw / name))
     assert not (tmp_path / "processed" / "mnist.npz").exists()
 
@@ -541,7 +527,9 @@ PROCESSED_FAULTS = [
         for i, p in enumerate(PROCESSED_FAULTS)
     ],
 )
-def test_stage_names_the_corrupt_processed_file(baseline, tmp_path, stage, broken, corrupt):
+def test_stage_names_the_corrupt_processed_file(
+    baseline, tmp_path, stage, broken, corrupt, stage_cli
+):
     base_repo, _ = baseline
     processed, models = tmp_path / "processed", tmp_path / "models"
     shutil.copytree(base_repo / "data/processed", processed)
@@ -563,7 +551,7 @@ def test_stage_names_the_corrupt_processed_file(baseline, tmp_path, stage, broke
         "evaluate": [str(models / "model.ckpt"), str(processed)],
         "export": [str(models / "model.ckpt"), str(processed), str(models / "model.onnx")],
     }[stage]
-    proc = _stage(stage, args, tmp_path)
+    proc = stage_cli(stage, *args, cwd=tmp_path)
     _assert_clean_error(proc, str(target))
     assert not (models / "new.ckpt").exists() and not (models / "model.onnx").exists()
     assert not (tmp_path / "metrics").exists()
