@@ -229,9 +229,7 @@ def run_dataloader(
     torch.manual_seed(cfg.seed)
     # mean=0, std=1/255 makes the MLP's built-in normalise layer an identity, so the
     # Dataset's Normalize does the job and the weights are the same draws as (b), (c).
-    net = MLP(
-        cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, 0.0, 1.0 / 255.0
-    ).to(device)
+    net = MLP.from_config(cfg, 0.0, 1.0 / 255.0).to(device)
     clock = Clock(device)
     ds = TorchvisionStyle(splits.x_train, splits.y_train, stats["mean"], stats["std"])
     loader = torch.utils.data.DataLoader(
@@ -266,15 +264,7 @@ def run_tensors(
         name, "plain loop, device-resident tensors, batches by index", _cfg_dict(cfg), quiet=not log
     )
     torch.manual_seed(cfg.seed)
-    net = MLP(
-        cfg.hidden,
-        cfg.activation,
-        cfg.dropout,
-        cfg.batch_norm,
-        cfg.init,
-        stats["mean"],
-        stats["std"],
-    ).to(device)
+    net = MLP.from_config(cfg, stats["mean"], stats["std"]).to(device)
     clock = Clock(device)
     x = torch.from_numpy(splits.x_train).to(device)
     y = torch.from_numpy(splits.y_train).to(device)

@@ -64,7 +64,7 @@ class MLP(nn.Module):
 
     def __init__(
         self,
-        hidden: Sequence[int] = (256, 128),
+        hidden: Sequence[int],
         activation: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
@@ -87,6 +87,11 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, N_CLASSES))
         self.layers = nn.Sequential(*layers)
         self._init_weights(init, activation)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, mean: float, std: float) -> MLP:
+        """The MLP ``cfg`` describes, normalising with the training split's ``mean``/``std``."""
+        return cls(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
 
     def _init_weights(self, init: str, activation: str) -> None:
         if init == "default":
@@ -154,7 +159,7 @@ class LitMLP(pl.LightningModule):
         self.save_hyperparameters(
             {"cfg": cfg.model_dump(mode="json"), "mean": float(mean), "std": float(std)}
         )
-        self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
+        self.net = MLP.from_config(cfg, mean, std)
         # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.
         self.__dict__["_run"] = torch.compile(self.net) if cfg.compile else self.net
         # validate_args=False: the argument checks read values back to the host (a sync).

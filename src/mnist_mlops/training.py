@@ -227,9 +227,7 @@ def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
     try:
         hp = ckpt["hyper_parameters"]
         cfg = TrainConfig.model_validate(hp["cfg"])
-        net = MLP(
-            cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, hp["mean"], hp["std"]
-        )
+        net = MLP.from_config(cfg, hp["mean"], hp["std"])
         state = {
             k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
         }

@@ -17,17 +17,17 @@ from mnist_mlops.training import build_trainer
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])
 def test_forward_shapes_accept_both_layouts(shape):
-    out = MLP()(torch.zeros(shape, dtype=torch.uint8))
+    out = MLP(hidden=(16,))(torch.zeros(shape, dtype=torch.uint8))
     assert out.shape == (5, 10) and out.dtype == torch.float32
 
 
-def test_default_parameter_count():
+def test_parameter_count():
     # 784*256+256 + 256*128+128 + 128*10+10
-    assert count_parameters(MLP()) == 235_146
+    assert count_parameters(MLP(hidden=(256, 128))) == 235_146
 
 
 def test_normalisation_is_inside_the_model():
-    net = MLP(mean=0.5, std=0.25)
+    net = MLP(hidden=(8,), mean=0.5, std=0.25)
     x = torch.full((1, 784), 255.0)
     assert torch.allclose(net.normalise(x), torch.full((1, 784), 2.0))
 
