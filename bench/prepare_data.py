@@ -26,7 +26,14 @@ def main() -> None:
     download = DownloadConfig.from_params(params)
     split = SplitConfig.from_params(params)
     with tempfile.TemporaryDirectory() as raw:
-        download_mnist(raw, download.sha256, [args.mirror_dir])
+        download_mnist(
+            raw,
+            download.sha256,
+            [args.mirror_dir],
+            timeout_s=download.timeout_s,
+            retries=download.retries,
+            deadline_s=download.deadline_s,
+        )
         splits, stats = make_splits(raw, val_size=split.val_size, seed=split.seed)
         save_splits(splits, stats, args.out_dir)
     print(f"wrote {args.out_dir}: {stats['counts']}")

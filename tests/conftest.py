@@ -73,7 +73,7 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) ->
 
     folder, sha = synthetic_mirror
     raw = tmp_path_factory.mktemp("raw")
-    download_mnist(raw, sha, [str(folder)])
+    download_mnist(raw, sha, [str(folder)], timeout_s=5, retries=0)
     out = tmp_path_factory.mktemp("processed")
     splits, stats = make_splits(raw, val_size=100, seed=0)
     save_splits(splits, stats, out)

@@ -14,10 +14,12 @@ from mnist_mlops.data.fetch import MIRROR_ENV, download_mnist, fetch_one, mirror
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import sha256_file
 
+LOCAL = {"timeout_s": 5, "retries": 0}  # loopback and local folders answer at once
+
 
 def test_local_folder_mirror_downloads_and_verifies(synthetic_mirror, tmp_path):
     folder, sha = synthetic_mirror
-    assert download_mnist(tmp_path / "raw", sha, [str(folder)]) == sha
+    assert download_mnist(tmp_path / "raw", sha, [str(folder)], **LOCAL) == sha
     for name, digest in sha.items():
         assert sha256_file(tmp_path / "raw" / name) == digest
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(sha)  # no temp files left
@@ -28,7 +30,7 @@ def test_falls_back_past_dead_and_lying_mirrors(synthetic_mirror, http_mirror, t
     name = "train-labels-idx1-ubyte"
     http_mirror.respond(f"{name}.gz", 200, b"<html>Sorry, moved</html>")  # lies with a 200
     mirrors = [str(tmp_path / "missing"), http_mirror.url, str(folder)]
-    data = fetch_one(name, sha[name], mirrors, timeout_s=5)
+    data = fetch_one(name, sha[name], mirrors, timeout_s=5, retries=1)
     assert len(data) == 8 + 400
     assert "looks like an HTML page" in caplog.text
 
@@ -37,7 +39,7 @@ def test_http_mirror_serves_gzip(synthetic_mirror, http_mirror):
     folder, sha = synthetic_mirror
     name = "t10k-labels-idx1-ubyte"
     http_mirror.respond(f"{name}.gz", 200, (folder / f"{name}.gz").read_bytes())
-    assert len(fetch_one(name, sha[name], [http_mirror.url], timeout_s=5)) == 8 + 200
+    assert len(fetch_one(name, sha[name], [http_mirror.url], **LOCAL)) == 8 + 200
 
 
 def test_wrong_bytes_everywhere_is_one_clear_error(synthetic_mirror, http_mirror, tmp_path):
@@ -58,7 +60,7 @@ def test_wrong_bytes_everywhere_is_one_clear_error(synthetic_mirror, http_mirror
 
 def test_no_mirrors_says_how_to_set_one(tmp_path):
     with pytest.raises(UserError, match=f"export {MIRROR_ENV}="):
-        fetch_one("x", "0" * 64, [])
+        fetch_one("x", "0" * 64, [], **LOCAL)
 
 
 def test_env_override_comes_first(monkeypatch):
@@ -74,7 +76,7 @@ def test_env_override_comes_first(monkeypatch):
 
 def test_present_verified_files_are_not_refetched(synthetic_mirror, tmp_path):
     folder, sha = synthetic_mirror
-    download_mnist(tmp_path, sha, [str(folder)])
+    download_mnist(tmp_path, sha, [str(folder)], **LOCAL)
     before = {p: p.stat().st_mtime_ns for p in Path(tmp_path).iterdir()}
-    download_mnist(tmp_path, sha, [])  # no mirrors: would fail if it fetched anything
+    download_mnist(tmp_path, sha, [], **LOCAL)  # no mirrors: would fail if it fetched anything
     assert before == {p: p.stat().st_mtime_ns for p in Path(tmp_path).iterdir()}

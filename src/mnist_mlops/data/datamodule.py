@@ -76,8 +76,9 @@ class MNISTDataModule(pl.LightningDataModule):
     def __init__(
         self,
         processed_dir: str | os.PathLike[str] | None = None,
-        batch_size: int = 128,
-        seed: int = 42,
+        *,
+        batch_size: int,
+        seed: int,
         eval_batch_size: int = 10_000,
         splits: Splits | None = None,
     ) -> None:

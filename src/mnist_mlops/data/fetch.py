@@ -130,12 +130,17 @@ def fetch_one(
     name: str,
     expected_sha256: str,
     mirrors: Sequence[str],
-    timeout_s: float = 30.0,
-    retries: int = 1,
+    *,
+    timeout_s: float,
+    retries: int,
     fetch: Callable[..., bytes] = _fetch_raw,
     deadline_s: float | None = None,
 ) -> bytes:
-    """Return the verified, decompressed bytes of ``name`` from the first mirror that has them."""
+    """Return the verified, decompressed bytes of ``name`` from the first mirror that has them.
+
+    ``timeout_s``, ``retries`` and ``deadline_s`` (None: no whole-file limit) come from
+    the ``download`` section of params.yaml.
+    """
     failures: list[str] = []
     for mirror in mirrors:
         for candidate in (f"{name}.gz", name):
@@ -175,8 +180,9 @@ def download_mnist(
     out_dir: str | os.PathLike[str],
     sha256: Mapping[str, str],
     mirrors: Sequence[str],
-    timeout_s: float = 30.0,
-    retries: int = 1,
+    *,
+    timeout_s: float,
+    retries: int,
     deadline_s: float | None = None,
 ) -> dict[str, str]:
     """Make ``out_dir`` hold every file in ``sha256``, verified; return name -> SHA-256.
