@@ -1,1 +1,1 @@
-"""Data: IDX files, fetching from mirrors, normalisation stats and splits, batching."""
+"""Data: IDX files, fetching from mirrors, train/val/test splits and their pixel stats, batches."""
