@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from mnist_mlops.config import load_params
+from mnist_mlops.data.fetch import MIRROR_ENV
 from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
 
@@ -95,8 +96,8 @@ def write_params(path: Path, params: dict[str, Any], **updates: dict[str, Any]) 
 
 
 def run_stage_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python -m pipeline.<module> args...`` in a subprocess, as dvc runs it (no MNIST_MIRROR)."""
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_MIRROR"}
+    """``python -m pipeline.<module> args...`` in a subprocess, as dvc runs it (no mirror env)."""
+    env = {k: v for k, v in os.environ.items() if k != MIRROR_ENV}
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
     return subprocess.run(
         [sys.executable, "-m", f"pipeline.{module}", *args],
