@@ -26,7 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from serving.errors import REASONS
 from serving.metrics import service_metrics
 
-HEADER_TIMEOUT_S = 10.0  # from connect (or the last response) to complete request headers
+HEADER_TIMEOUT_S = 5.0  # from connect (or the last response) to complete request headers
 
 
 class HeaderDeadlineProtocol(H11Protocol):

@@ -35,7 +35,7 @@ class GuardLimits:
     """Per-request bounds; the defaults suit a 2-core box serving a small MLP."""
 
     max_bytes: int  # any request body
-    body_timeout_s: float = 20.0  # from the request headers to the last body byte
+    body_timeout_s: float = 5.0  # from the request headers to the last body byte
     max_in_flight: int = 64  # requests past the body read, per worker: 429 beyond
 
 

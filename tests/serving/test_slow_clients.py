@@ -1,7 +1,7 @@
 """Slow, stalled and lying clients against a real ``bentoml serve``, with raw loopback sockets.
 
 The server runs with short deadlines (2 s for headers, 3 s for the body) so the tests
-wait seconds, not the production 10 s / 20 s. Nothing is timed against a threshold:
+wait seconds, not the production 5 s / 5 s. Nothing is timed against a threshold:
 the tests check what the server sends (408 JSON, then end of stream) and that valid
 requests keep getting 200 while hundreds of stalled connections are open.
 """
