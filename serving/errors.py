@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 
 from starlette.responses import JSONResponse
+from starlette.types import Message, Send
 
 from mnist_mlops import imaging
+from serving.metrics import service_metrics
 
 # What the client did wrong -> status. In order: subclasses first.
 IMAGE_ERRORS: tuple[tuple[type[imaging.ImageError], int], ...] = (
@@ -23,6 +25,7 @@ IMAGE_ERRORS: tuple[tuple[type[imaging.ImageError], int], ...] = (
 REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
            413: "too_large", 415: "unsupported_media_type", 422: "no_digit", 429: "overloaded",
            503: "model_not_loaded"}  # fmt: skip
+_REWRITTEN = {b"content-length", b"content-type"}  # headers of an error body that is rewritten
 # Every status an API endpoint can answer besides 200, for the OpenAPI document.
 ERROR_STATUSES = {
     400: "malformed request: bad JSON, wrong shape or range, broken form or image",
@@ -71,3 +74,29 @@ def error_message(body: bytes) -> str:
         ]
         message = f"{message}: {'; '.join(parts)}" if parts else message
     return message
+
+
+def one_error_shape(send: Send) -> Send:
+    """Pass 1xx-3xx answers through untouched; rewrite error bodies to ``{"error": str}``."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status = start["status"]
+        service_metrics().reject(REASONS.get(status, str(status)))
+        response = error_response(status, error_message(b"".join(chunks)))
+        kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in _REWRITTEN]
+        await send({**start, "headers": kept + response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    return wrapped

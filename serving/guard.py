@@ -22,12 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import REASONS, error_message, error_response
+from serving.errors import REASONS, error_response, one_error_shape
 from serving.metrics import service_metrics
 
 PICKLE_MEDIA_TYPE = "application/vnd.bentoml+pickle"
 FORM_FIELDS = {"image", "return_input"}  # /predict's form; 'image' required
-_REWRITTEN = {b"content-length", b"content-type"}  # headers of an error body the guard rewrites
 
 
 @dataclass(frozen=True)
@@ -44,17 +43,23 @@ class BodyTooLarge(Exception):
 
 
 class RequestGuard:
-    """See the module docstring. ``openapi`` (when given) answers ``GET /docs.json``."""
+    """See the module docstring. ``openapi`` (when given) answers ``GET /docs.json``.
+
+    ``api_routes`` are the POST endpoints guarded (JSON bodies unless in ``upload_routes``,
+    which take multipart forms); anything else passes through with the error shape fixed.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         limits: GuardLimits,
+        api_routes: tuple[str, ...],
         upload_routes: tuple[str, ...],
         openapi: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
+        self.api_routes = api_routes  # the POST endpoints; other paths pass through
         self.upload_routes = upload_routes
         self.openapi = openapi
         self._openapi_doc: dict[str, Any] | None = None
@@ -64,13 +69,13 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] != "POST":
+        if scope["method"] != "POST" or scope["path"] not in self.api_routes:
             if scope["path"] == "/docs.json" and self.openapi is not None:
                 if self._openapi_doc is None:
                     self._openapi_doc = self.openapi()
                 await JSONResponse(self._openapi_doc)(scope, receive, send)
                 return
-            await self.app(scope, receive, _one_error_shape(send))
+            await self.app(scope, receive, one_error_shape(send))
             return
         problem = self._check_headers(scope)
         if problem is not None:
@@ -95,7 +100,7 @@ class RequestGuard:
             return
         self.in_flight += 1
         try:
-            await self.app(scope, _replay(body, receive), _one_error_shape(send))
+            await self.app(scope, _replay(body, receive), one_error_shape(send))
         finally:
             self.in_flight -= 1
 
@@ -109,8 +114,11 @@ class RequestGuard:
             not declared.isdigit() or int(declared) > self.limits.max_bytes
         ):
             return 413, self._too_large
-        if scope["path"] in self.upload_routes and media_type != "multipart/form-data":
-            return 415, "send the image as multipart/form-data with a file field named 'image'"
+        if scope["path"] in self.upload_routes:
+            if media_type != "multipart/form-data":
+                return 415, "send the image as multipart/form-data with a file field named 'image'"
+        elif media_type != "application/json":
+            return 415, f"send JSON (Content-Type: application/json), not {media_type or 'nothing'}"
         return None
 
     async def _reject(
@@ -153,32 +161,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # later calls wait for the disconnect, as usual
 
     return replay
-
-
-def _one_error_shape(send: Send) -> Send:
-    """Pass 1xx-3xx answers through untouched; rewrite error bodies to ``{"error": str}``."""
-    start: Message | None = None
-    chunks: list[bytes] = []
-
-    async def wrapped(message: Message) -> None:
-        nonlocal start
-        if message["type"] == "http.response.start" and message["status"] >= 400:
-            start = message
-            return
-        if start is None or message["type"] != "http.response.body":
-            await send(message)
-            return
-        chunks.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        status = start["status"]
-        service_metrics().reject(REASONS.get(status, str(status)))
-        response = error_response(status, error_message(b"".join(chunks)))
-        kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in _REWRITTEN]
-        await send({**start, "headers": kept + response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-    return wrapped
 
 
 async def _check_form(scope: Scope, body: bytes) -> str | None:

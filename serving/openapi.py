@@ -28,6 +28,11 @@ def openapi_document(service: bentoml.Service[Any]) -> dict[str, Any]:
     for route, item in doc.get("paths", {}).items():
         if route not in routes or "post" not in item:
             continue
+        body = item["post"].setdefault("requestBody", {})
+        body["required"] = True
+        form = body.get("content", {}).get("multipart/form-data", {}).get("schema")
+        if form is not None:  # the guard refuses fields other than 'image' and 'return_input'
+            form["additionalProperties"] = False
         responses = item["post"]["responses"]
         for status in [s for s in responses if str(s) != "200"]:
             del responses[status]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from mnist_mlops import imaging
 
@@ -59,6 +59,7 @@ BatchInput = Annotated[
 ReturnInput = Annotated[
     bool,
     Field(
+        strict=True,  # JSON true/false only: 0 or "yes" is a 400, not silently False
         description="also answer, per image, `model_input`: the 28x28 array the model was "
         "given, as a base64 PNG",
     ),
@@ -79,6 +80,14 @@ class Prediction(BaseModel):
         "grayscale PNG of exactly what the model was given (white digit on black, "
         "before normalisation)",
     )
+
+    @model_serializer(mode="wrap")
+    def _omit_unasked_input(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Leave ``model_input`` out of the JSON unless it was asked for (never ``null``)."""
+        data = handler(self)
+        if data.get("model_input") is None:
+            data.pop("model_input", None)
+        return data
 
 
 class BatchPrediction(BaseModel):

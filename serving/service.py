@@ -174,6 +174,7 @@ MnistClassifier.add_asgi_middleware(
         body_timeout_s=BODY_TIMEOUT_S,
         max_in_flight=int(os.environ.get("MNIST_MAX_CONCURRENCY", "64")),
     ),
+    api_routes=tuple(api.route for api in MnistClassifier.apis.values()),
     upload_routes=(MnistClassifier.apis["predict"].route,),
     openapi=lambda: openapi_document(MnistClassifier),
 )
