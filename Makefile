@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast lint serve mlflow-ui bench clean
+.PHONY: help setup repro test test-fast lint serve mlflow-ui bench bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ bench: data/processed  ## training speed benchmark (table + JSON under bench/res
 
 data/processed:  # the split stage's output, which the benchmark trains on
 	dvc repro split
+
+bench-serve:  ## HTTP load with wrk: bare Starlette vs minimal BentoML vs ours (add ARGS=--quick)
+	python bench/serve_load.py $(ARGS)
 
 clean:  ## remove pipeline outputs (not the venv or mlflow.db)
 	rm -rf data/raw data/processed models/*.ckpt models/*.onnx plots/*.png

@@ -24,16 +24,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mnist_mlops import imaging
-from mnist_mlops.fileio import read_json
 from mnist_mlops.inference import inference_session, softmax
+from mnist_mlops.model_card import ModelCard
 
 
 def create_app(model_path: Path) -> Starlette:
     """A Starlette app with /predict (multipart ``image``), /predict_array and /readyz."""
     session = inference_session(model_path)
-    meta = read_json(model_path.with_name("model.json"))
-    input_name, output_name = meta.get("input", "pixels"), meta.get("output", "logits")
-    version = meta["version"]
+    card = ModelCard.read_beside(model_path)
+    input_name, output_name, version = card.input, card.output, card.version
 
     def answer(pixels: np.ndarray) -> Response:
         (logits,) = session.run([output_name], {input_name: pixels[None]})

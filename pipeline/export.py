@@ -2,23 +2,27 @@
 
     python -m pipeline.export models/model.ckpt data/processed models/model.onnx
 
-Writes the model, its metadata (models/model.json: SHA-256, version, I/O names)
-and metrics/export.json (parity); logs the ONNX model to the MLflow run and
-registers it, moving the ``champion`` alias when it beats the current one.
+Writes the model, its card (models/model.json via :class:`ModelCard`: SHA-256,
+version, I/O names, nothing volatile) and metrics/export.json (parity); logs the ONNX
+model to the MLflow run and registers it, moving the ``champion`` alias when it beats
+the current one (the registry, not the card, records registry versions).
 """
 
 import argparse
-import datetime as dt
+import logging
 from pathlib import Path
 
 from mnist_mlops.cli import run_stage
 from mnist_mlops.config import ExportConfig, MlflowConfig, load_params
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
-from mnist_mlops.fileio import read_json, sha256_file, write_json
+from mnist_mlops.fileio import read_json, write_json
+from mnist_mlops.model_card import ModelCard
 from mnist_mlops.registry import register_onnx
 from mnist_mlops.tracking import log_to_run, read_run_ref, run_tags
 from mnist_mlops.training import load_net
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -47,24 +51,17 @@ def main() -> None:
         },
     )
     ref = read_run_ref(Path(args.checkpoint).with_name("run.json"))
-    digest = sha256_file(args.onnx_out)
     test_acc = float(read_json(args.eval_metrics)["test"]["accuracy"])
-    meta = {
-        "format": "onnx",
-        "input": INPUT_NAME,
-        "input_shape": ["batch", 28, 28],
-        "input_dtype": "float32",
-        "input_range": [0, 255],
-        "output": OUTPUT_NAME,
-        "sha256": digest,
-        "version": digest[:12],
-        "mean": stats["mean"],
-        "std": stats["std"],
-        "test_accuracy": test_acc,
-        "mlflow_run_id": ref["run_id"],
-        "opset": cfg.opset,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    card = ModelCard.for_model(
+        args.onnx_out,
+        mean=stats["mean"],
+        std=stats["std"],
+        test_accuracy=test_acc,
+        mlflow_run_id=ref["run_id"],
+        opset=cfg.opset,
+        input=INPUT_NAME,
+        output=OUTPUT_NAME,
+    )
     logged = log_to_run(
         ref,
         {
@@ -81,14 +78,13 @@ def main() -> None:
             ref["run_id"],
             mlflow_cfg.registered_model,
             test_acc,
-            tags={"sha256": digest, **run_tags(ref, ("dataset_sha256", "git_commit"))},
+            tags={"sha256": card.sha256, **run_tags(ref, ("dataset_sha256", "git_commit"))},
         )
-        meta["registry"] = {
-            "name": mlflow_cfg.registered_model,
-            "version": reg.version,
-            "champion": reg.promoted,
-        }
-    write_json(Path(args.onnx_out).with_suffix(".json"), meta)
+        log.info(
+            "registered %s version %s%s", mlflow_cfg.registered_model, reg.version,
+            " (champion)" if reg.promoted else "",
+        )  # fmt: skip
+    card.write_beside(args.onnx_out)
 
 
 if __name__ == "__main__":

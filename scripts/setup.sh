@@ -10,4 +10,6 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install --quiet -e '.[all]'
 # Chromium for the browser tests of the /ui page (apt; skipped when already installed).
 bash scripts/install_browser.sh || echo "setup: no Chromium; the browser tests (pytest -m browser) will fail until scripts/install_browser.sh succeeds" >&2
+# wrk and Prometheus for the serving benchmark and the metrics scrape test (apt).
+bash scripts/install_serving_tools.sh || echo "setup: no wrk/prometheus; bench/serve_load.py and tests/serving/test_prometheus.py need scripts/install_serving_tools.sh" >&2
 echo "setup done: activate with 'source $VENV/bin/activate'"

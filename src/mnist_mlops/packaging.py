@@ -15,44 +15,46 @@ import os
 import shutil
 from pathlib import Path
 
-from mnist_mlops.errors import UserError
-from mnist_mlops.fileio import atomic_path, read_json, sha256_file
+from mnist_mlops.fileio import atomic_path
+from mnist_mlops.model_card import (
+    CARD_NAME,
+    MODEL_FILE,
+    MODEL_TAG_ENV,
+    STORE_NAME,
+    ModelCard,
+    card_path,
+)
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "mnist-mlp"
-MODEL_FILES = ("model.onnx", "model.json")
-MODEL_PATH_ENV = "MNIST_MODEL_PATH"
-MODEL_TAG_ENV = "MNIST_MODEL_TAG"
 
-
-def import_model(onnx_path: str | os.PathLike[str], name: str = MODEL_NAME) -> str:
+def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> str:
     """Copy ``model.onnx`` + ``model.json`` into the BentoML model store; return the tag."""
     import bentoml
     from bentoml.exceptions import NotFound
 
     onnx_path = Path(onnx_path)
-    meta_path = onnx_path.with_suffix(".json")
-    meta = read_json(meta_path)
-    digest = sha256_file(onnx_path)
-    if meta.get("sha256") != digest:
-        raise UserError(f"{onnx_path} does not match {meta_path} (SHA-256); rerun the export stage")
-    tag = f"{name}:{digest[:12]}"
+    card = ModelCard.read_beside(onnx_path)
+    card.verify(onnx_path)
+    tag = f"{name}:{card.version}"
     try:
         existing = bentoml.models.get(tag)
         log.info("model store already holds %s at %s", tag, existing.path)
         return str(existing.tag)
     except NotFound:
         pass
-    labels = {"format": "onnx", "sha256": digest[:12]}
+    labels = {"format": card.format, "sha256": card.version}
     metadata = {
-        k: meta[k] for k in ("sha256", "version", "test_accuracy", "mlflow_run_id") if k in meta
+        "sha256": card.sha256,
+        "version": card.version,
+        "test_accuracy": card.test_accuracy,
+        "mlflow_run_id": card.mlflow_run_id,
     }
     with bentoml.models.create(
         tag, labels=labels, metadata=metadata, module="mnist_mlops"
     ) as model:
-        for src, dst in zip((onnx_path, meta_path), MODEL_FILES):
-            shutil.copyfile(src, model.path_of(dst))
+        shutil.copyfile(onnx_path, model.path_of(MODEL_FILE))
+        shutil.copyfile(card_path(onnx_path), model.path_of(CARD_NAME))
     log.info("imported %s into the BentoML model store", tag)
     return tag
 
@@ -88,30 +90,3 @@ def build_bento(
         tmp.unlink()  # export_bento refuses to overwrite
         bentoml.bentos.export_bento(bento.tag, str(tmp))
     return str(bento.tag)
-
-
-def resolve_model_path(default: str | os.PathLike[str] = "models/model.onnx") -> Path:
-    """Where the service finds ``model.onnx`` (``model.json`` beside it).
-
-    In order: ``MNIST_MODEL_PATH`` (tests, an explicit file); ``MNIST_MODEL_TAG``, set
-    inside a built Bento to the exact model packaged with it; ``default`` when it exists
-    (a checkout after ``dvc repro``); else the store's ``mnist-mlp:latest``.
-    """
-    explicit = os.environ.get(MODEL_PATH_ENV)
-    if explicit:
-        return Path(explicit)
-    tag = os.environ.get(MODEL_TAG_ENV)
-    if not tag:
-        if Path(default).is_file():
-            return Path(default)
-        tag = f"{MODEL_NAME}:latest"
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        return Path(bentoml.models.get(tag).path_of(MODEL_FILES[0]))
-    except NotFound:
-        raise UserError(
-            f"model {tag} is not in the BentoML model store and {default} does not exist; "
-            f"run `dvc repro` or set {MODEL_PATH_ENV}=path/to/model.onnx"
-        ) from None

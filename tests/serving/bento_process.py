@@ -24,6 +24,7 @@ import pytest
 SERVICE = "serving.service:MnistClassifier"
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60
+LAUNCHED: list[int] = []  # process group ids of every server this test process started
 
 
 def free_port() -> int:
@@ -79,6 +80,7 @@ def launch(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, p
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    LAUNCHED.append(proc.pid)  # its own session: the group id is its pid
     return Served(proc, f"http://127.0.0.1:{port}", log_path)
 
 

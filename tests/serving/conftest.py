@@ -7,22 +7,18 @@ ONNX Runtime run offline on the same input, never with a "right" digit.
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from digits import draw_digit, encode, png_claiming_size
+from PIL import Image
 
-from mnist_mlops.fileio import sha256_file, write_json
+from mnist_mlops.model_card import ModelCard
+from serving.schemas import example_pixels
 
 REPO = Path(__file__).resolve().parents[2]
-# A "7": top bar then a slanted stem, as fractions of the drawing box (x, y).
-SEVEN = [(0.05, 0.05), (0.95, 0.05), (0.45, 0.95)]
 
 
 def write_test_model(folder: Path) -> Path:
@@ -35,60 +31,8 @@ def write_test_model(folder: Path) -> Path:
     torch.manual_seed(0)
     path = folder / "model.onnx"
     export_onnx(MLP(hidden=(32,)), path)
-    digest = sha256_file(path)
-    write_json(
-        folder / "model.json",
-        {
-            "format": "onnx",
-            "input": "pixels",
-            "input_shape": ["batch", 28, 28],
-            "output": "logits",
-            "sha256": digest,
-            "version": digest[:12],
-            "mean": 0.1307,
-            "std": 0.3081,
-            "test_accuracy": 0.0,
-            "mlflow_run_id": "test",
-            "created": datetime.now(timezone.utc).isoformat(),
-        },
-    )
+    ModelCard.for_model(path, mean=0.1307, std=0.3081, mlflow_run_id="test").write_beside(path)
     return path
-
-
-def draw_digit(
-    size: tuple[int, int] = (300, 200),
-    box: tuple[int, int, int, int] = (30, 20, 130, 180),
-    ink: int | tuple[int, ...] = 0,
-    background: int | tuple[int, ...] = 255,
-    mode: str = "L",
-    width: int = 20,
-) -> Image.Image:
-    """A "7" drawn with Pillow inside ``box`` (left, top, right, bottom) of a ``size`` canvas."""
-    img = Image.new(mode, size, background)
-    left, top, right, bottom = box
-    points = [(left + x * (right - left), top + y * (bottom - top)) for x, y in SEVEN]
-    ImageDraw.Draw(img).line(points, fill=ink, width=width, joint="curve")
-    return img
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    """Encode ``img`` as ``fmt`` bytes."""
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny valid-looking PNG whose header claims ``width`` x ``height`` pixels.
-
-    The IHDR chunk of a real 8x8 PNG is patched (and its CRC recomputed): a few
-    hundred bytes that would decode to gigabytes, i.e. a decompression bomb.
-    """
-    data = bytearray(encode(Image.new("L", (8, 8))))
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +52,12 @@ def offline_logits(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
         return session.run([OUTPUT_NAME], {INPUT_NAME: as_model_input(pixels)})[0]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def stroke_pixels() -> np.ndarray:
+    """A vertical stroke (roughly an MNIST "1"), 28x28 0..255: the API docs' example."""
+    return np.asarray(example_pixels(), dtype=np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ in the fixture's teardown, and its log is shown if it fails to become ready.
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +23,12 @@ from mnist_mlops import imaging
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=["in-process", "batching"])
-def server(
-    request: pytest.FixtureRequest, model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[httpx.Client]:
-    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client.
-
-    Every test runs against both layouts: the default (model in the API worker) and
-    ``MNIST_BATCHING=on`` (a separate, adaptively batched model service).
-    """
+@pytest.fixture(scope="module")
+def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""
     home = tmp_path_factory.mktemp("bentoml_home")
-    batching = "on" if request.param == "batching" else "off"
     with (
-        serving(model_path, home, MNIST_BATCHING=batching) as served,
+        serving(model_path, home) as served,
         httpx.Client(base_url=served.url, timeout=10) as client,
     ):
         yield client
@@ -85,9 +80,8 @@ def test_predict_wrong_content_type_and_oversized_body(server, digit_png):
     assert "limit" in assert_error(server.post("/predict", files=big), 413)
 
 
-def test_predict_array_and_batch(server, offline_logits):
-    pixels = np.zeros((28, 28), dtype=np.float32)
-    pixels[5:23, 12:16] = 255.0
+def test_predict_array_and_batch(server, offline_logits, stroke_pixels):
+    pixels = stroke_pixels
     nested = server.post("/predict_array", json={"pixels": pixels.tolist()})
     flat = server.post("/predict_array", json={"pixels": pixels.ravel().tolist()})
     assert nested.status_code == flat.status_code == 200, nested.text
@@ -121,12 +115,43 @@ def test_bad_json_is_400(server, route, body):
     assert_error(response, 400)
 
 
-def test_health_and_metrics(server):
+def test_return_input_over_http(server, digit_png, stroke_pixels):
+    form = server.post(
+        "/predict",
+        files={"image": ("d.png", digit_png, "image/png")},
+        data={"return_input": "true"},
+    )
+    array = server.post(
+        "/predict_array", json={"pixels": stroke_pixels.tolist(), "return_input": True}
+    )
+    batch = server.post(
+        "/predict_batch", json={"images": [stroke_pixels.tolist()], "return_input": True}
+    )
+    assert form.status_code == array.status_code == batch.status_code == 200
+    expected = np.clip(np.rint(imaging.preprocess_image(digit_png)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(_decode_png(form.json()["model_input"]), expected)
+    np.testing.assert_array_equal(_decode_png(array.json()["model_input"]), stroke_pixels)
+    assert batch.json()["predictions"][0]["model_input"] == array.json()["model_input"]
+    plain = server.post("/predict_array", json={"pixels": stroke_pixels.tolist()})
+    assert "model_input" not in plain.json()
+
+
+def _decode_png(encoded: str) -> np.ndarray:
+    img = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert (img.format, img.mode, img.size) == ("PNG", "L", (28, 28))
+    return np.asarray(img)
+
+
+def test_health_and_metrics(server, digit_png):
     assert server.get("/livez").status_code == 200
     assert server.get("/readyz").status_code == 200
+    server.post("/predict", files={"image": ("d.png", digit_png, "image/png")})
     metrics = server.get("/metrics")
     assert metrics.status_code == 200
     assert "# TYPE" in metrics.text and "bentoml_service_request" in metrics.text
+    for family in ("mnist_predictions_total", "mnist_confidence_bucket",
+                   "mnist_preprocess_seconds_bucket", "mnist_rejected_requests_total"):  # fmt: skip
+        assert family in metrics.text, family
 
 
 def test_no_request_above_got_a_5xx(server):

@@ -1,0 +1,103 @@
+"""A real Prometheus server scrapes a real ``bentoml serve`` on loopback: the metrics a user
+of a model service expects are there, with the labels and counts the requests produced.
+
+Needs the ``prometheus`` binary (Debian package; scripts/install_serving_tools.sh).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from bento_process import free_port, serving
+
+pytestmark = pytest.mark.slow
+
+SCRAPE_WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(
+    model_path: Path, tmp_path_factory: pytest.TempPathFactory, digit_png: bytes
+) -> Iterator[tuple[str, str]]:
+    """(Prometheus URL, service URL): the service answered a few requests first."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not found: run scripts/install_serving_tools.sh")
+    home = tmp_path_factory.mktemp("prometheus")
+    with serving(model_path, home / "bentoml") as served:
+        client = httpx.Client(base_url=served.url, timeout=30)
+        for _ in range(3):
+            client.post("/predict", files={"image": ("d.png", digit_png, "image/png")})
+        client.post("/predict_array", json={"pixels": [1, 2, 3]})  # 400
+        client.post("/predict", content=b"x", headers={"content-type": "image/png"})  # 415
+        target = served.url.removeprefix("http://")
+        config = home / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s}\n"
+            f"scrape_configs: [{{job_name: mnist, static_configs: [{{targets: ['{target}']}}]}}]\n"
+        )
+        port = free_port()
+        log = (home / "prometheus.log").open("wb")
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield f"http://127.0.0.1:{port}", served.url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+
+
+def _query(prometheus: str, expr: str) -> list[dict]:
+    """Poll the query API until ``expr`` has samples (Prometheus scrapes every second)."""
+    deadline = time.monotonic() + SCRAPE_WAIT_S
+    while True:
+        try:
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+            result = answer.json()["data"]["result"]
+            if result:
+                return result
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"Prometheus has no samples for {expr!r} after {SCRAPE_WAIT_S} s")
+        time.sleep(0.5)
+
+
+def test_scrape_target_is_up(prometheus_url):
+    prometheus, _ = prometheus_url
+    (up,) = _query(prometheus, 'up{job="mnist"}')
+    assert up["value"][1] == "1"
+
+
+def test_predictions_are_counted_by_digit(prometheus_url):
+    prometheus, _ = prometheus_url
+    result = _query(prometheus, "mnist_predictions_total")
+    assert {r["metric"]["digit"] for r in result} <= {str(d) for d in range(10)}
+    assert sum(float(r["value"][1]) for r in result) == 3
+
+
+def test_confidence_and_preprocessing_histograms(prometheus_url):
+    prometheus, _ = prometheus_url
+    (confidence,) = _query(prometheus, "mnist_confidence_count")
+    assert float(confidence["value"][1]) == 3
+    (inf_bucket,) = _query(prometheus, 'mnist_confidence_bucket{le="+Inf"}')
+    assert float(inf_bucket["value"][1]) == 3
+    (image,) = _query(prometheus, 'mnist_preprocess_seconds_count{source="image"}')
+    assert float(image["value"][1]) == 3
+
+
+def test_rejections_are_counted_by_reason(prometheus_url):
+    prometheus, _ = prometheus_url
+    result = _query(prometheus, "mnist_rejected_requests_total")
+    by_reason = {r["metric"]["reason"]: float(r["value"][1]) for r in result}
+    assert by_reason == {"malformed": 1, "unsupported_media_type": 1}

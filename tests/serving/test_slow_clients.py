@@ -1,0 +1,134 @@
+"""Slow, stalled and lying clients against a real ``bentoml serve``, with raw loopback sockets.
+
+The server runs with short deadlines (2 s for headers, 3 s for the body) so the tests
+wait seconds, not the production 5 s / 5 s. Nothing is timed against a threshold:
+the tests check what the server sends (408 JSON, then end of stream) and that valid
+requests keep getting 200 while hundreds of stalled connections are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from bento_process import Served, serving
+
+pytestmark = pytest.mark.slow
+
+HEADER_TIMEOUT_S = 2
+BODY_TIMEOUT_S = 3
+STALLED = 500
+WAIT_S = 60  # the most a stalled connection may stay open (issue 11)
+
+
+@pytest.fixture(scope="module")
+def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("bentoml_home")
+    env = {"MNIST_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+           "MNIST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}  # fmt: skip
+    with serving(model_path, home, **env) as server:
+        yield server
+
+
+def _address(served: Served) -> tuple[str, int]:
+    host, port = served.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by WAIT_S)."""
+    sock.settimeout(WAIT_S)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_and_error(raw: bytes) -> tuple[int, str]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"content-type: application/json" in head.lower()
+    return status, json.loads(body)["error"]
+
+
+def _stalled_body_request(path: str = "/predict_array", declared: int = 100_000) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\n\r\n" + '{"pixels": [').encode()  # fmt: skip
+
+
+def test_connection_that_sends_nothing_is_closed(served):
+    with socket.create_connection(_address(served)) as sock:
+        assert _read_until_closed(sock) == b""
+
+
+def test_half_sent_headers_get_408_json_then_close(served):
+    with socket.create_connection(_address(served)) as sock:
+        sock.sendall(b"POST /predict_array HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        status, error = _status_and_error(_read_until_closed(sock))
+    assert status == 408
+    assert "headers" in error
+
+
+@pytest.mark.parametrize("path", ["/predict_array", "/predict_batch"])
+def test_body_shorter_than_its_content_length_gets_408_then_close(served, path):
+    with socket.create_connection(_address(served)) as sock:
+        sock.sendall(_stalled_body_request(path))
+        status, error = _status_and_error(_read_until_closed(sock))
+    assert status == 408
+    assert "body" in error
+
+
+def test_idle_keep_alive_connection_is_closed(served):
+    body = json.dumps({"pixels": [0] * 784}).encode()
+    request = (b"POST /predict_array HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s") % (len(body), body)  # fmt: skip
+    with socket.create_connection(_address(served)) as sock:
+        sock.sendall(request)
+        raw = _read_until_closed(sock)  # the answer, then the server hangs up when idle
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert raw.count(b"HTTP/1.1") == 1
+
+
+async def _stall(host: str, port: int, half_headers: bool) -> bytes:
+    """Open a connection, send a partial request, wait for what the server answers."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"POST /predict_array HTTP/1.1\r\nHost: x\r\n" if half_headers
+                     else _stalled_body_request())  # fmt: skip
+        await writer.drain()
+        return await reader.read()  # until the server closes
+    finally:
+        writer.close()
+
+
+async def _stalled_clients_and_valid_requests(served: Served) -> tuple[list[bytes], list[int]]:
+    host, port = _address(served)
+    stalled = [asyncio.create_task(_stall(host, port, i % 2 == 0)) for i in range(STALLED)]
+    await asyncio.sleep(1)  # let them all connect and stall
+    statuses, seconds = [], []
+    async with httpx.AsyncClient(base_url=served.url, timeout=WAIT_S) as client:
+        for _ in range(20):
+            start = time.perf_counter()
+            response = await client.post("/predict_array", json={"pixels": [0] * 784})
+            seconds.append(time.perf_counter() - start)
+            statuses.append(response.status_code)
+    # Reported, not asserted (no timed assertions): the issue's bar is 100 ms.
+    print(f"valid requests beside {STALLED} stalled: max {max(seconds) * 1e3:.1f} ms")
+    closed = await asyncio.wait_for(asyncio.gather(*stalled), WAIT_S)
+    return closed, statuses
+
+
+def test_500_stalled_clients_neither_deny_service_nor_stay_open(served):
+    closed, statuses = asyncio.run(_stalled_clients_and_valid_requests(served))
+    assert statuses == [200] * 20  # none counted against the model's limit: no 429
+    assert len(closed) == STALLED
+    assert all(raw.startswith(b"HTTP/1.1 408") for raw in closed)
+    metrics = httpx.get(f"{served.url}/metrics").text
+    line = next(s for s in metrics.splitlines() if 'reason="timeout"' in s)
+    assert float(line.split()[-1]) >= STALLED
