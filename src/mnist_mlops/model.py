@@ -140,7 +140,11 @@ class MNISTClassifier(pl.LightningModule):
         cfg_dict = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()
         }
-        self.save_hyperparameters({"cfg": cfg_dict, "mean": float(mean), "std": float(std)})
+        # logger=False: train() logs each parameter once under its flat name; Lightning
+        # would log them again as cfg/<name>.
+        self.save_hyperparameters(
+            {"cfg": cfg_dict, "mean": float(mean), "std": float(std)}, logger=False
+        )
         self.net = MLP(cfg.hidden, cfg.activation, cfg.dropout, cfg.batch_norm, cfg.init, mean, std)
         # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.
         self.__dict__["_run"] = torch.compile(self.net) if cfg.compile else self.net
