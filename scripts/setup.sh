@@ -10,4 +10,6 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install --quiet -e '.[all]'
 # Chromium for the browser tests of the /ui page (apt; skipped when already installed).
 bash scripts/install_browser.sh || echo "setup: no Chromium; the browser tests (pytest -m browser) will fail until scripts/install_browser.sh succeeds" >&2
+# PostgreSQL binaries for `make mlflow-server` and the tests that start a real one (apt).
+bash scripts/install_postgres.sh || echo "setup: no PostgreSQL; make mlflow-server and its tests will fail until scripts/install_postgres.sh succeeds" >&2
 echo "setup done: activate with 'source $VENV/bin/activate'"
