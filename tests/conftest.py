@@ -3,12 +3,23 @@
 Each synthetic class is a bright 7x7 block at its own place on a 28x28 canvas
 plus noise, so a small MLP can learn it in one or two epochs on CPU; the IDX
 bytes have the real magic numbers, so every reader path is exercised.
+Also a real MLflow tracking server on PostgreSQL, for the tracking and queue tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +27,7 @@ import pytest
 
 from mnist_mlops.data.idx import encode_idx
 
+ROOT = Path(__file__).resolve().parents[1]
 FILE_NAMES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -71,3 +83,70 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) ->
     splits, stats = make_splits(raw, val_size=100, seed=0)
     save_splits(splits, stats, out)
     return out
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
+
+    uri: str
+    database: str  # postgresql:// URI of the backend store, for checking rows directly
+    folder: Path  # MLFLOW_SERVER_DIR: pgdata/, artifacts/, server.log
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on a real PostgreSQL, started by scripts/mlflow_server.sh
+    (what ``make mlflow-server`` runs) on free loopback ports, stopped afterwards."""
+    import httpx
+    from bento_process import free_port
+
+    # As root, PostgreSQL runs as the postgres user: the folder must be reachable by it.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-mlflow-server-"))
+    folder.chmod(0o755)
+    port, pgport = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_SERVER_DIR": str(folder),
+        "MLFLOW_PORT": str(port),
+        "PGPORT": str(pgport),
+    }
+    env.pop("MLFLOW_BACKEND_STORE_URI", None)
+    with open(folder / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(ROOT / "scripts" / "mlflow_server.sh")],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            text = (folder / "server.log").read_text(errors="replace")[-4000:]
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow_server.sh exited with {proc.returncode}:\n{text}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 180 s:\n{text}")
+            time.sleep(0.5)
+        yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the script's trap stops PostgreSQL
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        pid_file = folder / "pgdata" / "postmaster.pid"
+        if pid_file.exists():  # the script was killed before its trap ran
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
+            time.sleep(2)
+        shutil.rmtree(folder, ignore_errors=True)
