@@ -9,6 +9,7 @@ when it is set (a shared server), else to params.yaml's mlflow.tracking_uri.
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from mnist_mlops.analysis import diagnose
@@ -37,7 +38,16 @@ def main() -> None:
     load_splits(args.processed_dir)  # bad data fails here, before the MLflow store is touched
     # Schema and experiment are created under a lock: parallel runs can share one sqlite store.
     prepare_store(mlflow_cfg.tracking_uri, mlflow_cfg.experiment)
-    result = train(cfg, args.processed_dir, args.checkpoint, mlflow_cfg)
+    # DVC names every experiment (queued ones too); the MLflow run carries the same name.
+    exp = os.environ.get("DVC_EXP_NAME")
+    result = train(
+        cfg,
+        args.processed_dir,
+        args.checkpoint,
+        mlflow_cfg,
+        run_name=exp,
+        extra_tags={"dvc_experiment": exp} if exp else None,
+    )
     write_json(
         Path(args.checkpoint).with_name("run.json"),
         {

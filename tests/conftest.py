@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,3 +151,41 @@ def mlflow_server() -> Iterator[MlflowServer]:
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
             time.sleep(2)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# The per-epoch metrics every run logs (training.HISTORY_KEYS, spelled out to test it).
+HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+def check_complete_run(
+    client: Any, run_id: str, epochs: int, curve: list[dict] | None = None
+) -> None:
+    """Params once each, per-epoch histories (equal to ``curve`` when given), dataset
+    inputs with digests, system metrics: what every tracked training run must carry."""
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.info
+    params = run.data.params
+    assert params["max_epochs"] == str(epochs) and "dropout" in params
+    # Each parameter once, under its flat name (no Lightning "cfg/..." copies).
+    assert not [k for k in params if "/" in k], sorted(params)
+    for key in HISTORY_KEYS:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert len(history) == epochs, (key, len(history))
+        if curve is not None:
+            assert [m.value for m in history] == pytest.approx([r[key] for r in curve]), key
+    assert run.data.metrics["train/seconds"] > 0
+    inputs = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"train", "val"}, inputs
+    assert all(len(d.digest) >= 8 and d.source_type == "local" for d in inputs.values())
+    assert inputs["train"].digest != inputs["val"].digest
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+
+
+@pytest.fixture
+def complete_run_check():
+    """``check(client, run_id, epochs, curve=None)``: the assertions above, as a fixture."""
+    return check_complete_run

@@ -60,8 +60,10 @@ def build_repo(
     train: dict[str, Any] | None = None,
     download: dict[str, Any] | None = None,
     code: tuple[str, ...] = CODE,
+    mlflow: dict[str, Any] | None = None,
 ) -> Path:
-    """Create and commit the pipeline repo at ``repo``; ``train``/``download`` override params."""
+    """Create and commit the pipeline repo at ``repo``; ``train``/``download``/``mlflow``
+    override the params."""
     folder, sha = mirror
     repo.mkdir(parents=True, exist_ok=True)
     for item in code:
@@ -77,6 +79,7 @@ def build_repo(
     params["train"].update(
         hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1", **(train or {})
     )
+    params["mlflow"].update(mlflow or {})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = repo_env(repo)
     run(["git", "init", "-q"], repo, env)
