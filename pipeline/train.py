@@ -48,6 +48,8 @@ def main() -> None:
         run_name=exp,
         extra_tags={"dvc_experiment": exp} if exp else None,
     )
+    if result.global_rank != 0:
+        return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs
     write_json(
         Path(args.checkpoint).with_name("run.json"),
         {

@@ -86,6 +86,19 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) ->
     return out
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_put() -> Iterator[None]:
+    """Undo a test's ``$MLFLOW_TRACKING_URI``: MLflow 3's ``set_tracking_uri`` (which
+    Lightning's MLFlowLogger calls) also sets it, and the pipeline's stages obey it, so
+    a leaked value would send a later test's subprocesses to this test's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @dataclass(frozen=True)
 class MlflowServer:
     """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
