@@ -106,6 +106,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class MlflowConfig:
     # sqlite is the default backend: the file store is deprecated in MLflow 3.
+    # $MLFLOW_TRACKING_URI wins over it (tracking.resolve_tracking_uri decides).
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "mnist-mlp"
     registered_model: str = "mnist-mlp"
