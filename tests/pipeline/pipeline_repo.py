@@ -76,9 +76,8 @@ def build_repo(
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
     params["download"].update(download or {})
     params["normalise"]["val_size"] = 100
-    params["train"].update(
-        hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1", **(train or {})
-    )
+    tiny = {"hidden": [32], "max_epochs": 2, "batch_size": 32, "accelerator": "cpu", "devices": "1"}
+    params["train"].update({**tiny, **(train or {})})
     params["mlflow"].update(mlflow or {})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = repo_env(repo)
