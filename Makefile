@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast lint serve mlflow-ui bench bench-serve clean
+.PHONY: help setup repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ serve:  ## serve models/model.onnx on http://127.0.0.1:3000
 
 mlflow-ui:  ## browse runs at http://127.0.0.1:5000 (loopback only)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+mlflow-server:  ## shared tracking server: PostgreSQL + artifacts, http://127.0.0.1:5000
+	bash scripts/mlflow_server.sh
 
 bench: data/processed  ## training speed benchmark (table + JSON under bench/results)
 	python bench/train_speed.py data/processed

@@ -3,10 +3,12 @@
     python -m pipeline.train data/processed models/model.ckpt
 
 Also writes models/run.json (the MLflow run the later stages add to),
-metrics/train.json and plots/learning_curve.csv.
+metrics/train.json and plots/learning_curve.csv. Runs go to $MLFLOW_TRACKING_URI
+when it is set (a shared server), else to params.yaml's mlflow.tracking_uri.
 """
 
 import argparse
+import os
 from pathlib import Path
 
 from mnist_mlops.analysis import diagnose
@@ -14,7 +16,7 @@ from mnist_mlops.cli import run_stage
 from mnist_mlops.config import MlflowConfig, TrainConfig, load_params
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.fileio import write_csv, write_json
-from mnist_mlops.tracking import prepare_store
+from mnist_mlops.tracking import prepare_store, resolve_tracking_uri
 from mnist_mlops.training import HISTORY_KEYS, train
 
 
@@ -29,10 +31,23 @@ def main() -> None:
     params = load_params(args.params)
     cfg = TrainConfig.from_params(params)
     mlflow_cfg = MlflowConfig.from_params(params)
+    # Decided once here and recorded in run.json, which the later stages follow.
+    mlflow_cfg = mlflow_cfg.replace(tracking_uri=resolve_tracking_uri(mlflow_cfg.tracking_uri))
     load_splits(args.processed_dir)  # bad data fails here, before the MLflow store is touched
     # Schema and experiment are created under a lock: parallel runs can share one sqlite store.
     prepare_store(mlflow_cfg.tracking_uri, mlflow_cfg.experiment)
-    result = train(cfg, args.processed_dir, args.checkpoint, mlflow_cfg)
+    # DVC names every experiment (queued ones too); the MLflow run carries the same name.
+    exp = os.environ.get("DVC_EXP_NAME")
+    result = train(
+        cfg,
+        args.processed_dir,
+        args.checkpoint,
+        mlflow_cfg,
+        run_name=exp,
+        extra_tags={"dvc_experiment": exp} if exp else None,
+    )
+    if result.global_rank != 0:
+        return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs
     write_json(
         Path(args.checkpoint).with_name("run.json"),
         {

@@ -3,6 +3,7 @@
 Each synthetic class is a bright 7x7 block at its own place on a 28x28 canvas
 plus noise, so a small MLP can learn it in one or two epochs on CPU; the IDX
 bytes have the real magic numbers, so every reader path is exercised.
+Also a real MLflow tracking server on PostgreSQL, for the tracking and queue tests.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import gzip
 import hashlib
 import http.server
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +188,121 @@ def http_mirror() -> Iterator[HttpMirror]:
         release.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_put() -> Iterator[None]:
+    """Undo a test's ``$MLFLOW_TRACKING_URI``: MLflow 3's ``set_tracking_uri`` (which
+    Lightning's MLFlowLogger calls) also sets it, and the pipeline's stages obey it, so
+    a leaked value would send a later test's subprocesses to this test's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
+
+    uri: str
+    database: str  # postgresql:// URI of the backend store, for checking rows directly
+    folder: Path  # MLFLOW_SERVER_DIR: pgdata/, artifacts/, server.log
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on a real PostgreSQL, started by scripts/mlflow_server.sh
+    (what ``make mlflow-server`` runs) on free loopback ports, stopped afterwards."""
+    import httpx
+    from bento_process import free_port
+
+    # As root, PostgreSQL runs as the postgres user: the folder must be reachable by it.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-mlflow-server-"))
+    folder.chmod(0o755)
+    port, pgport = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_SERVER_DIR": str(folder),
+        "MLFLOW_PORT": str(port),
+        "PGPORT": str(pgport),
+    }
+    env.pop("MLFLOW_BACKEND_STORE_URI", None)
+    with open(folder / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(ROOT / "scripts" / "mlflow_server.sh")],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            text = (folder / "server.log").read_text(errors="replace")[-4000:]
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow_server.sh exited with {proc.returncode}:\n{text}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 180 s:\n{text}")
+            time.sleep(0.5)
+        yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the script's trap stops PostgreSQL
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        pid_file = folder / "pgdata" / "postmaster.pid"
+        if pid_file.exists():  # the script was killed before its trap ran
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
+            time.sleep(2)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# The per-epoch metrics every run logs (training.HISTORY_KEYS, spelled out to test it).
+HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+def check_complete_run(
+    client: Any, run_id: str, epochs: int, curve: list[dict] | None = None
+) -> None:
+    """Params once each, per-epoch histories (equal to ``curve`` when given), dataset
+    inputs with digests, system metrics: what every tracked training run must carry."""
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.info
+    params = run.data.params
+    assert params["max_epochs"] == str(epochs) and "dropout" in params
+    # Each parameter once, under its flat name (no Lightning "cfg/..." copies).
+    assert not [k for k in params if "/" in k], sorted(params)
+    for key in HISTORY_KEYS:
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert len(history) == epochs, (key, len(history))
+        if curve is not None:
+            assert [m.value for m in history] == pytest.approx([r[key] for r in curve]), key
+    assert run.data.metrics["train/seconds"] > 0
+    inputs = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"train", "val"}, inputs
+    assert all(len(d.digest) >= 8 and d.source_type == "local" for d in inputs.values())
+    assert inputs["train"].digest != inputs["val"].digest
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+
+
+@pytest.fixture
+def complete_run_check():
+    """``check(client, run_id, epochs, curve=None)``: the assertions above, as a fixture."""
+    return check_complete_run

@@ -124,7 +124,9 @@ class TrainConfig(Section):
 
 class MlflowConfig(Section):
     SECTION: ClassVar[str] = "mlflow"
-    tracking_uri: str  # sqlite by default: the file store is deprecated in MLflow 3
+    # sqlite by default: the file store is deprecated in MLflow 3.
+    # $MLFLOW_TRACKING_URI wins over it (tracking.resolve_tracking_uri decides).
+    tracking_uri: str
     experiment: str
     registered_model: str
 

@@ -156,8 +156,11 @@ class LitMLP(pl.LightningModule):
         super().__init__()
         self.cfg = cfg
         # Plain types only, so the checkpoint loads with torch.load(weights_only=True).
+        # logger=False: train() logs each parameter once under its flat name; Lightning
+        # would log them again as cfg/<name>.
         self.save_hyperparameters(
-            {"cfg": cfg.model_dump(mode="json"), "mean": float(mean), "std": float(std)}
+            {"cfg": cfg.model_dump(mode="json"), "mean": float(mean), "std": float(std)},
+            logger=False,
         )
         self.net = MLP.from_config(cfg, mean, std)
         # Kept out of the module tree so state_dict keys stay "net.*" with or without compile.

@@ -45,6 +45,30 @@ def git_commit(cwd: str | os.PathLike[str] = ".") -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+# MLflow's own variable: a team points every process at a shared server with it.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# Set by DVC for every stage; for `dvc exp run --queue` it names the main workspace,
+# not the temporary copy the experiment runs in (which is deleted afterwards).
+DVC_ROOT_ENV = "DVC_ROOT"
+SQLITE_PREFIX = "sqlite:///"
+
+
+def resolve_tracking_uri(configured: str) -> str:
+    """The one place that decides where runs go: ``$MLFLOW_TRACKING_URI`` wins over params.
+
+    A relative sqlite path (the zero-setup default ``sqlite:///mlflow.db``) is made
+    absolute against the DVC repository root, so queued experiments, which run in
+    temporary copies of the workspace, all log to the workspace's ``mlflow.db``.
+    """
+    uri = os.environ.get(TRACKING_URI_ENV) or configured
+    db = _sqlite_path(uri)
+    if db is None or db.is_absolute():
+        return uri
+    query = uri.partition("?")[2]
+    root = Path(os.environ.get(DVC_ROOT_ENV) or ".").resolve()
+    return f"{SQLITE_PREFIX}{root / db}" + (f"?{query}" if query else "")
+
+
 def client(tracking_uri: str) -> Any:
     """An MlflowClient bound to ``tracking_uri`` (no global state touched)."""
     from mlflow.tracking import MlflowClient
@@ -54,10 +78,9 @@ def client(tracking_uri: str) -> Any:
 
 def _sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores and in-memory sqlite)."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    if not tracking_uri.startswith(SQLITE_PREFIX):
         return None
-    path = tracking_uri[len(prefix) :].split("?", 1)[0]
+    path = tracking_uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -85,11 +108,19 @@ def prepare_store(tracking_uri: str, experiment: str) -> str:
     workers) crash with "table ... already exists" (mlflow/mlflow#19943) or
     RESOURCE_ALREADY_EXISTS. Doing both under a file lock first leaves nothing
     to race on; later connections only read the schema version.
+
+    A new experiment in a sqlite store keeps its artifacts in ``mlruns/`` beside the
+    database (MLflow's default is the working directory, which for a queued
+    experiment is a temporary copy). A server (``http://``) decides for itself.
     """
     with _store_lock(tracking_uri):
         c = client(tracking_uri)
         found = c.get_experiment_by_name(experiment)
-        return found.experiment_id if found is not None else c.create_experiment(experiment)
+        if found is not None:
+            return found.experiment_id
+        db = _sqlite_path(tracking_uri)
+        location = (db.resolve().parent / "mlruns").as_uri() if db is not None else None
+        return c.create_experiment(experiment, artifact_location=location)
 
 
 def read_run_ref(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -3,8 +3,8 @@
 ``train`` is what the train stage calls: it seeds everything, builds the
 DataModule and the model, fits on the GPU when one is present (CPU otherwise),
 keeps the checkpoint with the best validation accuracy, and returns the
-per-epoch history read back from MLflow (one source of truth for the curves).
-Without an MLflow config it trains untracked (the GPU box has no MLflow).
+per-epoch history (the same numbers the logger sends to MLflow, collected by one
+callback). Without an MLflow config it trains untracked (the GPU box has no MLflow).
 The same params run on several processes, GPUs or nodes: set ``train.strategy``
 (``ddp``), ``train.devices`` and ``train.num_nodes``; the DataModule shards each
 epoch by rank and only rank 0 writes the checkpoint.
@@ -25,12 +25,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from mnist_mlops.config import MlflowConfig, TrainConfig
 from mnist_mlops.data.datamodule import MNISTDataModule
 from mnist_mlops.errors import UserError
 from mnist_mlops.fileio import atomic_path, sha256_file
 from mnist_mlops.model import LitMLP, count_parameters, is_finite_model
+from mnist_mlops.run_extras import SystemMetrics, log_datasets
 from mnist_mlops.tracking import client, git_commit
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
@@ -51,7 +53,7 @@ class TrainResult:
 
 
 class EpochHistory(Callback):
-    """Collects the epoch-level metrics in memory, for runs without an MLflow store.
+    """Collects the epoch-level metrics in memory: the learning curve, tracked or not.
 
     Read when the next epoch starts (and when training ends): a callback's
     ``on_train_epoch_end`` runs before the module's, where train/* are logged.
@@ -70,17 +72,6 @@ class EpochHistory(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._record(trainer, trainer.current_epoch)
-
-
-def _history(tracking_uri: str, run_id: str) -> list[dict[str, float]]:
-    """Per-epoch curves, read back from the run's metric history."""
-    c = client(tracking_uri)
-    series = {
-        k: [m.value for m in sorted(c.get_metric_history(run_id, k), key=lambda m: m.step)]
-        for k in HISTORY_KEYS
-    }
-    n = min((len(v) for v in series.values()), default=0)
-    return [{"epoch": i + 1, **{k: series[k][i] for k in HISTORY_KEYS}} for i in range(n)]
 
 
 def build_trainer(
@@ -126,8 +117,9 @@ def train(
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
     With ``mlflow_cfg=None`` nothing is tracked (GPU boxes without MLflow, quick
-    sweeps): the history then comes from an in-memory callback instead.
-    ``callbacks`` are added to the Trainer's own (checkpoint, history).
+    sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
+    A tracked run gets each parameter once (flat names), the train/val splits as
+    dataset inputs and system metrics.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -160,13 +152,22 @@ def train(
         filename="best",
         save_weights_only=False,
     )
+    extras = [SystemMetrics(mlflow_cfg.tracking_uri)] if mlflow_cfg is not None else []
     trainer = build_trainer(
         cfg,
         logger if logger is not None else False,
-        [checkpoint, history, *(callbacks or [])],
+        [checkpoint, history, *extras, *(callbacks or [])],
         **(trainer_kwargs or {}),
     )
-    if logger is not None:
+    # Before fit the Trainer does not know its rank yet; Lightning's env-derived one does.
+    if logger is not None and rank_zero_only.rank == 0:
+        splits = dm.splits
+        log_datasets(
+            mlflow_cfg.tracking_uri,
+            logger.run_id or "",
+            Path(processed_dir).resolve() / "mnist.npz",
+            {"train": splits.split("train"), "val": splits.split("val")},
+        )
         logger.log_hyperparams(
             {
                 **cfg.model_dump(),
@@ -195,9 +196,7 @@ def train(
     run_id = (logger.run_id or "") if logger is not None else ""
     if logger is not None and trainer.global_rank == 0:
         client(mlflow_cfg.tracking_uri).log_metric(run_id, "train/seconds", seconds)
-        rows = _history(mlflow_cfg.tracking_uri, run_id)
-    else:
-        rows = history.rows if trainer.global_rank == 0 else []
+    rows = history.rows if trainer.global_rank == 0 else []
     return TrainResult(
         run_id=run_id,
         experiment_id=(logger.experiment_id or "") if logger is not None else "",

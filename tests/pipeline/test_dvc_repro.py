@@ -3,57 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_repo import build_repo, repo_env
+from pipeline_repo import run as _run
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
-    folder, sha = synthetic_mirror
-    repo = tmp_path_factory.mktemp("repo")
-    for item in ("pipeline", "src", "serving"):
-        shutil.copytree(
-            ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-    for item in ("dvc.yaml", "bentofile.yaml", ".dvcignore"):
-        shutil.copy(ROOT / item, repo)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
-    params["split"]["val_size"] = 100
-    params["train"].update(hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1")
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(repo / "src"),
-        "BENTOML_HOME": str(repo / ".bentoml"),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    env.pop("MNIST_MIRROR", None)
-    _run(["git", "init", "-q"], repo, env)
-    _run(["dvc", "init", "-q"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "init"], repo, env)
-    return repo, env
+    path = build_repo(tmp_path_factory.mktemp("repo") / "repo", synthetic_mirror)
+    return path, repo_env(path)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Faults leave no corrupt state: killed stages and corrupted inputs, with the real pipeline.
 
 Kills: a real ``dvc repro`` runs in its own process group in a temporary git+DVC
-repo (built like test_dvc_repro.py, on synthetic data); once the stage is
+repo (tests/pipeline/pipeline_repo.py, on synthetic data); once the stage is
 demonstrably mid-way (bytes streamed by a slow loopback mirror, a Lightning
 checkpoint of epoch 1 on disk, the ONNX staging file on disk) the whole group
 gets a signal. Then: dvc.lock is untouched, no declared output is half-written,
@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pipeline_repo import build_repo, repo_env, run
 
 from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
@@ -53,28 +53,11 @@ def _json(path: Path) -> object:
     return json.loads(path.read_text())
 
 
-def _env(repo: Path, tmpdir: Path | None = None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(repo / "src"),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    env.pop("MNIST_MIRROR", None)
-    if tmpdir is not None:
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        env["TMPDIR"] = str(tmpdir)
-    return env
+_env = repo_env
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return run(cmd, cwd, env, timeout).stdout
 
 
 def _group_alive(pgid: int) -> list[int]:
@@ -217,32 +200,13 @@ def _assert_committed_dirs_clean(repo: Path) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, synthetic_mirror) -> Path:
     """A committed git+DVC repo with the pipeline and tiny params; never run itself."""
-    folder, sha = synthetic_mirror
-    repo = tmp_path_factory.mktemp("template") / "repo"
-    repo.mkdir()
-    for item in ("pipeline", "src"):
-        shutil.copytree(
-            ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0, timeout_s=5)
-    params["split"]["val_size"] = 100
-    params["train"].update(
-        hidden=[32],
-        max_epochs=EPOCHS,
-        batch_size=32,
-        accelerator="cpu",
-        devices="1",
-        deterministic=True,
+    return build_repo(
+        tmp_path_factory.mktemp("template") / "repo",
+        synthetic_mirror,
+        train={"max_epochs": EPOCHS, "deterministic": True},
+        download={"timeout_s": 5},
+        code=("pipeline", "src"),
     )
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = _env(repo)
-    _run(["git", "init", "-q"], repo, env)
-    _run(["dvc", "init", "-q"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "init"], repo, env)
-    return repo
 
 
 @pytest.fixture(scope="module")

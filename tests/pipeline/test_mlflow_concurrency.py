@@ -39,6 +39,7 @@ def test_parallel_trainings_share_one_sqlite_store(processed_dir, tmp_path):
     params["mlflow"].update(tracking_uri=uri, experiment="concurrent")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # it would win over the params' store
 
     procs: list[tuple[subprocess.Popen, Path]] = []
     try:

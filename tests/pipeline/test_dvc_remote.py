@@ -1,0 +1,70 @@
+"""Two clones share one DVC remote: what one trains, the other pulls and serves without retraining.
+
+Real git and DVC on synthetic data: a bare "origin" repository, Alice's clone runs
+``dvc repro`` and ``dvc push`` to the project's default remote (the folder
+``../mnist-mlops-dvc-remote`` beside the checkout, from ``.dvc/config`` as committed)
+and pushes git; Bob's fresh clone, with its own empty DVC cache, runs ``dvc pull``,
+finds every stage up to date, and serves the pulled model with a real ``bentoml serve``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from bento_process import serving
+from pipeline_repo import build_repo, repo_env, run
+
+from mnist_mlops.fileio import sha256_file
+from mnist_mlops.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(900)
+def test_fresh_clone_pulls_runs_nothing_and_serves(tmp_path, synthetic_mirror):
+    origin = build_repo(tmp_path / "origin", synthetic_mirror)
+    env = repo_env(origin)
+    run(["git", "clone", "-q", "--bare", str(origin), str(tmp_path / "origin.git")], tmp_path, env)
+
+    alice = tmp_path / "alice"
+    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(alice)], tmp_path, env)
+    env_a = repo_env(alice)
+    run(["dvc", "repro"], alice, env_a, timeout=600)
+    pushed = run(["dvc", "push"], alice, env_a).stdout
+    run(["git", "add", "-A"], alice, env_a)
+    run(["git", "commit", "-qm", "trained"], alice, env_a)
+    run(["git", "push", "-q", "origin", "HEAD"], alice, env_a)
+    remote = tmp_path / "mnist-mlops-dvc-remote"  # ../mnist-mlops-dvc-remote from each clone
+    stored = [p for p in remote.rglob("*") if p.is_file()]
+    assert len(stored) >= 10, (pushed, stored)
+
+    bob = tmp_path / "bob"
+    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(bob)], tmp_path, env)
+    env_b = repo_env(bob)
+    assert not (bob / "models/model.onnx").exists() and not (bob / ".dvc/cache").exists()
+    run(["dvc", "pull"], bob, env_b)
+    for out in ("models/model.onnx", "models/model.ckpt", "data/processed/mnist.npz"):
+        assert sha256_file(bob / out) == sha256_file(alice / out), out
+    assert "up to date" in run(["dvc", "status"], bob, env_b).stdout
+    repro = run(["dvc", "repro"], bob, env_b)
+    assert "Running stage" not in repro.stdout, repro.stdout
+
+    # Bob serves the pulled model as it is in his checkout (no BentoML store needed).
+    meta = json.loads((bob / "models/model.json").read_text())
+    pixels = np.zeros((1, 28, 28), np.float32)
+    pixels[0, 4:24, 12:16] = 255.0
+    session = inference_session(bob / "models/model.onnx")
+    expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
+    with (
+        serving(None, tmp_path / "bob-serve", cwd=bob, PYTHONPATH=f"{bob / 'src'}:{bob}") as served,
+        httpx.Client(base_url=served.url, timeout=30) as client,
+    ):
+        response = client.post("/predict_array", json={"pixels": pixels[0].tolist()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == meta["version"]
+    assert body["digit"] == int(expected.argmax())
+    assert np.allclose(body["probabilities"], expected, atol=1e-5)
