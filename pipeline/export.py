@@ -4,7 +4,7 @@
 
 Writes the model, its metadata (models/model.json: SHA-256, version, I/O names)
 and metrics/export.json (parity); logs the ONNX model to the MLflow run and
-registers it, moving the ``champion`` alias when it beats the current one.
+registers it; the field stage then decides whether it becomes the ``champion``.
 """
 
 import argparse
@@ -82,11 +82,11 @@ def main() -> None:
             mlflow_cfg.registered_model,
             test_acc,
             tags={"sha256": digest, **run_tags(ref, ("dataset_sha256", "git_commit"))},
+            promote=False,  # the field stage promotes, once the field sets are scored
         )
         meta["registry"] = {
             "name": mlflow_cfg.registered_model,
             "version": reg.version,
-            "champion": reg.promoted,
         }
     write_json(Path(args.onnx_out).with_suffix(".json"), meta)
 

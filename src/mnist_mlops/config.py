@@ -76,6 +76,9 @@ class TrainConfig:
     augment_shift: int = 0  # max random shift in pixels; 0 turns augmentation off
     augment_degrees: float = 0.0  # max random rotation in degrees; 0 = off
     augment_scale: float = 0.0  # max random zoom, as a fraction (0.1 = 0.9x..1.1x); 0 = off
+    augment_elastic: float = 0.0  # elastic distortion, about this many pixels; 0 = off
+    augment_stroke: float = 0.0  # max fraction of a 3x3 dilate/erode mixed in (0..1); 0 = off
+    augment_blur: float = 0.0  # max fraction of a 3x3 blur mixed in (0..1); 0 = off
     batch_size: int = 128
     max_epochs: int = 10
     seed: int = 42
@@ -115,6 +118,14 @@ class MlflowConfig:
 class ExportConfig:
     opset: int = 18
     atol: float = 1e-4  # max |logit_onnx - logit_torch| allowed on the test set
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    # Realistic sets built from the MNIST test split (see mnist_mlops.fieldsets).
+    sets: tuple[str, ...] = ("photo", "marker", "pen", "canvas", "fonts")
+    n_per_set: int = 300  # 300 images: about +-1 % on each accuracy
+    seed: int = 7
 
 
 T = TypeVar("T")
