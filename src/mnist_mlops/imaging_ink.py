@@ -4,11 +4,11 @@ A photo of a digit on paper is mostly paper: grain, a lighting gradient, maybe a
 shadow, a ruled line or the edge of the sheet. :func:`find_ink` turns such an
 image into an ink-strength map and a mask of the digit only:
 
-1. the background (paper colour and light) is a coarse median of the image,
-   so gradients and soft shadows are subtracted rather than mistaken for ink;
+1. the background (paper colour and light) is a coarse morphological closing
+   of the image, so gradients and shadows are subtracted, not taken for ink;
 2. ink strength is the largest per-channel difference from that background on
-   the ink's side (darker on paper, lighter on a blackboard or the draw page),
-   so red ink on green paper counts as much as black ink on white;
+   the ink's side in that channel (darker on paper, lighter on a blackboard or
+   the draw page), so red ink on green paper counts as much as black on white;
 3. Otsu's threshold on the (lightly smoothed) strength separates ink from grain;
 4. 8-connected components: ruled lines and page edges (long, thin, running
    along the image) and dust (small, or far from the digit) are dropped.
@@ -22,40 +22,55 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 BACKGROUND_SIDE = 32  # the background is estimated on an image this small...
-BACKGROUND_WINDOW = 9  # ...with a median over this many of its pixels (~1/4 of the side)
+BACKGROUND_WINDOW = 9  # ...with min/max filters this wide (~1/4 of the side)
 MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is dust
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
 LINE_SPAN = 0.85  # a component this long relative to the image side...
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
 
 
-def background(channels: np.ndarray) -> np.ndarray:
-    """The paper's colour and light at every pixel: a coarse per-channel median, upscaled."""
-    height, width, _ = channels.shape
+def background(plane: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The paper's brightness at every pixel of one channel.
+
+    A grayscale closing (max then min filter; an opening for light ink) on a
+    coarse copy removes strokes narrower than the window and keeps gradients
+    and broad shadows. Unlike a median, it also works where the ink covers
+    most of the window, as at a digit running along the image's border.
+    """
+    height, width = plane.shape
     scale = BACKGROUND_SIDE / max(height, width)
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    planes = []
-    for c in range(channels.shape[2]):
-        plane = Image.fromarray(np.ascontiguousarray(channels[..., c]), "F")
-        small = plane.resize(small_size, Image.Resampling.BOX).convert("L")
-        small = small.filter(ImageFilter.MedianFilter(BACKGROUND_WINDOW))
-        planes.append(
-            np.asarray(
-                small.convert("F").resize((width, height), Image.Resampling.BILINEAR),
-                dtype=np.float32,
-            )
-        )
-    return np.stack(planes, axis=-1)
+    small = Image.fromarray(plane, "F").resize(small_size, Image.Resampling.BOX).convert("L")
+    grow = ImageFilter.MaxFilter(BACKGROUND_WINDOW)
+    shrink = ImageFilter.MinFilter(BACKGROUND_WINDOW)
+    paper = small.filter(grow).filter(shrink) if dark_ink else small.filter(shrink).filter(grow)
+    resized = paper.convert("F").resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def is_darker(plane: np.ndarray) -> bool:
+    """Is the ink darker than the paper here? It is the minority far from the median.
+
+    Decided on the extremes (0.1 % tails), so a thin pen line covering 1 % of the
+    picture still wins over the paper's grain and a shadow's dimmer paper.
+    """
+    low, mid, high = np.percentile(plane[::2, ::2], (0.1, 50, 99.9))  # a quarter is plenty
+    return bool(mid - low >= high - mid)
 
 
 def ink_strength(channels: np.ndarray) -> np.ndarray:
-    """(H, W, C) 0..255 -> float32 (H, W): how far each pixel is from the paper, on the ink side."""
-    diff = channels - background(channels)
-    darker = np.max(-diff, axis=-1)
-    lighter = np.max(diff, axis=-1)
-    # The ink is the minority that departs most from the paper: compare the extremes.
-    dark_ink = np.percentile(darker, 99.5) >= np.percentile(lighter, 99.5)
-    return np.clip(darker if dark_ink else lighter, 0.0, None).astype(np.float32)
+    """(H, W, C) 0..255 -> float32 (H, W): how far each pixel is from the paper, on the ink side.
+
+    Channel by channel, each with its own side: red ink on green paper is
+    lighter than the paper in red and darker in green; either way it is ink.
+    """
+    strength = np.zeros(channels.shape[:2], dtype=np.float32)
+    for c in range(channels.shape[-1]):
+        plane = np.ascontiguousarray(channels[..., c])
+        dark = is_darker(plane)
+        paper = background(plane, dark)
+        np.maximum(strength, paper - plane if dark else plane - paper, out=strength)
+    return strength
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -173,4 +188,11 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.
     mask = smooth >= threshold
     if not mask.any():
         return None
-    return strength, select_digit(label_components(mask), smooth)
+    # Components on a 2x2-pooled mask: a quarter of the pixels, half the propagation passes.
+    height, width = mask.shape
+    pad = ((0, height % 2), (0, width % 2))
+    pooled = np.pad(mask, pad).reshape((height + 1) // 2, 2, (width + 1) // 2, 2)
+    mass = np.pad(smooth, pad).reshape(pooled.shape).sum(axis=(1, 3))
+    digit = select_digit(label_components(pooled.any(axis=(1, 3))), mass)
+    digit = digit.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+    return strength, mask & digit
