@@ -71,3 +71,71 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_mirror) ->
     splits, stats = make_splits(raw, val_size=100, seed=0)
     save_splits(splits, stats, out)
     return out
+
+
+# ---- a real trained model, for the browser and model-behaviour tests -----------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _usable(onnx: Path) -> bool:
+    """models/model.onnx with a model.json that vouches for it (same SHA-256)."""
+    from mnist_mlops.fileio import read_json, sha256_file
+
+    meta = onnx.with_name("model.json")
+    return onnx.is_file() and meta.is_file() and read_json(meta).get("sha256") == sha256_file(onnx)
+
+
+def train_real_model(folder: Path) -> Path:
+    """Run the real pipeline's stages (download .. export) on real MNIST into ``folder``.
+
+    The data comes from $MNIST_MIRROR, else ../shared/mnist beside the repo, else the
+    public mirrors in params.yaml; the params are the repo's own (the default model).
+    """
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    shared = REPO.parent / "shared" / "mnist"
+    mirror = os.environ.get("MNIST_MIRROR") or (str(shared) if shared.is_dir() else "")
+    params["download"]["mirror"] = mirror
+    params["train"].update(accelerator="cpu", devices="1")
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlflow.db'}"
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    env.pop("MNIST_MIRROR", None)  # the params above already name it
+    m = str(folder / "metrics")
+    for stage in (
+        ["download", "raw"],
+        ["normalise", "raw", "processed"],
+        ["train", "processed", "models/model.ckpt", "--metrics", f"{m}/train.json",
+         "--curve", f"{m}/curve.csv"],
+        ["evaluate", "models/model.ckpt", "processed", "--metrics-dir", m, "--plots-dir", m],
+        ["export", "models/model.ckpt", "processed", "models/model.onnx",
+         "--metrics", f"{m}/export.json", "--eval-metrics", f"{m}/evaluate.json"],
+    ):  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", f"pipeline.{stage[0]}", *stage[1:]],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"pipeline.{stage[0]} failed:\n{proc.stderr[-3000:]}"
+    return folder / "models" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained by the real pipeline on real MNIST (model.json beside it).
+
+    $MNIST_TRAINED_MODEL or the repo's own models/model.onnx (after `dvc repro`) is
+    used when it is there and vouched for; otherwise the pipeline is run once per
+    test session (a few minutes on two CPU cores), as CI does in a clean clone.
+    """
+    import os
+
+    for candidate in (os.environ.get("MNIST_TRAINED_MODEL"), REPO / "models" / "model.onnx"):
+        if candidate and _usable(Path(candidate)):
+            return Path(candidate)
+    return train_real_model(tmp_path_factory.mktemp("trained"))
