@@ -120,6 +120,16 @@ def random_affine(
     return F.grid_sample(imgs, grid, align_corners=False).reshape(n, 28, 28)
 
 
+def _neighbours(imgs: torch.Tensor) -> torch.Tensor:
+    """The 3x3 neighbourhood of every pixel as 9 shifted views (9, N, 28, 28), zero-padded.
+
+    Slicing a padded tensor is several times faster on CPU than max_pool2d/conv2d with
+    stride 1 on single-channel 28x28 images.
+    """
+    padded = F.pad(imgs, (1, 1, 1, 1))
+    return torch.stack([padded[:, r : r + 28, c : c + 28] for r in range(3) for c in range(3)])
+
+
 def random_stroke(x: torch.Tensor, max_change: float, max_blur: float) -> torch.Tensor:
     """Thicken or thin each image's strokes and soften its edges by a random amount.
 
@@ -130,16 +140,15 @@ def random_stroke(x: torch.Tensor, max_change: float, max_blur: float) -> torch.
     (up to ``max_blur``) of a 3x3 blur: focus and JPEG softness.
     """
     n = x.shape[0]
-    imgs = x.reshape(n, 1, 28, 28).to(torch.float32)
-    dilated = F.max_pool2d(imgs, 3, stride=1, padding=1)
-    eroded = -F.max_pool2d(-imgs, 3, stride=1, padding=1)
-    amount = (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * max_change
+    imgs = x.reshape(n, 28, 28).to(torch.float32)
+    views = _neighbours(imgs)
+    dilated, eroded = views.amax(0), views.amin(0)
+    amount = (torch.rand(n, 1, 1, device=x.device) * 2 - 1) * max_change
     out = imgs + amount.clamp(min=0) * (dilated - imgs) + (-amount).clamp(min=0) * (eroded - imgs)
     if max_blur > 0:
-        kernel = torch.tensor([1.0, 2.0, 1.0], device=x.device)
-        kernel = (kernel[:, None] * kernel[None, :] / 16).reshape(1, 1, 3, 3)
-        blurred = F.conv2d(out, kernel, padding=1)
-        mix = torch.rand(n, 1, 1, 1, device=x.device) * max_blur
+        weights = torch.tensor([1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0], device=x.device) / 16
+        blurred = (_neighbours(out) * weights[:, None, None, None]).sum(0)
+        mix = torch.rand(n, 1, 1, device=x.device) * max_blur
         out = out + mix * (blurred - out)
     return out.reshape(n, 28, 28)
 
