@@ -4,7 +4,7 @@ Each generator returns encoded image bytes (PNG / JPEG, as a client uploads them
 and labels, seeded and deterministic. They are meant to be as hard as real
 photos and drawings, not tuned to what a model gets right:
 
-- ``photo``: the digit in dark ink on grainy, tinted paper, photographed: a
+- ``photo``: the digit in ink or pencil on grainy, tinted paper, photographed: a
   lighting gradient, a soft shadow across part of the page, sometimes a ruled
   line, rotation, off-centre, blur, JPEG at phone-like quality, and in a third
   of them an EXIF orientation tag the decoder must honour (the pixels are
@@ -129,7 +129,10 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     centre = (rng.uniform(margin, w - margin), rng.uniform(margin, h - margin))
     ink = _paste_rotated((w, h), mask, rng.uniform(-15, 15), centre)
     paper = rng.uniform(170, 250, 3) * rng.uniform(0.9, 1.0, 3)
-    ink_rgb = rng.uniform(10, 70, 3) * np.array([1, 1, rng.uniform(1, 2.5)])
+    # Ink from black marker to grey pencil (pencil on dim paper is barely 60 levels darker).
+    ink_rgb = (
+        rng.uniform(10, 120) * rng.uniform(0.8, 1.0, 3) * np.array([1, 1, rng.uniform(1, 1.6)])
+    )
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h) * rng.uniform(0.15, 0.45)
