@@ -37,6 +37,7 @@ def repo(tmp_path_factory, synthetic_mirror) -> tuple[Path, dict[str, str]]:
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
     params["normalise"]["val_size"] = 100
     params["train"].update(hidden=[32], max_epochs=2, batch_size=32, accelerator="cpu", devices="1")
+    params["field"]["n_per_set"] = 20
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
@@ -73,7 +74,7 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    for stage in ("download", "normalise", "train", "evaluate", "export", "package"):
+    for stage in ("download", "normalise", "train", "evaluate", "export", "field", "package"):
         assert f"Running stage '{stage}'" in first_repro.stdout
 
 
@@ -95,6 +96,10 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
 
     assert meta["sha256"] == sha256_file(path / "models/model.onnx")
     assert (path / "mlflow.db").stat().st_size > 0
+    field = json.loads((path / "metrics/field.json").read_text())
+    assert set(field["sets"]) == {"photo", "marker", "pen", "canvas", "fonts"}
+    assert all(s["n"] == 20 and 0.0 <= s["accuracy"] <= 1.0 for s in field["sets"].values())
+    assert field["champion"]["promoted"]  # the first model in a fresh registry
 
 
 def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
