@@ -25,6 +25,7 @@ BACKGROUND_SIDE = 32  # the background is estimated on an image this small...
 BACKGROUND_WINDOW = 9  # ...with min/max filters this wide (~1/4 of the side)
 MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is dust
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
+OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x heavier
 LINE_SPAN = 0.85  # a component this long relative to the image side...
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
 
@@ -145,6 +146,11 @@ def _is_line(comp: dict, shape: tuple[int, int]) -> bool:
     return False
 
 
+def _touches_border(comp: dict, shape: tuple[int, int]) -> bool:
+    r0, c0, r1, c1 = comp["box"]
+    return r0 == 0 or c0 == 0 or r1 == shape[0] or c1 == shape[1]
+
+
 def _gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
     """Pixels between two boxes (0 if they touch or overlap)."""
     dr = max(a[0] - b[2], b[0] - a[2], 0)
@@ -157,11 +163,16 @@ def select_digit(labels: np.ndarray, strength: np.ndarray) -> np.ndarray:
     comps = _components(labels, strength)
     kept = [c for c in comps if not _is_line(c, labels.shape)] or comps
     kept.sort(key=lambda c: -c["mass"])
-    main = kept[0]
+    # A shadow's edge or the page's edge runs into the border; a digit rarely does. Prefer
+    # a clear-standing component unless it is small next to the border-touching one.
+    inside = [c for c in kept if not _touches_border(c, labels.shape)]
+    main = inside[0] if inside and inside[0]["mass"] >= OUTSIDE_WINS * kept[0]["mass"] else kept[0]
     box = main["box"]
     chosen = [main["id"]]
-    for comp in kept[1:]:
+    for comp in inside if main in inside else kept:
         size = max(box[2] - box[0], box[3] - box[1])
+        if comp is main:
+            continue
         if comp["mass"] >= MIN_PART * main["mass"] and _gap(box, comp["box"]) <= NEAR * size:
             chosen.append(comp["id"])
             b = comp["box"]
