@@ -4,8 +4,8 @@
 
 Writes the model, its card (models/model.json via :class:`ModelCard`: SHA-256,
 version, I/O names, nothing volatile) and metrics/export.json (parity); logs the ONNX
-model to the MLflow run and registers it, moving the ``champion`` alias when it beats
-the current one (the registry, not the card, records registry versions).
+model to the MLflow run and registers it; the field stage then decides whether it
+becomes the ``champion`` (the registry, not the card, records registry versions).
 """
 
 import argparse
@@ -79,11 +79,9 @@ def main() -> None:
             mlflow_cfg.registered_model,
             test_acc,
             tags={"sha256": card.sha256, **run_tags(ref, ("dataset_sha256", "git_commit"))},
+            promote=False,  # the field stage promotes, once the field sets are scored
         )
-        log.info(
-            "registered %s version %s%s", mlflow_cfg.registered_model, reg.version,
-            " (champion)" if reg.promoted else "",
-        )  # fmt: skip
+        log.info("registered %s version %s", mlflow_cfg.registered_model, reg.version)
     card.write_beside(args.onnx_out)
 
 

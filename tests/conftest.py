@@ -101,7 +101,9 @@ def write_params(path: Path, params: dict[str, Any], **updates: dict[str, Any]) 
     return path
 
 
-def run_stage_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def run_stage_cli(
+    module: str, *args: str, cwd: Path = ROOT, timeout: float = 180
+) -> subprocess.CompletedProcess:
     """``python -m pipeline.<module> args...`` in a subprocess, as dvc runs it (no mirror env)."""
     env = {k: v for k, v in os.environ.items() if k != MIRROR_ENV}
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
@@ -111,7 +113,7 @@ def run_stage_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.Compl
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
 
 
@@ -306,3 +308,59 @@ def check_complete_run(
 def complete_run_check():
     """``check(client, run_id, epochs, curve=None)``: the assertions above, as a fixture."""
     return check_complete_run
+
+
+# ---- a real trained model, for the browser and model-behaviour tests -----------------------
+
+
+def _usable(onnx: Path) -> bool:
+    """A model.onnx whose model card (beside it) vouches for it: same SHA-256."""
+    from mnist_mlops.model_card import ModelCard
+
+    try:
+        ModelCard.read_beside(onnx).verify(onnx)
+    except Exception:  # missing, unreadable or mismatched: not usable, train one
+        return False
+    return True
+
+
+def train_real_model(folder: Path) -> Path:
+    """Run the real pipeline's stages (download .. export) on real MNIST into ``folder``.
+
+    The data comes from $MNIST_MIRROR, else ../shared/mnist beside the repo, else the
+    public mirrors in params.yaml; the params are the repo's own (the default model).
+    """
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    shared = ROOT.parent / "shared" / "mnist"
+    mirror = os.environ.get(MIRROR_ENV) or (str(shared) if shared.is_dir() else "")
+    params["download"]["mirror"] = mirror
+    params["train"].update(accelerator="cpu", devices="1")
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlflow.db'}"
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    m = str(folder / "metrics")
+    for stage in (
+        ["download", "raw"],
+        ["split", "raw", "processed"],
+        ["train", "processed", "models/model.ckpt", "--metrics", f"{m}/train.json",
+         "--curve", f"{m}/curve.csv"],
+        ["evaluate", "models/model.ckpt", "processed", "--metrics-dir", m, "--plots-dir", m],
+        ["export", "models/model.ckpt", "processed", "models/model.onnx",
+         "--metrics", f"{m}/export.json", "--eval-metrics", f"{m}/evaluate.json"],
+    ):  # fmt: skip
+        proc = run_stage_cli(*stage, cwd=folder, timeout=900)
+        assert proc.returncode == 0, f"pipeline.{stage[0]} failed:\n{proc.stderr[-3000:]}"
+    return folder / "models" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained by the real pipeline on real MNIST (model.json beside it).
+
+    $MNIST_TRAINED_MODEL or the repo's own models/model.onnx (after `dvc repro`) is
+    used when it is there and vouched for; otherwise the pipeline is run once per
+    test session (a few minutes on two CPU cores), as CI does in a clean clone.
+    """
+    for candidate in (os.environ.get("MNIST_TRAINED_MODEL"), ROOT / "models" / "model.onnx"):
+        if candidate and _usable(Path(candidate)):
+            return Path(candidate)
+    return train_real_model(tmp_path_factory.mktemp("trained"))

@@ -2,6 +2,12 @@
 // as a PNG in a multipart form, so drawings and uploads share one preprocessing path
 // (mnist_mlops.imaging crops, scales and centres the ink as MNIST did).
 //
+// Each request asks for return_input: the answer then carries model_input, a base64
+// 28x28 grayscale PNG of exactly what the model was given, shown enlarged beside the bars
+// so a user can see why a digit was misread (cropping, a shadow taken for ink...).
+// The field is sent only if the service's OpenAPI document names it: an older service
+// refuses unknown form fields, and the page must keep working against it.
+//
 // State for tests and assistive tech lives on #result: data-state is
 // empty | done | no-ink | error, and data-busy is "true" while a request is in flight
 // or queued.
@@ -10,6 +16,11 @@
 (() => {
   // Relative to the page (/ui/), so it also works behind a path prefix.
   const PREDICT_URL = new URL("../predict", document.baseURI).href;
+  const DOCS_URL = new URL("../docs.json", document.baseURI).href;
+  const canReturnInput = fetch(DOCS_URL)
+    .then((response) => (response.ok ? response.text() : ""))
+    .then((text) => text.includes("return_input"))
+    .catch(() => false);
   const THROTTLE_MS = 250; // at most one request this often while the pen moves
   const INK = "#fff"; // white on black, like MNIST itself
   const PAPER = "#000";
@@ -26,6 +37,9 @@
   const preview = document.getElementById("preview");
   const previewImg = document.getElementById("preview-img");
   const previewName = document.getElementById("preview-name");
+  const penInput = document.getElementById("pen");
+  const seen = document.getElementById("seen");
+  const seenImg = document.getElementById("seen-img");
 
   // ---- the bar chart: ten rows, each with a visible text value -------------------------
   const bars = [];
@@ -64,8 +78,19 @@
     digitOut.textContent = digit === undefined ? "\u2013" : String(digit);
   }
 
+  function showModelInput(base64Png) {
+    if (typeof base64Png === "string" && base64Png.length > 0) {
+      seenImg.src = `data:image/png;base64,${base64Png}`;
+      seen.hidden = false;
+    } else {
+      seenImg.removeAttribute("src");
+      seen.hidden = true;
+    }
+  }
+
   function reset() {
     showProbabilities(null, -1);
+    showModelInput(null);
     showState("empty", "Draw a digit");
   }
 
@@ -99,6 +124,7 @@
         const { blob, name } = await source();
         const form = new FormData();
         form.append("image", blob, name);
+        if (await canReturnInput) form.append("return_input", "true");
         const response = await fetch(PREDICT_URL, { method: "POST", body: form });
         const body = await response.json().catch(() => null);
         if (gen === generation) render(response, body);
@@ -117,9 +143,11 @@
       const confidence = (100 * body.probabilities[body.digit]).toFixed(1);
       showState("done", `Looks like a ${body.digit} (${confidence}% sure)`, body.digit);
       versionOut.textContent = body.model_version;
+      showModelInput(body.model_input);
       return;
     }
     showProbabilities(null, -1);
+    showModelInput(null);
     if (response.status === 422) {
       // The service found no ink: a blank canvas or an empty picture.
       showState("no-ink", "No digit found: draw a digit");
@@ -160,7 +188,8 @@
 
   function strokeTo(point) {
     ctx.strokeStyle = INK;
-    ctx.lineWidth = canvas.width / 14; // about 2 MNIST pixels once scaled down
+    // Any width: the service normalises the stroke to MNIST's (20 px is about MNIST's own).
+    ctx.lineWidth = Number(penInput.value) || canvas.width / 14;
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.beginPath();

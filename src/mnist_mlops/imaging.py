@@ -3,15 +3,17 @@
 The model only knows MNIST: white ink (up to 255) on a black (0) background,
 the digit scaled to fit a 20x20 box and placed in a 28x28 field so that its
 centre of mass is at the centre. Photos and drawings look nothing like that, so
-:func:`preprocess_image` redoes what LeCun et al. did to build MNIST:
+:func:`preprocess_image` redoes what LeCun et al. did to build MNIST, after
+first finding the digit in a real photo:
 
 1. decode PNG / JPEG / BMP / GIF (first frame) with Pillow, refusing other
-   formats and anything over :data:`MAX_PIXELS` *before* decoding it;
-2. flatten transparency onto a background that contrasts with the ink;
-3. grayscale, and invert when the background (border median) is light;
-4. stretch contrast so the background is 0 and the darkest ink 255;
-5. crop to the ink's bounding box, fit it into 20x20 keeping the aspect ratio;
-6. paste into 28x28 with the centre of mass at the centre.
+   formats and anything over :data:`MAX_PIXELS` *before* decoding it; a big
+   JPEG is decoded at a reduced scale (draft mode), which is most of the speed;
+2. honour the EXIF orientation, flatten transparency, shrink to :data:`WORK`;
+3. find the ink (:mod:`mnist_mlops.imaging_ink`): background subtracted,
+   Otsu threshold, components (dust, ruled lines and page edges dropped);
+4. normalise the stroke width, fit into 20x20, centre by mass
+   (:mod:`mnist_mlops.imaging_stroke`).
 
 Raw pixel arrays (:func:`pixels_from_array`) are taken as already MNIST-style:
 they are validated, never cropped or moved.
@@ -31,15 +33,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-SIZE = 28  # MNIST field
-BOX = 20  # the digit's longer side after scaling, as in MNIST
+from mnist_mlops.imaging_ink import find_ink
+from mnist_mlops.imaging_stroke import SIZE, mnist_field
+
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 MAX_BYTES = 8 * 1024 * 1024  # a photo of a digit needs far less
 MAX_PIXELS = 40_000_000  # checked on the header, before any pixel is decoded
 MIN_CONTRAST = 32.0  # ink must differ from the background by this much (0..255 scale)
-INK_THRESHOLD = 0.1  # fraction of the contrast above background that counts as ink
+WORK = 320  # photos are shrunk to this longer side before the ink is looked for
 
 # Magic numbers of formats people send by mistake, so the error can name them.
 _KNOWN_UNSUPPORTED: tuple[tuple[bytes, int, str], ...] = (
@@ -73,11 +76,16 @@ class NoInkError(ImageError):
 
 def preprocess_image(data: bytes) -> np.ndarray:
     """Encoded image bytes -> MNIST-style float32 (28, 28), values 0..255."""
-    return mnist_style(to_grayscale(decode_image(data)))
+    img = ImageOps.exif_transpose(decode_image(data, draft=WORK))
+    return mnist_style(to_channels(shrink(img)))
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode PNG/JPEG/BMP/GIF bytes (GIF: first frame), refusing bombs before decoding."""
+def decode_image(data: bytes, draft: int | None = None) -> Image.Image:
+    """Decode PNG/JPEG/BMP/GIF bytes (GIF: first frame), refusing bombs before decoding.
+
+    ``draft``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both
+    sides stay at least this long (the DCT does the shrinking, almost for free).
+    """
     if not data:
         raise ImageError("the image is empty (0 bytes); send a PNG, JPEG, BMP or GIF file")
     if len(data) > MAX_BYTES:
@@ -94,6 +102,8 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageTooLargeError(
             f"the image is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels"
         )
+    if draft is not None and img.format == "JPEG":
+        img.draft(img.mode, (draft, draft))
     try:
         img.load()  # GIF: the first frame (Pillow opens at frame 0)
     except Exception as exc:  # truncated data, bad CRC, broken LZW...: the file is corrupt
@@ -111,79 +121,62 @@ def _unidentified(data: bytes) -> ImageError:
     return ImageError("the data is not a PNG, JPEG, BMP or GIF image")
 
 
-def to_grayscale(img: Image.Image) -> np.ndarray:
-    """Any decoded mode -> float32 (H, W) on a 0..255 scale, transparency flattened."""
-    if img.mode.startswith("I;16") or img.mode == "I":
-        # 16-bit grayscale (PNG): 0..65535 -> 0..255.
-        return np.clip(np.asarray(img, dtype=np.float32) / 257.0, 0.0, 255.0)
-    if img.mode == "F":
-        return np.clip(np.asarray(img, dtype=np.float32), 0.0, 255.0)
-    if "A" in img.getbands() or "transparency" in img.info:
-        return _flatten_alpha(img.convert("RGBA"))
-    return np.asarray(img.convert("L"), dtype=np.float32)
+def shrink(img: Image.Image) -> Image.Image:
+    """Shrink so the longer side is at most WORK (area averaging also evens out grain)."""
+    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grayscale PNG: 0..65535
+        img = Image.fromarray(np.asarray(img, dtype=np.float32) / 257.0, "F")
+    elif img.mode not in ("L", "RGB", "RGBA", "F"):
+        has_alpha = "A" in img.getbands() or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    scale = WORK / max(img.size)
+    if scale < 1:
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BOX)
+    return img
+
+
+def to_channels(img: Image.Image) -> np.ndarray:
+    """L / RGB / RGBA / F image -> float32 (H, W, C) on a 0..255 scale, transparency flattened."""
+    if img.mode == "RGBA":
+        return _flatten_alpha(img)
+    arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 255.0)
+    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def _flatten_alpha(rgba: Image.Image) -> np.ndarray:
     """Composite onto white, unless the visible strokes are light (white ink on a
     transparent canvas), then onto black: either way the ink stays visible."""
     arr = np.asarray(rgba, dtype=np.float32)
-    alpha = arr[..., 3] / 255.0
-    gray = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
+    alpha = arr[..., 3:] / 255.0
+    rgb = arr[..., :3]
     weight = float(alpha.sum())
-    ink_is_light = weight > 0 and float((gray * alpha).sum()) / weight > 127.5
+    ink_is_light = (
+        weight > 0 and float((rgb.mean(-1, keepdims=True) * alpha).sum()) / weight > 127.5
+    )
     background = 0.0 if ink_is_light else 255.0
-    return gray * alpha + background * (1.0 - alpha)
+    return rgb * alpha + background * (1.0 - alpha)
 
 
-def mnist_style(gray: np.ndarray) -> np.ndarray:
-    """Grayscale (H, W) 0..255, any polarity -> centred MNIST-style float32 (28, 28)."""
-    img = np.asarray(gray, dtype=np.float32)
-    if img.ndim != 2 or img.size == 0:
-        raise ImageError(f"expected a 2-D grayscale image, got shape {img.shape}")
-    border = np.concatenate([img[0], img[-1], img[1:-1, 0], img[1:-1, -1]])
-    if float(np.median(border)) > 127.5:  # light background: dark ink, as on paper
-        img, border = 255.0 - img, 255.0 - border
-    background = float(np.median(border))
-    contrast = float(img.max()) - background
-    if contrast < MIN_CONTRAST:
+def mnist_style(image: np.ndarray) -> np.ndarray:
+    """Grayscale (H, W) or colour (H, W, C), 0..255, any polarity -> MNIST-style (28, 28)."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.size == 0:
+        raise ImageError(f"expected a 2-D grayscale or colour image, got shape {image.shape}")
+    found = find_ink(img, MIN_CONTRAST)
+    if found is None:
         raise NoInkError(
             "no ink found: the image is blank or has too little contrast; "
             "draw a dark digit on a light background (or light on dark)"
         )
-    # Background -> 0, strongest ink -> 255; faint noise below the threshold -> 0.
-    img = np.clip((img - background) * (255.0 / contrast), 0.0, 255.0)
-    img[img < 255.0 * INK_THRESHOLD] = 0.0
-    rows = np.flatnonzero(img.any(axis=1))
-    cols = np.flatnonzero(img.any(axis=0))
-    digit = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return _centre_by_mass(_fit_box(digit))
-
-
-def _fit_box(digit: np.ndarray) -> np.ndarray:
-    """Scale so the longer side is BOX pixels, keeping the aspect ratio (anti-aliased)."""
-    height, width = digit.shape
-    scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # float32 -> mode "F": full precision; LANCZOS anti-aliases when shrinking, as MNIST did.
-    resized = Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 255.0)
-
-
-def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
-    """Paste into SIZE x SIZE so the centre of mass lands on the centre (whole pixels)."""
-    height, width = digit.shape
-    total = float(digit.sum())
-    if total > 0:
-        com_r = float((digit.sum(axis=1) * np.arange(height)).sum()) / total
-        com_c = float((digit.sum(axis=0) * np.arange(width)).sum()) / total
-    else:  # only possible if resizing wiped a tiny speck; centre the box instead
-        com_r, com_c = (height - 1) / 2, (width - 1) / 2
-    # Clamp so a lopsided digit is shifted as far as it can go but never cut off.
-    top = min(max(round(SIZE / 2 - com_r), 0), SIZE - height)
-    left = min(max(round(SIZE / 2 - com_c), 0), SIZE - width)
-    out = np.zeros((SIZE, SIZE), dtype=np.float32)
-    out[top : top + height, left : left + width] = digit
-    return out
+    strength, mask = found
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    level = max(float(np.percentile(strength[mask], 90)), 1e-6)  # the ink's own darkness
+    ink = np.clip(strength[box] / level, 0.0, 1.0) * mask[box]
+    return mnist_field(ink.astype(np.float32))
 
 
 def pixels_from_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Log the ONNX model as an MLflow model and promote it in the Model Registry.
 
 Every export registers a new version of ``registered_model``; the ``champion``
-alias moves to it only when its test accuracy beats the current champion's, so
-``models:/mnist-mlp@champion`` always names the best model seen so far and a
-worse experiment never demotes it.
+alias moves to it only when it is at least as good as the current champion on
+every metric compared (the field stage passes MNIST test and each field set:
+:func:`promote_if_better`), so ``models:/mnist-mlp@champion`` never moves to a
+model that is worse where users are.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ def register_onnx(
     model_name: str,
     test_accuracy: float,
     tags: dict[str, str] | None = None,
+    promote: bool = True,
 ) -> Registration:
-    """Log ``onnx_path`` to ``run_id`` as an MLflow ONNX model, register it, maybe promote it."""
+    """Log ``onnx_path`` to ``run_id`` as an MLflow ONNX model, register it, maybe promote it.
+
+    ``promote=False`` only registers: the pipeline promotes after the field stage.
+    """
     import mlflow
     import onnx
-    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -64,30 +68,59 @@ def register_onnx(
     for key, value in {"test_accuracy": f"{test_accuracy:.6f}", **(tags or {})}.items():
         client.set_model_version_tag(model_name, version, key, value)
 
+    if not promote:
+        return Registration(version, test_accuracy, None, None, False)
+    promoted = promote_if_better(
+        tracking_uri, model_name, version, {"test_accuracy": test_accuracy}
+    )
+    prev_acc = promoted["previous_metrics"].get("test_accuracy")
+    return Registration(
+        version, test_accuracy, promoted["previous"], prev_acc, promoted["promoted"]
+    )
+
+
+def registered_version(tracking_uri: str, model_name: str, run_id: str, sha256: str) -> str | None:
+    """The version of ``model_name`` that ``run_id`` registered for the model file with this
+    SHA-256 (the export stage tags it), or None: the registry, not model.json, keeps it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    versions = [v for v in found if v.tags.get("sha256") == sha256]
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+def promote_if_better(
+    tracking_uri: str, model_name: str, version: str, metrics: dict[str, float]
+) -> dict:
+    """Tag ``version`` with ``metrics``; move the champion alias to it if it is at least as
+    good as the champion on every one of them (a metric the champion lacks does not block).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    for key, value in metrics.items():
+        client.set_model_version_tag(model_name, version, key, f"{value:.6f}")
     try:
         current = client.get_model_version_by_alias(model_name, CHAMPION)
-        prev_version: str | None = str(current.version)
-        prev_acc: float | None = float(current.tags.get("test_accuracy", "nan"))
+        previous: str | None = str(current.version)
+        theirs = {k: float(v) for k, v in current.tags.items() if k in metrics}
     except MlflowException:
-        prev_version, prev_acc = None, None
-    promote = prev_acc is None or math.isnan(prev_acc) or test_accuracy > prev_acc
+        previous, theirs = None, {}
+    worse = sorted(k for k, v in theirs.items() if not math.isnan(v) and metrics[k] < v)
+    promote = previous == version or not worse
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-        log.info(
-            "%s v%s is the new %s (test accuracy %.4f)",
-            model_name,
-            version,
-            CHAMPION,
-            test_accuracy,
-        )
+        log.info("%s v%s is the %s", model_name, version, CHAMPION)
     else:
         log.info(
-            "%s v%s (%.4f) does not beat %s v%s (%.4f); alias unchanged",
-            model_name,
-            version,
-            test_accuracy,
-            CHAMPION,
-            prev_version,
-            prev_acc,
-        )
-    return Registration(version, test_accuracy, prev_version, prev_acc, promote)
+            "%s v%s is worse than %s v%s on %s; alias unchanged",
+            model_name, version, CHAMPION, previous, ", ".join(worse),
+        )  # fmt: skip
+    return {
+        "promoted": promote,
+        "previous": previous,
+        "previous_metrics": theirs,
+        "worse_on": worse,
+    }

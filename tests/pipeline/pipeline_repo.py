@@ -76,6 +76,7 @@ def build_repo(
     params["download"].update(mirrors=[], mirror=str(folder), sha256=sha, retries=0)
     params["download"].update(download or {})
     params["split"]["val_size"] = 100
+    params["field"]["n_per_set"] = 20
     tiny = {"hidden": [32], "max_epochs": 2, "batch_size": 32, "accelerator": "cpu", "devices": "1"}
     params["train"].update({**tiny, **(train or {})})
     params["mlflow"].update(mlflow or {})

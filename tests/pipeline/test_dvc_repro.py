@@ -36,7 +36,7 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    for stage in ("download", "split", "train", "evaluate", "export", "package"):
+    for stage in ("download", "split", "train", "evaluate", "export", "field", "package"):
         assert f"Running stage '{stage}'" in first_repro.stdout
 
 
@@ -58,6 +58,10 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
 
     assert meta["sha256"] == sha256_file(path / "models/model.onnx")
     assert (path / "mlflow.db").stat().st_size > 0
+    field = json.loads((path / "metrics/field.json").read_text())
+    assert set(field["sets"]) == {"photo", "marker", "pen", "canvas", "fonts"}
+    assert all(s["n"] == 20 and 0.0 <= s["accuracy"] <= 1.0 for s in field["sets"].values())
+    assert field["champion"]["promoted"]  # the first model in a fresh registry
 
 
 def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):

@@ -10,7 +10,15 @@ from pytorch_lightning.callbacks import Callback
 from mnist_mlops.config import Activation, Init, Optimizer, TrainConfig
 from mnist_mlops.data.datamodule import MNISTDataModule, TensorBatches
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.model import MLP, OPTIMIZERS, LitMLP, count_parameters, random_affine, random_shift
+from mnist_mlops.model import (
+    MLP,
+    OPTIMIZERS,
+    LitMLP,
+    count_parameters,
+    random_affine,
+    random_shift,
+    random_stroke,
+)
 from mnist_mlops.training import build_trainer
 
 
@@ -111,17 +119,53 @@ def test_random_affine_keeps_shape_and_is_identity_at_zero():
     assert not torch.allclose(moved, x, atol=1.0)
 
 
-def test_augment_is_off_at_zero_and_on_when_configured(repo_params):
-    def module(**augment):
-        off = dict(augment_shift=0, augment_degrees=0.0, augment_scale=0.0)
-        return LitMLP(
-            TrainConfig.from_params(repo_params, hidden=(8,), **{**off, **augment}), 0.13, 0.31
-        )
+def bars(n: int = 16) -> torch.Tensor:
+    """n copies of a 4 px wide vertical bar, like a drawn "1"."""
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[:, 6:22, 12:16] = 255
+    return x
 
-    x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    assert torch.equal(module().augment(x), x)
-    on = module(augment_shift=2, augment_degrees=10)
-    assert on.augment(x).shape == (4, 28, 28)
+
+AUGMENT_OFF = dict(
+    augment_shift=0, augment_degrees=0.0, augment_scale=0.0,
+    augment_elastic=0.0, augment_stroke=0.0, augment_blur=0.0,
+)  # fmt: skip
+
+
+def test_augment_is_off_at_zero_and_changes_every_image_when_on(repo_params):
+    x = bars()
+    off = TrainConfig.from_params(repo_params, hidden=(8,), **AUGMENT_OFF)
+    assert torch.equal(LitMLP(off, 0.13, 0.31).augment(x), x)
+    cfg = off.replace(
+        augment_shift=2, augment_degrees=10, augment_scale=0.1,
+        augment_elastic=1.0, augment_stroke=0.7, augment_blur=0.5,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    out = LitMLP(cfg, 0.13, 0.31).augment(x).float()
+    assert out.shape == (16, 28, 28)
+    change = (out - x.float()).abs().flatten(1).sum(1)
+    assert (change > 255).all()  # every image moved or reshaped by at least a pixel's worth
+    assert len({tuple(row.round().tolist()) for row in out.flatten(1)}) == 16  # each its own way
+
+
+def test_random_stroke_thickens_some_thins_others_and_is_identity_at_zero():
+    x = bars()
+    assert torch.equal(random_stroke(x, 0.0, 0.0), x.float())
+    torch.manual_seed(0)
+    mass = random_stroke(x, 1.0, 0.0).sum((1, 2))
+    base = x.float().sum((1, 2))
+    assert (mass > 1.2 * base).any() and (mass < 0.8 * base).any()
+    blurred = random_stroke(x, 0.0, 1.0)
+    assert (blurred.sum((1, 2)) - base).abs().max() < 1.0  # a blur moves ink, keeps its mass
+    assert (blurred.amax((1, 2)) <= 255.0).all() and (blurred != x.float()).any()
+
+
+def test_elastic_distortion_bends_each_image_differently():
+    x = bars(4).float()
+    torch.manual_seed(0)
+    bent = random_affine(x, 0.0, 0.0, elastic=1.5)
+    assert not torch.allclose(bent, x, atol=1.0)
+    assert not torch.allclose(bent[0], bent[1], atol=1.0)
 
 
 class _RecordLR(Callback):
