@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from mnist_mlops.config import TrainConfig, load_params
+from mnist_mlops.core.config import TrainConfig, load_params
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.training import load_net, train
+from mnist_mlops.train.checkpoint import load_net
+from mnist_mlops.train.training import train
 
 
 def parse_sets(pairs: list[str]) -> dict[str, object]:

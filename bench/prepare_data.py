@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from mnist_mlops.config import DownloadConfig, SplitConfig, load_params
+from mnist_mlops.core.config import DownloadConfig, SplitConfig, load_params
 from mnist_mlops.data.fetch import download_mnist
 from mnist_mlops.data.splits import make_splits, save_splits
 

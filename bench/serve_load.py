@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]  # run as a script from anywhere
 
-from mnist_mlops.fileio import write_json  # noqa: E402
+from mnist_mlops.core.fileio import write_json  # noqa: E402
 from serving.schemas import example_pixels  # noqa: E402
 
 SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH or --model

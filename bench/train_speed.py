@@ -47,11 +47,11 @@ import torch.nn.functional as F
 import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from mnist_mlops.config import TrainConfig, load_params
+from mnist_mlops.core.config import TrainConfig, load_params
 from mnist_mlops.data.datamodule import MNISTDataModule
 from mnist_mlops.data.splits import Splits, load_splits
-from mnist_mlops.model import MLP, LitMLP
-from mnist_mlops.training import build_trainer
+from mnist_mlops.train.model import MLP, LitMLP
+from mnist_mlops.train.training import build_trainer
 
 TARGET = 0.98
 # (c)'s speed profile on a GPU: a GPU step of this MLP costs about the same at any

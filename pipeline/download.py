@@ -8,8 +8,8 @@ Reads the ``download`` section of params.yaml.
 
 import argparse
 
-from mnist_mlops.cli import run_stage
-from mnist_mlops.config import DownloadConfig, load_params
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import DownloadConfig, load_params
 from mnist_mlops.data.fetch import download_mnist, mirror_list
 
 

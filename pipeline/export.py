@@ -12,15 +12,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from mnist_mlops.cli import run_stage
-from mnist_mlops.config import ExportConfig, MlflowConfig, load_params
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import ExportConfig, MlflowConfig, load_params
+from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
-from mnist_mlops.fileio import read_json, write_json
-from mnist_mlops.model_card import ModelCard
-from mnist_mlops.registry import register_onnx
-from mnist_mlops.tracking import log_to_run, read_run_ref, run_tags
-from mnist_mlops.training import load_net
+from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops.train.checkpoint import load_net
+from mnist_mlops.train.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
+from mnist_mlops.train.registry import register_onnx
+from mnist_mlops.train.tracking import log_to_run, read_run_ref, run_tags
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from mnist_mlops.cli import run_stage
-from mnist_mlops.config import FieldConfig, MlflowConfig, load_params
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import FieldConfig, MlflowConfig, load_params
+from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.fieldeval import plot_failures, score_set
-from mnist_mlops.fieldsets import build_set
-from mnist_mlops.fileio import read_json, write_json
-from mnist_mlops.model_card import ModelCard
-from mnist_mlops.registry import promote_if_better, registered_version
-from mnist_mlops.tracking import log_to_run, read_run_ref
+from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops.train.fieldeval import plot_failures, score_set
+from mnist_mlops.train.fieldsets import build_set
+from mnist_mlops.train.registry import promote_if_better, registered_version
+from mnist_mlops.train.tracking import log_to_run, read_run_ref
 
 log = logging.getLogger(__name__)
 

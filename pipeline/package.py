@@ -9,8 +9,8 @@ elsewhere, or ``bentoml containerize`` it where Docker runs).
 import argparse
 import logging
 
-from mnist_mlops.cli import run_stage
-from mnist_mlops.packaging import build_bento, import_model
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.train.packaging import build_bento, import_model
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ Writes ``mnist.npz`` (uint8 images, int64 labels per split) and ``stats.json``.
 import argparse
 import logging
 
-from mnist_mlops.cli import run_stage
-from mnist_mlops.config import SplitConfig, load_params
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import SplitConfig, load_params
 from mnist_mlops.data.splits import make_splits, save_splits
 
 

@@ -11,13 +11,13 @@ import argparse
 import os
 from pathlib import Path
 
-from mnist_mlops.analysis import diagnose
-from mnist_mlops.cli import run_stage
-from mnist_mlops.config import MlflowConfig, TrainConfig, load_params
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import MlflowConfig, TrainConfig, load_params
+from mnist_mlops.core.fileio import write_csv, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.fileio import write_csv, write_json
-from mnist_mlops.tracking import prepare_store, resolve_tracking_uri
-from mnist_mlops.training import HISTORY_KEYS, train
+from mnist_mlops.train.analysis import diagnose
+from mnist_mlops.train.tracking import prepare_store, resolve_tracking_uri
+from mnist_mlops.train.training import HISTORY_KEYS, train
 
 
 def main() -> None:

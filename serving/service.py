@@ -44,7 +44,7 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from mnist_mlops import imaging
+from mnist_mlops.serve import imaging
 from serving import connections
 from serving.errors import error_response, image_error_status
 from serving.guard import GuardLimits, RequestGuard

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_mlops.config import load_params
+from mnist_mlops.core.config import load_params
 from mnist_mlops.data.fetch import MIRROR_ENV
 from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
@@ -315,7 +315,7 @@ def complete_run_check():
 
 def _usable(onnx: Path) -> bool:
     """A model.onnx whose model card (beside it) vouches for it: same SHA-256."""
-    from mnist_mlops.model_card import ModelCard
+    from mnist_mlops.serve.model_card import ModelCard
 
     try:
         ModelCard.read_beside(onnx).verify(onnx)

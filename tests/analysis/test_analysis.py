@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_mlops import analysis
+from mnist_mlops.train import analysis
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.data.fetch import MIRROR_ENV, download_mnist, fetch_one, mirror_list
-from mnist_mlops.errors import UserError
-from mnist_mlops.fileio import sha256_file
 
 LOCAL = {"timeout_s": 5, "retries": 0}  # loopback and local folders answer at once
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.data.idx import encode_idx, parse_idx, read_idx
-from mnist_mlops.errors import DataFormatError
 
 
 def test_round_trip_images_and_labels():

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from mnist_mlops.core.errors import DataFormatError, UserError
 from mnist_mlops.data.splits import load_splits, pixel_stats, split_train_val
-from mnist_mlops.errors import DataFormatError, UserError
 
 
 def test_stats_are_from_scaled_pixels():

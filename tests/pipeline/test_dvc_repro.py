@@ -54,7 +54,7 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], path, env).stdout)
     assert shown, "dvc metrics show returned nothing"
     meta = json.loads((path / "models/model.json").read_text())
-    from mnist_mlops.fileio import sha256_file
+    from mnist_mlops.core.fileio import sha256_file
 
     assert meta["sha256"] == sha256_file(path / "models/model.onnx")
     assert (path / "mlflow.db").stat().st_size > 0
@@ -99,7 +99,7 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
     import numpy as np
     from bento_process import serving
 
-    from mnist_mlops.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+    from mnist_mlops.serve.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
 
     path, env = repo
     meta = json.loads((path / "models/model.json").read_text())

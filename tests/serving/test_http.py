@@ -18,7 +18,7 @@ import pytest
 from bento_process import serving
 from PIL import Image
 
-from mnist_mlops import imaging
+from mnist_mlops.serve import imaging
 
 pytestmark = pytest.mark.slow
 

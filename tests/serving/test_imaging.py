@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnist_mlops import imaging
+from mnist_mlops.serve import imaging
 
 
 def centre_of_mass(img: np.ndarray) -> tuple[float, float]:

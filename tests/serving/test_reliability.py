@@ -20,7 +20,7 @@ import psutil
 import pytest
 from bento_process import LAUNCHED, serving, start_server, stop_server, wait_ready
 
-from mnist_mlops.fileio import read_json, write_json
+from mnist_mlops.core.fileio import read_json, write_json
 from serving.schemas import MAX_BATCH, example_pixels
 
 pytestmark = pytest.mark.slow

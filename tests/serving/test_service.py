@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_mlops import imaging
-from mnist_mlops.fileio import read_json, write_json
-from mnist_mlops.inference import softmax
-from mnist_mlops.model_card import ModelCard
+from mnist_mlops.core.fileio import read_json, write_json
+from mnist_mlops.serve import imaging
+from mnist_mlops.serve.inference import softmax
+from mnist_mlops.serve.model_card import ModelCard
 from serving.model_loading import ModelLoadError, load_model
 from serving.schemas import MAX_BATCH, BatchPrediction, Prediction, example_pixels
 from serving.service import MnistClassifier

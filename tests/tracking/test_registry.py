@@ -3,9 +3,9 @@
 import mlflow
 import pytest
 
-from mnist_mlops.export import export_onnx
-from mnist_mlops.model import MLP
-from mnist_mlops.registry import CHAMPION, register_onnx
+from mnist_mlops.train.export import export_onnx
+from mnist_mlops.train.model import MLP
+from mnist_mlops.train.registry import CHAMPION, register_onnx
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_mlops.config import MlflowConfig, TrainConfig
-from mnist_mlops.tracking import client, prepare_store
-from mnist_mlops.training import train
+from mnist_mlops.core.config import MlflowConfig, TrainConfig
+from mnist_mlops.train.tracking import client, prepare_store
+from mnist_mlops.train.training import train
 
 pytestmark = pytest.mark.slow
 

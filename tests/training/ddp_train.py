@@ -18,8 +18,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from mnist_mlops.config import MlflowConfig, TrainConfig, load_params
-from mnist_mlops.training import train
+from mnist_mlops.core.config import MlflowConfig, TrainConfig, load_params
+from mnist_mlops.train.training import train
 
 
 class RecordFirstEpoch(Callback):

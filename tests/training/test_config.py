@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_mlops.config import (
+from mnist_mlops.core.config import (
     DownloadConfig,
     ExportConfig,
     MlflowConfig,
@@ -13,7 +13,7 @@ from mnist_mlops.config import (
     TrainConfig,
     load_params,
 )
-from mnist_mlops.errors import UserError
+from mnist_mlops.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

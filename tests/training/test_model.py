@@ -7,10 +7,10 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from mnist_mlops.config import Activation, Init, Optimizer, TrainConfig
+from mnist_mlops.core.config import Activation, Init, Optimizer, TrainConfig
 from mnist_mlops.data.datamodule import MNISTDataModule, TensorBatches
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.model import (
+from mnist_mlops.train.model import (
     MLP,
     OPTIMIZERS,
     LitMLP,
@@ -19,7 +19,7 @@ from mnist_mlops.model import (
     random_shift,
     random_stroke,
 )
-from mnist_mlops.training import build_trainer
+from mnist_mlops.train.training import build_trainer
 
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])

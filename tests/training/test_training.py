@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_mlops.config import MlflowConfig, TrainConfig
+from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.export import INPUT_NAME, as_model_input, export_and_verify, inference_session
-from mnist_mlops.tracking import client
-from mnist_mlops.training import HISTORY_KEYS, load_net, train
+from mnist_mlops.train.checkpoint import load_net
+from mnist_mlops.train.export import (
+    INPUT_NAME,
+    as_model_input,
+    export_and_verify,
+    inference_session,
+)
+from mnist_mlops.train.tracking import client
+from mnist_mlops.train.training import HISTORY_KEYS, train
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mnist_mlops.errors import UserError
-from mnist_mlops.fileio import atomic_open, sha256_bytes, sha256_file
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.fileio import atomic_open, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_mlops.errors import DataFormatError
+from mnist_mlops.core.errors import DataFormatError
 
 # IDX type code -> big-endian numpy dtype.
 _DTYPES: dict[int, str] = {

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_mlops.core.errors import DataFormatError, UserError
+from mnist_mlops.core.fileio import atomic_open, read_json, write_json
 from mnist_mlops.data.idx import read_idx
-from mnist_mlops.errors import DataFormatError, UserError
-from mnist_mlops.fileio import atomic_open, read_json, write_json
 
 RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -10,17 +10,17 @@ first finding the digit in a real photo:
    formats and anything over :data:`MAX_PIXELS` *before* decoding it; a big
    JPEG is decoded at a reduced scale (draft mode), which is most of the speed;
 2. honour the EXIF orientation, flatten transparency, shrink to :data:`WORK`;
-3. find the ink (:mod:`mnist_mlops.imaging_ink`): background subtracted,
+3. find the ink (:mod:`mnist_mlops.serve.imaging_ink`): background subtracted,
    Otsu threshold, components (dust, ruled lines and page edges dropped);
 4. normalise the stroke width, fit into 20x20, centre by mass
-   (:mod:`mnist_mlops.imaging_stroke`).
+   (:mod:`mnist_mlops.serve.imaging_stroke`).
 
 Raw pixel arrays (:func:`pixels_from_array`) are taken as already MNIST-style:
 they are validated, never cropped or moved.
 
 Usage::
 
-    from mnist_mlops.imaging import preprocess_image
+    from mnist_mlops.serve.imaging import preprocess_image
     pixels = preprocess_image(open("digit.png", "rb").read())  # float32 (28, 28), 0..255
 
 Only numpy and Pillow are imported: the serving image has no torch.
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from mnist_mlops.imaging_ink import find_ink
-from mnist_mlops.imaging_stroke import SIZE, mnist_field
+from mnist_mlops.serve.imaging_ink import find_ink
+from mnist_mlops.serve.imaging_stroke import SIZE, mnist_field
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 MAX_BYTES = 8 * 1024 * 1024  # a photo of a digit needs far less

@@ -28,7 +28,7 @@ from pydantic import (
     ValidationError,
 )
 
-from mnist_mlops.errors import UserError
+from mnist_mlops.core.errors import UserError
 
 # The allowed values, each listed once; model.py reads them with typing.get_args.
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]  # torch.nn.functional names
@@ -136,7 +136,7 @@ class MlflowConfig(Section):
 
 class FieldConfig(Section):
     SECTION: ClassVar[str] = "field"
-    # Realistic sets built from the MNIST test split (mnist_mlops.fieldsets names them).
+    # Realistic sets built from the MNIST test split (mnist_mlops.train.fieldsets names them).
     sets: Annotated[tuple[str, ...], Field(min_length=1)]
     n_per_set: PositiveInt  # 300 images: about +-1 % on each accuracy
     seed: int

@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from mnist_mlops.fileio import atomic_path
-from mnist_mlops.model_card import (
+from mnist_mlops.core.fileio import atomic_path
+from mnist_mlops.serve.model_card import (
     CARD_NAME,
     MODEL_FILE,
     MODEL_TAG_ENV,

@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from mnist_mlops.config import MlflowConfig, TrainConfig
+from mnist_mlops.core.config import MlflowConfig, TrainConfig
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.fileio import atomic_path, sha256_file
 from mnist_mlops.data.datamodule import MNISTDataModule
-from mnist_mlops.errors import UserError
-from mnist_mlops.fileio import atomic_path, sha256_file
-from mnist_mlops.model import LitMLP, count_parameters, is_finite_model
-from mnist_mlops.run_extras import SystemMetrics, log_datasets
-from mnist_mlops.tracking import client, git_commit
+from mnist_mlops.train.model import LitMLP, count_parameters, is_finite_model
+from mnist_mlops.train.run_extras import SystemMetrics, log_datasets
+from mnist_mlops.train.tracking import client, git_commit
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -209,32 +208,3 @@ def train(
         global_rank=trainer.global_rank,
         world_size=trainer.world_size,
     )
-
-
-def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:
-    """Rebuild the plain MLP from a Lightning checkpoint (weights only, no pickle)."""
-    from mnist_mlops.model import MLP
-
-    try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{checkpoint}: not found; run the train stage first") from None
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise UserError(
-            f"{checkpoint}: unreadable checkpoint ({type(exc).__name__}); rerun train"
-        ) from None
-    try:
-        hp = ckpt["hyper_parameters"]
-        cfg = TrainConfig.model_validate(hp["cfg"])
-        net = MLP.from_config(cfg, hp["mean"], hp["std"])
-        state = {
-            k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-        }
-        net.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-        # Loadable, but not this project's Lightning checkpoint (or another model's).
-        raise UserError(
-            f"{checkpoint}: not a checkpoint of this project's MLP "
-            f"({type(exc).__name__}: {str(exc)[:80]}); rerun the train stage"
-        ) from None
-    return net.eval()

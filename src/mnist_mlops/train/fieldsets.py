@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from mnist_mlops.errors import UserError
+from mnist_mlops.core.errors import UserError
 
 SETS = ("photo", "marker", "pen", "canvas", "fonts")
 FONT_FILES = (

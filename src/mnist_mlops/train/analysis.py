@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
-from mnist_mlops.fileio import atomic_path
+from mnist_mlops.core.fileio import atomic_path
 
 CLASSES = list(range(10))
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_mlops.config import Activation, Init, Optimizer, TrainConfig
+from mnist_mlops.core.config import Activation, Init, Optimizer, TrainConfig
 
 N_PIXELS = 28 * 28
 N_CLASSES = 10

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mnist_mlops.errors import UserError
-from mnist_mlops.fileio import read_json
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.fileio import read_json
 
 log = logging.getLogger(__name__)
 

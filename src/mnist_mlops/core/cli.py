@@ -1,7 +1,7 @@
 """Shared plumbing for the thin stage CLIs in ``pipeline/``.
 
 ``run_stage`` configures logging, runs the stage, and turns a
-:class:`~mnist_mlops.errors.UserError` into one line on stderr and exit code 2,
+:class:`~mnist_mlops.core.errors.UserError` into one line on stderr and exit code 2,
 so users see the problem and the fix instead of a traceback.
 """
 
@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from mnist_mlops.errors import UserError
+from mnist_mlops.core.errors import UserError
 
 
 def run_stage(main: Callable[[], object]) -> None:
