@@ -5,19 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_mlops.core.config import (
-    DownloadConfig,
-    ExportConfig,
-    MlflowConfig,
-    SplitConfig,
-    TrainConfig,
-    load_params,
-)
+from mnist_mlops.core.config import Section, TrainConfig, load_params
 from mnist_mlops.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SECTIONS = (DownloadConfig, SplitConfig, TrainConfig, MlflowConfig, ExportConfig)
+SECTIONS = tuple(Section.__subclasses__())  # every section model config.py defines
 
 
 def test_every_section_of_params_yaml_builds_and_has_a_model(repo_params):
