@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        raise SystemExit("wrk and taskset are needed: run scripts/install_serving_tools.sh")
+        raise SystemExit("wrk and taskset are needed: run scripts/install_system_packages.sh")
     seconds = 3.0 if args.quick else args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(args.model.resolve(), seconds, Path(tmp))

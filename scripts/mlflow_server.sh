@@ -21,7 +21,7 @@ uri=${MLFLOW_BACKEND_STORE_URI:-}
 
 if [ -z "$uri" ]; then
     pg_ctl=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -1 || true)
-    [ -x "$pg_ctl" ] || { echo "mlflow_server.sh: PostgreSQL not found; run scripts/install_postgres.sh" >&2; exit 1; }
+    [ -x "$pg_ctl" ] || { echo "mlflow_server.sh: PostgreSQL not found; run scripts/install_system_packages.sh" >&2; exit 1; }
     bin=$(dirname "$(readlink -f "$pg_ctl")")
     pgport=${PGPORT:-5433}
     pgdata="$dir/pgdata"

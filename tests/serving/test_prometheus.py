@@ -1,7 +1,7 @@
 """A real Prometheus server scrapes a real ``bentoml serve`` on loopback: the metrics a user
 of a model service expects are there, with the labels and counts the requests produced.
 
-Needs the ``prometheus`` binary (Debian package; scripts/install_serving_tools.sh).
+Needs the ``prometheus`` binary (Debian package; scripts/install_system_packages.sh).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def prometheus_url(
     """(Prometheus URL, service URL): the service answered a few requests first."""
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("prometheus not found: run scripts/install_serving_tools.sh")
+        pytest.fail("prometheus not found: run scripts/install_system_packages.sh")
     home = tmp_path_factory.mktemp("prometheus")
     with serving(model_path, home / "bentoml") as served:
         client = httpx.Client(base_url=served.url, timeout=30)

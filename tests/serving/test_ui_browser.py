@@ -1,6 +1,6 @@
 """The draw-a-digit page (/ui/) in a real headless Chromium against a real ``bentoml serve``.
 
-Chromium is Debian's (``scripts/install_browser.sh``), driven by Playwright by path,
+Chromium is Debian's (``scripts/install_system_packages.sh``), driven by Playwright by path,
 so there is no ``playwright install`` download. Without Chromium these tests FAIL
 with a hint; set ``MNIST_SKIP_BROWSER=1`` to skip them on purpose.
 
@@ -97,7 +97,7 @@ def chromium_path() -> str:
     if not path or not Path(path).exists():
         pytest.fail(
             "Chromium not found (looked for $MNIST_CHROMIUM, then `chromium` on PATH). "
-            "Install it with `scripts/install_browser.sh` (CI does), "
+            "Install it with `scripts/install_system_packages.sh` (CI does), "
             "or set MNIST_SKIP_BROWSER=1 to skip the browser tests.",
             pytrace=False,
         )

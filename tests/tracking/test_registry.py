@@ -1,27 +1,52 @@
-"""Model Registry: every export is a version; the champion alias only moves up."""
+"""Model Registry: every export is a version; the champion alias only moves up, and only to a
+model at least as good on MNIST test AND every field set."""
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from mnist_mlops.train.export import export_onnx
 from mnist_mlops.train.model import MLP
-from mnist_mlops.train.registry import CHAMPION, register_onnx
+from mnist_mlops.train.registry import (
+    CHAMPION,
+    promote_if_better,
+    register_onnx,
+    registered_version,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def test_champion_moves_only_to_a_better_model(tmp_path, monkeypatch):
+@dataclass
+class Store:
+    uri: str
+    client: mlflow.MlflowClient
+    experiment: str
+    onnx: Path
+
+    def run(self) -> str:
+        return self.client.create_run(self.experiment).info.run_id
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Store:
+    """A fresh sqlite MLflow store with one experiment, and a tiny exported ONNX model."""
     monkeypatch.chdir(tmp_path)  # MLflow puts artifacts beside the working directory
     export_onnx(MLP(hidden=(8,)), tmp_path / "m.onnx")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)
-    exp = client.create_experiment("reg")
-    runs = [client.create_run(exp).info.run_id for _ in range(3)]
+    return Store(uri, client, client.create_experiment("reg"), tmp_path / "m.onnx")
 
-    first = register_onnx(tmp_path / "m.onnx", uri, runs[0], "digits", 0.98, {"git_commit": "abc"})
-    worse = register_onnx(tmp_path / "m.onnx", uri, runs[1], "digits", 0.97)
-    better = register_onnx(tmp_path / "m.onnx", uri, runs[2], "digits", 0.985)
 
+def test_champion_moves_only_to_a_better_model(store):
+    uri, client = store.uri, store.client
+    runs = [store.run() for _ in range(3)]
+
+    first = register_onnx(store.onnx, uri, runs[0], "digits", 0.98, {"git_commit": "abc"})
+    worse = register_onnx(store.onnx, uri, runs[1], "digits", 0.97)
+    better = register_onnx(store.onnx, uri, runs[2], "digits", 0.985)
     assert (first.version, first.promoted) == ("1", True)
     assert (worse.version, worse.promoted, worse.previous_accuracy) == ("2", False, 0.98)
     assert (better.version, better.promoted, better.previous_champion) == ("3", True, "1")
@@ -32,3 +57,49 @@ def test_champion_moves_only_to_a_better_model(tmp_path, monkeypatch):
     # The registered artifact is a loadable MLflow ONNX model.
     model = mlflow.pyfunc.load_model(f"models:/digits@{CHAMPION}")
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)
+
+
+def test_champion_needs_test_and_every_field_set(store):
+    uri, client = store.uri, store.client
+    versions = [
+        register_onnx(
+            store.onnx, uri, store.run(), "digits", acc,
+            promote=False,
+        ).version
+        for acc in (0.98, 0.99, 0.985, 0.98)
+    ]  # fmt: skip
+    assert not any(v.aliases for v in client.search_model_versions("name='digits'"))
+
+    first = promote_if_better(
+        uri, "digits", versions[0], {"test_accuracy": 0.98, "field_photo": 0.9}
+    )
+    # Better on MNIST test, worse on photos: the users would lose, so no promotion.
+    worse = promote_if_better(
+        uri, "digits", versions[1], {"test_accuracy": 0.99, "field_photo": 0.8}
+    )
+    # Better on both.
+    better = promote_if_better(
+        uri, "digits", versions[2], {"test_accuracy": 0.985, "field_photo": 0.95}
+    )
+    # Exactly as good as the champion: "at least as good" promotes.
+    tie = promote_if_better(
+        uri, "digits", versions[3], {"test_accuracy": 0.985, "field_photo": 0.95}
+    )
+
+    assert first["promoted"] and first["previous"] is None
+    assert not worse["promoted"] and worse["worse_on"] == ["field_photo"]
+    assert better["promoted"] and better["previous"] == versions[0]
+    assert tie["promoted"] and tie["previous"] == versions[2]
+    champion = client.get_model_version_by_alias("digits", CHAMPION)
+    assert str(champion.version) == versions[3]
+    assert client.get_model_version("digits", versions[1]).tags["field_photo"] == "0.800000"
+
+
+def test_registered_version_is_found_by_run_and_model_hash(store):
+    run = store.run()
+    version = register_onnx(
+        store.onnx, store.uri, run, "digits", 0.98, {"sha256": "a" * 64}
+    ).version
+    assert registered_version(store.uri, "digits", run, "a" * 64) == version
+    assert registered_version(store.uri, "digits", run, "b" * 64) is None  # another model file
+    assert registered_version(store.uri, "digits", store.run(), "a" * 64) is None  # another run
