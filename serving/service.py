@@ -75,6 +75,11 @@ BODY_TIMEOUT_S = float(os.environ.get("MNIST_BODY_TIMEOUT_S", "5"))
 # with rate x timeout (30 s: +57 MB at 170 req/s), so keep it short. Just above the
 # body deadline, so a stalled body gets the guard's 408, not a 504.
 REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
+# BentoML wraps every request in an OpenTelemetry span even with tracing off (its default
+# sample rate is 0): non-recording spans, attributes and a span per ASGI send cost more
+# CPU than the model and our layers together (bench/serve_load.py's CPU column shows it).
+# The predict routes skip it; to trace them, override ``tracing.excluded_urls``.
+UNTRACED_URLS = "/predict"  # a regex searched in the URL: /predict, _array, _batch
 
 
 @bentoml.service(
@@ -82,6 +87,7 @@ REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
     description="Classifies handwritten digits (MNIST MLP, ONNX Runtime on CPU).",
     workers=API_WORKERS,
     traffic={"timeout": REQUEST_TIMEOUT_S},  # no max_concurrency: the guard counts later
+    tracing={"excluded_urls": UNTRACED_URLS},
 )
 class MnistClassifier:
     """Loads the model once; every endpoint funnels into :meth:`_answer`."""
