@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse
 
 from mnist_mlops import imaging
 from serving import connections
+from serving.endpoints import Endpoints
 from serving.errors import error_response, image_error_status
 from serving.guard import GuardLimits, RequestGuard
 from serving.metrics import service_metrics
@@ -143,18 +144,21 @@ class MnistClassifier:
         The image is cropped to the ink, scaled into 20x20 and centred by mass in 28x28,
         as MNIST digits were. Decoding runs in a small thread pool.
         """
+        return await self.classify_upload(image.read_bytes(), return_input)  # type: ignore[return-value]
+
+    async def classify_upload(self, data: bytes, return_input: bool) -> Prediction | JSONResponse:
+        """:meth:`predict` on the upload's bytes (serving.endpoints calls this directly)."""
         start = time.perf_counter()
         try:
-            data = await anyio.to_thread.run_sync(image.read_bytes, limiter=self._decoders)
             batch = await anyio.to_thread.run_sync(
                 imaging.preprocess_image, data, limiter=self._decoders
             )
         except imaging.ImageError as exc:
-            return error_response(image_error_status(exc), str(exc))  # type: ignore[return-value]
+            return error_response(image_error_status(exc), str(exc))
         seconds = time.perf_counter() - start
         self._metrics.preprocess_seconds.labels(source="image").observe(seconds)
         answer = self._answer(lambda: batch[None], None, return_input)
-        return answer if isinstance(answer, JSONResponse) else answer[0]  # type: ignore[return-value]
+        return answer if isinstance(answer, JSONResponse) else answer[0]
 
     @bentoml.api(route="/predict_array")
     async def predict_array(
@@ -192,6 +196,7 @@ MnistClassifier.add_asgi_middleware(
     api_routes=tuple(api.route for api in MnistClassifier.apis.values()),
     upload_routes=(MnistClassifier.apis["predict"].route,),
     openapi=lambda: openapi_document(MnistClassifier),
+    endpoints=Endpoints(MnistClassifier),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
 MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)
