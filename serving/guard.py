@@ -9,7 +9,7 @@ only then counts the request against ``max_in_flight``, the limit that protects
 the model (429). Error answers from below (BentoML's validation, Starlette) are
 rewritten to ``{"error": "<line>"}`` and every refusal is counted by reason. A request
 that passes goes to ``endpoints`` (:mod:`serving.endpoints`) with the body already read
-and the form already parsed, or, without it, on down BentoML's stack.
+and the form already parsed; everything else goes on down BentoML's stack.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class RequestGuard:
     """See the module docstring. ``openapi`` (when given) answers ``GET /docs.json``.
 
     ``api_routes`` are the POST endpoints guarded (JSON bodies unless in ``upload_routes``,
-    which take multipart forms); anything else passes through with the error shape fixed.
+    which take multipart forms) and answered by ``endpoints``; anything else passes
+    through with the error shape fixed.
     """
 
     def __init__(
@@ -60,8 +61,8 @@ class RequestGuard:
         limits: GuardLimits,
         api_routes: tuple[str, ...],
         upload_routes: tuple[str, ...],
+        endpoints: Endpoint,
         openapi: Callable[[], dict[str, Any]] | None = None,
-        endpoints: Endpoint | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -111,10 +112,7 @@ class RequestGuard:
             return
         self.in_flight += 1
         try:
-            if self.endpoints is not None:
-                await self.endpoints(scope, receive, one_error_shape(send), content)
-            else:
-                await self.app(scope, _replay(body, receive), one_error_shape(send))
+            await self.endpoints(scope, receive, one_error_shape(send), content)
         finally:
             self.in_flight -= 1
 
