@@ -12,11 +12,14 @@ outer middleware (request metrics, access log, timeout) still wraps every reques
 :class:`serving.guard.RequestGuard`, having bounded the body (and parsed the upload
 form), hands a predict request here: the body is validated with the very input model
 BentoML built from the method's signature (so the same 400s), the same service method
-runs, and its pydantic answer goes out as JSON.
+runs (for uploads :meth:`~serving.service.MnistClassifier.classify_upload`, which
+``predict`` wraps), and its pydantic answer goes out as JSON. A bug gets BentoML's answer
+too: logged, and a 500 with a JSON error.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,11 @@ import bentoml
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+
+from serving.errors import error_response
+
+logger = logging.getLogger(__name__)
+INTERNAL_ERROR = "An unexpected error has occurred, please check the server log."
 
 
 @dataclass(frozen=True)
@@ -48,22 +56,27 @@ class Endpoints:
         """Answer ``scope``'s predict request, whose body the guard has read."""
         if self._instance is None:  # set by BentoML when the app starts, before any request
             self._instance = bentoml.get_current_service()
-        method, input_model = self.apis[scope["path"]]
-        if isinstance(body, UploadForm):
-            answer = await self._instance.classify_upload(body.image, body.return_input)
-        else:
-            try:
-                request = input_model.model_validate_json(body)
-            except ValidationError as exc:  # BentoML's own answer; the guard rewrites it
-                details = exc.errors(include_context=False, include_input=False, include_url=False)
-                answer = JSONResponse(
-                    {"error": f"{exc.error_count()} validation error for {exc.title}",
-                     "detail": details},
-                    status_code=400,
-                )  # fmt: skip
-            else:
-                fields = {k: getattr(request, k) for k in type(request).model_fields}
-                answer = await method(self._instance, **fields)
+        try:
+            answer = await self._answer(scope["path"], body)
+        except Exception:
+            logger.exception("%s failed", scope["path"])
+            answer = error_response(500, INTERNAL_ERROR)
         if isinstance(answer, BaseModel):
             answer = Response(answer.model_dump_json(), media_type="application/json")
         await answer(scope, receive, send)
+
+    async def _answer(self, route: str, body: bytes | UploadForm) -> Any:
+        method, input_model = self.apis[route]
+        if isinstance(body, UploadForm):
+            return await self._instance.classify_upload(body.image, body.return_input)
+        try:
+            request = input_model.model_validate_json(body)
+        except ValidationError as exc:  # BentoML's own answer; the guard rewrites it
+            details = exc.errors(include_context=False, include_input=False, include_url=False)
+            return JSONResponse(
+                {"error": f"{exc.error_count()} validation error for {exc.title}",
+                 "detail": details},
+                status_code=400,
+            )  # fmt: skip
+        fields = {k: getattr(request, k) for k in type(request).model_fields}
+        return await method(self._instance, **fields)
