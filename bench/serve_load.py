@@ -11,7 +11,10 @@ Each server runs alone (never two at once), pinned with ``taskset`` to one core;
   paced connections a stall still shows in p99, though a queued request is timed from
   its send, not from its schedule).
 
-Prints a table with our/baseline ratios and writes JSON::
+Each cell also records the server's CPU time per request (user + system seconds of its
+process tree, psutil, over the cell / requests answered): unlike req/s it barely moves
+when other processes share the machine. Prints a table with our/baseline ratios and
+writes JSON::
 
     python bench/serve_load.py --model models/model.onnx          # 10 s a cell, ~5 min
     python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
@@ -38,6 +41,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]  # run as a script from anywhere
@@ -101,8 +106,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(name: str, model: Path, core: int, home: Path) -> Iterator[str]:
-    """Start ``name`` pinned to ``core``; yield its URL once /readyz answers; stop its group."""
+def server(name: str, model: Path, core: int, home: Path) -> Iterator[tuple[str, int]]:
+    """Start ``name`` pinned to ``core``; yield (URL, pid) once /readyz answers; stop its group."""
     port = free_port()
     command = [c.format(model=model) for c in SERVERS[name]] + [str(port)]
     env = {**os.environ, "MNIST_MODEL_PATH": str(model), "BENTOML_HOME": str(home),
@@ -125,7 +130,7 @@ def server(name: str, model: Path, core: int, home: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name} did not start; see {home / (name + '.log')}")
             time.sleep(0.3)
-        yield url
+        yield url, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -136,20 +141,29 @@ def server(name: str, model: Path, core: int, home: Path) -> Iterator[str]:
         log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (BentoML's worker is one)."""
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in tree)
+
+
 def wrk(url: str, payload: tuple[str, str, Path], connections: int, seconds: float,
-        core: int, pace_ms: float, folder: Path) -> dict:  # fmt: skip
+        core: int, pace_ms: float, folder: Path, pid: int) -> dict:  # fmt: skip
     route, content_type, body = payload
     script = folder / "load.lua"
     script.write_text(LUA % {"content_type": content_type, "body": body, "pace_ms": pace_ms})
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s",
          "--timeout", "10s", "-s", str(script), url + route],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
+    cpu = cpu_seconds(pid) - cpu
     raw = json.loads(next(line for line in out.splitlines() if line.startswith("WRK "))[4:])
     return {"connections": connections, "rps": raw["requests"] / raw["seconds"],
             "p50_ms": raw["p50_us"] / 1e3, "p99_ms": raw["p99_us"] / 1e3,
-            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "paced_ms": pace_ms}  # fmt: skip
+            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "paced_ms": pace_ms,
+            "cpu_us": 1e6 * cpu / max(raw["requests"], 1)}  # fmt: skip
 
 
 def measure(model: Path, seconds: float, folder: Path) -> dict[str, dict[str, dict]]:
@@ -159,13 +173,14 @@ def measure(model: Path, seconds: float, folder: Path) -> dict[str, dict[str, di
     for name in SERVERS:
         home = folder / name
         home.mkdir()
-        with server(name, model, server_core, home) as url:
+        with server(name, model, server_core, home) as (url, pid):
             for kind, payload in bodies.items():
-                wrk(url, payload, 8, 1, load_core, 0, folder)  # warm-up, discarded
-                closed = [wrk(url, payload, c, seconds, load_core, 0, folder) for c in CONCURRENCY]
+                wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
+                closed = [wrk(url, payload, c, seconds, load_core, 0, folder, pid)
+                          for c in CONCURRENCY]  # fmt: skip
                 peak = max(r["rps"] for r in closed)
                 pace = 1e3 * PACED_CONNECTIONS / (peak / 2)
-                half = wrk(url, payload, PACED_CONNECTIONS, seconds, load_core, pace, folder)
+                half = wrk(url, payload, PACED_CONNECTIONS, seconds, load_core, pace, folder, pid)
                 results.setdefault(name, {})[kind] = {"closed": closed, "peak_rps": peak,
                                                       "half_peak": half}  # fmt: skip
                 print(f"  {name:16s} {kind:5s} peak {peak:7.0f} req/s", flush=True)
@@ -174,15 +189,18 @@ def measure(model: Path, seconds: float, folder: Path) -> dict[str, dict[str, di
 
 def table(results: dict[str, dict[str, dict]]) -> str:
     cols = "".join(f" | C={c:<2d} req/s  p50   p99" for c in CONCURRENCY)
-    head = f"{'server':16s} {'payload':7s}{cols} | half-peak p99 | x base"
+    head = (f"{'server':16s} {'payload':7s}{cols} | half-peak p99 | x base"
+            " | CPU/req C=8 | x base CPU")  # fmt: skip
     lines = [head, "-" * len(head)]
     for name, kinds in results.items():
         for kind, r in kinds.items():
             cells = "".join(f" | {c['rps']:9.0f} {c['p50_ms']:5.1f} {c['p99_ms']:5.1f}"
                             for c in r["closed"])  # fmt: skip
             ratio = r["peak_rps"] / results["starlette"][kind]["peak_rps"]
+            cpu = r["closed"][CONCURRENCY.index(8)]["cpu_us"]
+            base_cpu = results["starlette"][kind]["closed"][CONCURRENCY.index(8)]["cpu_us"]
             lines.append(f"{name:16s} {kind:7s}{cells} | {r['half_peak']['p99_ms']:10.1f} ms"
-                         f" | {ratio:5.2f}")  # fmt: skip
+                         f" | {ratio:5.2f} | {cpu:8.0f} us | {base_cpu / cpu:10.2f}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -206,6 +224,8 @@ def main() -> None:
         "seconds_per_cell": seconds, "results": results,
         "ratios": {k: results["ours"][k]["peak_rps"] / results["starlette"][k]["peak_rps"]
                    for k in results["ours"]},
+        "cpu_ratios": {k: results["starlette"][k]["closed"][1]["cpu_us"]
+                       / results["ours"][k]["closed"][1]["cpu_us"] for k in results["ours"]},
     })  # fmt: skip
     print(f"wrote {out}")
 

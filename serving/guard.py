@@ -7,13 +7,15 @@ reads the body itself, bounded in size (413) and time (408, then the connection 
 closed), checks the upload form (BentoML answers 500 to several broken forms), and
 only then counts the request against ``max_in_flight``, the limit that protects
 the model (429). Error answers from below (BentoML's validation, Starlette) are
-rewritten to ``{"error": "<line>"}`` and every refusal is counted by reason.
+rewritten to ``{"error": "<line>"}`` and every refusal is counted by reason. A request
+that passes goes to ``endpoints`` (:mod:`serving.endpoints`) with the body already read
+and the form already parsed; everything else goes on down BentoML's stack.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.endpoints import UploadForm
 from serving.errors import REASONS, error_response, one_error_shape
 from serving.metrics import service_metrics
+
+Endpoint = Callable[[Scope, Receive, Send, "bytes | UploadForm"], Awaitable[None]]
 
 PICKLE_MEDIA_TYPE = "application/vnd.bentoml+pickle"
 FORM_FIELDS = {"image", "return_input"}  # /predict's form; 'image' required
@@ -46,7 +51,8 @@ class RequestGuard:
     """See the module docstring. ``openapi`` (when given) answers ``GET /docs.json``.
 
     ``api_routes`` are the POST endpoints guarded (JSON bodies unless in ``upload_routes``,
-    which take multipart forms); anything else passes through with the error shape fixed.
+    which take multipart forms) and answered by ``endpoints``; anything else passes
+    through with the error shape fixed.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class RequestGuard:
         limits: GuardLimits,
         api_routes: tuple[str, ...],
         upload_routes: tuple[str, ...],
+        endpoints: Endpoint,
         openapi: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
@@ -62,6 +69,7 @@ class RequestGuard:
         self.api_routes = api_routes  # the POST endpoints; other paths pass through
         self.upload_routes = upload_routes
         self.openapi = openapi
+        self.endpoints = endpoints
         self._openapi_doc: dict[str, Any] | None = None
         self.in_flight = 0
 
@@ -91,16 +99,20 @@ class RequestGuard:
         except BodyTooLarge:
             await self._reject(scope, receive, send, 413, self._too_large)
             return
-        if scope["path"] in self.upload_routes and (problem := await _check_form(scope, body)):
-            await self._reject(scope, receive, send, 400, problem)
-            return
+        content: bytes | UploadForm = body
+        if scope["path"] in self.upload_routes:
+            form = await _read_form(scope, body)
+            if isinstance(form, str):
+                await self._reject(scope, receive, send, 400, form)
+                return
+            content = form
         if self.in_flight >= self.limits.max_in_flight:
             message = f"over {self.limits.max_in_flight} requests in flight; retry shortly"
             await self._reject(scope, receive, send, 429, message, close=False)
             return
         self.in_flight += 1
         try:
-            await self.app(scope, _replay(body, receive), one_error_shape(send))
+            await self.endpoints(scope, receive, one_error_shape(send), content)
         finally:
             self.in_flight -= 1
 
@@ -163,8 +175,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _check_form(scope: Scope, body: bytes) -> str | None:
-    """None if the form holds a file field ``image`` and maybe ``return_input``."""
+async def _read_form(scope: Scope, body: bytes) -> UploadForm | str:
+    """The form if it holds a file field ``image`` and maybe ``return_input``, else why not."""
     request = Request(scope, receive=_replay(body, _no_more))
     try:
         form = await request.form(max_files=1, max_fields=len(FORM_FIELDS))
@@ -179,7 +191,7 @@ async def _check_form(scope: Scope, body: bytes) -> str | None:
         flag = form.get("return_input")
         if flag is not None and (not isinstance(flag, str) or flag not in ("true", "false")):
             return "the 'return_input' field must be the text 'true' or 'false'"
-        return None
+        return UploadForm(await form["image"].read(), flag == "true")
     finally:
         await form.close()
 

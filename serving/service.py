@@ -5,20 +5,15 @@ Run it from the repository root (the model and its card come from the export sta
     MNIST_MODEL_PATH=models/model.onnx bentoml serve serving.service:MnistClassifier --port 3000
 
     curl -F image=@digit.png http://127.0.0.1:3000/predict
-    curl -H 'Content-Type: application/json' -d '{"pixels": [0, 0, ...784 values]}' \\
-        http://127.0.0.1:3000/predict_array
-    curl -H 'Content-Type: application/json' -d '{"images": [[...], [...]]}' \\
-        http://127.0.0.1:3000/predict_batch
+    curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
+        http://127.0.0.1:3000/predict_array     # /predict_batch: {"images": [[...], ...]}
 
 Every endpoint takes ``return_input`` (default false): when true each prediction also
 carries ``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker
 runs its own ONNX Runtime session in the event loop (the MLP needs ~0.1 ms an image,
-less than a thread hop); /predict_batch batches on the client's side. Beside this
-class: :mod:`serving.guard` (deadlines, bounds, 429, one error shape),
-:mod:`serving.connections` (header deadline), :mod:`serving.model_loading`,
-:mod:`serving.schemas`, :mod:`serving.metrics`, :mod:`serving.openapi`, :mod:`serving.ui`.
-Settings, read from the environment when the module is imported (every worker sees
-the same):
+less than a thread hop); /predict_batch batches on the client's side. Over HTTP the
+APIs are reached through :mod:`serving.guard` (deadlines, bounds, 429, one error shape)
+and :mod:`serving.endpoints`. Settings, read from the environment at import:
 
     MNIST_MODEL_PATH       the exported model.onnx (model.json beside it)
     MNIST_MAX_CONCURRENCY  requests past their body read, per API worker, before a 429 (64)
@@ -33,6 +28,7 @@ it forever): ``/readyz`` and every endpoint answer 503 instead.
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import time
@@ -42,10 +38,12 @@ import anyio
 import anyio.to_thread
 import bentoml
 import numpy as np
+from PIL import Image
 from starlette.responses import JSONResponse
 
 from mnist_mlops.serve import imaging
 from serving import connections
+from serving.endpoints import Endpoints
 from serving.errors import error_response, image_error_status
 from serving.guard import GuardLimits, RequestGuard
 from serving.metrics import service_metrics
@@ -68,13 +66,20 @@ API_WORKERS = int(os.environ.get("MNIST_API_WORKERS", "1"))
 # Any request body: the largest upload (imaging.MAX_BYTES) plus multipart framing, or a
 # full batch of JSON pixels (256 x 784 numbers is about 3 MB even with long decimals).
 MAX_BODY_BYTES = imaging.MAX_BYTES + 1024 * 1024
-DECODE_THREADS = 2  # image decoding off the event loop; few threads, few malloc arenas
+DECODE_THREADS = 2  # large images decode off the event loop; few threads, few arenas
+# Images up to this many pixels (the /ui canvas is 280x280) decode in the event loop:
+# about 1 ms, cheaper than the hop to a thread and back (bench/serve_load.py, PNG rows).
+INLINE_DECODE_PIXELS = 320 * 320
 BODY_TIMEOUT_S = float(os.environ.get("MNIST_BODY_TIMEOUT_S", "5"))
 # BentoML's whole-request timeout (504). Its middleware never cancels its per-request timer,
 # whose copied context keeps ~10 kB of request state alive until it fires: memory grows
 # with rate x timeout (30 s: +57 MB at 170 req/s), so keep it short. Just above the
 # body deadline, so a stalled body gets the guard's 408, not a 504.
 REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
+# BentoML puts every request in an OpenTelemetry span even with tracing off (sample rate
+# 0): on the predict routes that cost more CPU than the model (bench/serve_load.py's CPU
+# column). To trace them, override ``tracing.excluded_urls`` in BentoML's configuration.
+UNTRACED_URLS = "/predict"  # a regex searched in the URL: /predict, _array, _batch
 
 
 @bentoml.service(
@@ -82,6 +87,7 @@ REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
     description="Classifies handwritten digits (MNIST MLP, ONNX Runtime on CPU).",
     workers=API_WORKERS,
     traffic={"timeout": REQUEST_TIMEOUT_S},  # no max_concurrency: the guard counts later
+    tracing={"excluded_urls": UNTRACED_URLS},
 )
 class MnistClassifier:
     """Loads the model once; every endpoint funnels into :meth:`_answer`."""
@@ -135,20 +141,25 @@ class MnistClassifier:
         """Classify an uploaded image (multipart/form-data, field ``image``).
 
         The image is cropped to the ink, scaled into 20x20 and centred by mass in 28x28,
-        as MNIST digits were. Decoding runs in a small thread pool.
+        as MNIST digits were. Large images decode in a small thread pool.
         """
+        return await self.classify_upload(image.read_bytes(), return_input)  # type: ignore[return-value]
+
+    async def classify_upload(self, data: bytes, return_input: bool) -> Prediction | JSONResponse:
+        """:meth:`predict` on the upload's bytes (serving.endpoints calls this directly)."""
         start = time.perf_counter()
         try:
-            data = await anyio.to_thread.run_sync(image.read_bytes, limiter=self._decoders)
-            batch = await anyio.to_thread.run_sync(
-                imaging.preprocess_image, data, limiter=self._decoders
-            )
+            if _pixels(data) <= INLINE_DECODE_PIXELS:
+                batch = imaging.preprocess_image(data)
+            else:
+                batch = await anyio.to_thread.run_sync(
+                    imaging.preprocess_image, data, limiter=self._decoders
+                )
         except imaging.ImageError as exc:
-            return error_response(image_error_status(exc), str(exc))  # type: ignore[return-value]
-        seconds = time.perf_counter() - start
-        self._metrics.preprocess_seconds.labels(source="image").observe(seconds)
+            return error_response(image_error_status(exc), str(exc))
+        self._metrics.preprocess_seconds.labels(source="image").observe(time.perf_counter() - start)
         answer = self._answer(lambda: batch[None], None, return_input)
-        return answer if isinstance(answer, JSONResponse) else answer[0]  # type: ignore[return-value]
+        return answer if isinstance(answer, JSONResponse) else answer[0]
 
     @bentoml.api(route="/predict_array")
     async def predict_array(
@@ -168,9 +179,16 @@ class MnistClassifier:
         answer = self._answer(
             lambda: np.stack([imaging.pixels_from_array(p) for p in images]), "array", return_input
         )
-        if isinstance(answer, JSONResponse):
-            return answer  # type: ignore[return-value]
-        return BatchPrediction(predictions=answer)
+        return answer if isinstance(answer, JSONResponse) else BatchPrediction(predictions=answer)  # type: ignore[return-value]
+
+
+def _pixels(data: bytes) -> int:
+    """The image's pixel count from its header (no decoding); huge if it has none."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(imaging.FORMATS)) as img:
+            return img.width * img.height
+    except Exception:  # not an image: imaging says why, in the thread pool
+        return imaging.MAX_PIXELS + 1
 
 
 # Declarative, like the decorators above: BentoML applies these when it builds the app.
@@ -186,6 +204,7 @@ MnistClassifier.add_asgi_middleware(
     api_routes=tuple(api.route for api in MnistClassifier.apis.values()),
     upload_routes=(MnistClassifier.apis["predict"].route,),
     openapi=lambda: openapi_document(MnistClassifier),
+    endpoints=Endpoints(MnistClassifier),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
 MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)

@@ -109,8 +109,13 @@ def test_soak_from_cold_start_has_no_errors_and_flat_memory(model_path, tmp_path
     assert samples[-1] < 1.05 * half, report  # a leak shows as growth after the ramp-up
 
 
-def test_burst_beyond_the_concurrency_limit_gets_429_not_timeouts(model_path, tmp_path, digit_png):
-    # PNG uploads wait for the two decoding threads, so requests pile up past the limit.
+def test_burst_beyond_the_concurrency_limit_gets_429_not_timeouts(
+    model_path, tmp_path, make_digit, encode_image
+):
+    # Large uploads (over INLINE_DECODE_PIXELS) wait for the two decoding threads, so
+    # requests pile up past the limit; small ones decode in the loop and never wait.
+    digit_png = encode_image(make_digit(size=(1200, 900), box=(100, 80, 500, 800), width=60))
+
     async def burst(url: str, n: int) -> list[int | str]:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 

@@ -67,6 +67,18 @@ def test_predict_upload_matches_offline_onnx_runtime(
     assert_matches_offline(pred, imaging.preprocess_image(digit_png), offline_logits, version)
 
 
+@pytest.mark.parametrize(  # decoded in the event loop / in the thread pool
+    "size, box", [((300, 200), (30, 20, 130, 180)), ((1200, 900), (100, 80, 500, 800))]
+)
+def test_uploads_small_and_large_match_offline(
+    service, model_path, make_digit, encode_image, offline_logits, size, box
+):
+    data = encode_image(make_digit(size=size, box=box, width=60))
+    version = ModelCard.read_beside(model_path).version
+    pred = asyncio.run(service.classify_upload(data, return_input=False))
+    assert_matches_offline(pred, imaging.preprocess_image(data), offline_logits, version)
+
+
 def test_predict_array_nested_and_flat(service, model_path, offline_logits):
     version = ModelCard.read_beside(model_path).version
     pixels = np.asarray(EXAMPLE_PIXELS, dtype=np.float32)
