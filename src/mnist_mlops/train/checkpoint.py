@@ -10,8 +10,8 @@ import os
 
 import torch
 
-from mnist_mlops.config import TrainConfig
-from mnist_mlops.errors import UserError
+from mnist_mlops.core.config import TrainConfig
+from mnist_mlops.core.errors import UserError
 from mnist_mlops.train.model import MLP
 
 
