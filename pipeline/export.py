@@ -57,7 +57,6 @@ def main() -> None:
         mean=stats["mean"],
         std=stats["std"],
         test_accuracy=test_acc,
-        mlflow_run_id=ref["run_id"],
         opset=cfg.opset,
         input=INPUT_NAME,
         output=OUTPUT_NAME,

@@ -31,7 +31,7 @@ def write_test_model(folder: Path) -> Path:
     torch.manual_seed(0)
     path = folder / "model.onnx"
     export_onnx(MLP(hidden=(32,)), path)
-    ModelCard.for_model(path, mean=0.1307, std=0.3081, mlflow_run_id="test").write_beside(path)
+    ModelCard.for_model(path, mean=0.1307, std=0.3081).write_beside(path)
     return path
 
 

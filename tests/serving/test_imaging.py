@@ -310,3 +310,25 @@ def test_big_jpeg_is_decoded_at_a_reduced_scale(encode_image):
     small = imaging.decode_image(data, draft=imaging.WORK)
     assert min(small.size) >= imaging.WORK and max(small.size) <= 1000
     assert_mnist_style(imaging.preprocess_image(data))
+
+
+def test_marker_loop_filled_in_stays_solid(encode_image):
+    # A thick marker "9" whose loop is filled in, the head about as wide as the
+    # background window: without the wide second look only its rim was ink.
+    img = Image.new("RGB", (1000, 1000), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.rounded_rectangle((350, 200, 650, 500), radius=40, fill=(20, 20, 20))
+    draw.line((605, 350, 560, 850), fill=(20, 20, 20), width=120)
+    out = imaging.preprocess_image(encode_image(img))
+    assert_mnist_style(out)
+    rows, cols = np.nonzero(out > 64)
+    head = out[rows.min() : rows.min() + 8, cols.min() : cols.max() + 1]
+    assert (head > 64).mean() > 0.9  # solid (a hollow rim gave 0.21)
+
+
+def test_paper_inside_a_thick_loop_stays_paper(encode_image):
+    img = Image.new("RGB", (1000, 1000), (255, 255, 255))
+    ImageDraw.Draw(img).ellipse((300, 150, 700, 850), outline=(20, 20, 20), width=110)
+    out = imaging.preprocess_image(encode_image(img))
+    assert_mnist_style(out)
+    assert out[11:17, 12:16].mean() < 32  # a thick "0" keeps its hole

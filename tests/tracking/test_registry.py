@@ -79,11 +79,11 @@ def test_champion_needs_test_and_every_field_set(store):
     )
     # Better on both.
     better = promote_if_better(
-        uri, "digits", versions[2], {"test_accuracy": 0.985, "field_photo": 0.95}
+        uri, "digits", versions[2], {"test_accuracy": 0.985, "field_photo": 275 / 300}
     )
-    # Exactly as good as the champion: "at least as good" promotes.
+    # Exactly as good as the champion (whose tag is rounded): "at least as good" promotes.
     tie = promote_if_better(
-        uri, "digits", versions[3], {"test_accuracy": 0.985, "field_photo": 0.95}
+        uri, "digits", versions[3], {"test_accuracy": 0.985, "field_photo": 275 / 300}
     )
 
     assert first["promoted"] and first["previous"] is None

@@ -11,7 +11,9 @@ image into an ink-strength map and a mask of the digit only:
    the draw page), so red ink on green paper counts as much as black on white;
 3. Otsu's threshold on the (lightly smoothed) strength separates ink from grain;
 4. 8-connected components: ruled lines and page edges (long, thin, running
-   along the image) and dust (small, or far from the digit) are dropped.
+   along the image) and dust (small, or far from the digit) are dropped;
+5. inside the digit's box, ink that the background window was too narrow to
+   see (a marker's filled-in loop) is added back (:func:`fill_inked_areas`).
 
 numpy + Pillow only (the serving image has no scipy or OpenCV).
 """
@@ -27,10 +29,14 @@ MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is du
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
 OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x heavier
 LINE_SPAN = 0.85  # a component this long relative to the image side...
+# Filled-in marker areas are judged against a background this wide (the whole 32 px copy)
+# and added where they are as dark as the ink (x its 90th percentile): a shadow is lighter.
+FILL_WINDOW = 31
+DARK_AS_INK = 1.0
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
 
 
-def background(plane: np.ndarray, dark_ink: bool) -> np.ndarray:
+def background(plane: np.ndarray, dark_ink: bool, window: int = BACKGROUND_WINDOW) -> np.ndarray:
     """The paper's brightness at every pixel of one channel.
 
     A grayscale closing (max then min filter; an opening for light ink) on a
@@ -42,8 +48,8 @@ def background(plane: np.ndarray, dark_ink: bool) -> np.ndarray:
     scale = BACKGROUND_SIDE / max(height, width)
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = Image.fromarray(plane, "F").resize(small_size, Image.Resampling.BOX).convert("L")
-    grow = ImageFilter.MaxFilter(BACKGROUND_WINDOW)
-    shrink = ImageFilter.MinFilter(BACKGROUND_WINDOW)
+    grow = ImageFilter.MaxFilter(window)
+    shrink = ImageFilter.MinFilter(window)
     paper = small.filter(grow).filter(shrink) if dark_ink else small.filter(shrink).filter(grow)
     resized = paper.convert("F").resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32)
@@ -59,7 +65,7 @@ def is_darker(plane: np.ndarray) -> bool:
     return bool(mid - low >= high - mid)
 
 
-def ink_strength(channels: np.ndarray) -> np.ndarray:
+def ink_strength(channels: np.ndarray, window: int = BACKGROUND_WINDOW) -> np.ndarray:
     """(H, W, C) 0..255 -> float32 (H, W): how far each pixel is from the paper, on the ink side.
 
     Channel by channel, each with its own side: red ink on green paper is
@@ -69,7 +75,7 @@ def ink_strength(channels: np.ndarray) -> np.ndarray:
     for c in range(channels.shape[-1]):
         plane = np.ascontiguousarray(channels[..., c])
         dark = is_darker(plane)
-        paper = background(plane, dark)
+        paper = background(plane, dark, window)
         np.maximum(strength, paper - plane if dark else plane - paper, out=strength)
     return strength
 
@@ -206,4 +212,25 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.
     mass = np.pad(smooth, pad).reshape(pooled.shape).sum(axis=(1, 3))
     digit = select_digit(label_components(pooled.any(axis=(1, 3))), mass)
     digit = digit.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
-    return strength, mask & digit
+    return fill_inked_areas(strength, mask & digit, channels, threshold)
+
+
+def fill_inked_areas(
+    strength: np.ndarray, mask: np.ndarray, channels: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add the ink that a narrow background window took for paper, inside the digit's box.
+
+    A thick marker fills small loops in, and a filled area wider than the
+    background window is taken for paper: only its rim is left as ink, a hollow
+    shape unlike any digit. Against a background seen through a window as wide
+    as the image, such an area is as dark as the ink; paper inside a real loop
+    is not, so loops stay open.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    wide = ink_strength(channels, FILL_WINDOW)
+    level = float(np.percentile(strength[mask], 90))  # the ink's own darkness
+    added = np.zeros_like(mask)
+    added[box] = ~mask[box] & (_smooth(wide)[box] >= max(threshold, DARK_AS_INK * level))
+    return np.where(added, wide, strength), mask | added

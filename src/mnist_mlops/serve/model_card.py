@@ -44,7 +44,6 @@ class ModelCard:
     mean: float  # training-set pixel statistics, already folded into the graph
     std: float
     test_accuracy: float = 0.0
-    mlflow_run_id: str = ""
     opset: int = 18
     format: str = "onnx"
     input: str = INPUT_NAME

@@ -48,7 +48,6 @@ def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> s
         "sha256": card.sha256,
         "version": card.version,
         "test_accuracy": card.test_accuracy,
-        "mlflow_run_id": card.mlflow_run_id,
     }
     with bentoml.models.create(
         tag, labels=labels, metadata=metadata, module="mnist_mlops"

@@ -19,6 +19,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+TAG_DIGITS = 6  # metrics are tagged on model versions with this many decimals
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,16 @@ def promote_if_better(
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     for key, value in metrics.items():
-        client.set_model_version_tag(model_name, version, key, f"{value:.6f}")
+        client.set_model_version_tag(model_name, version, key, f"{value:.{TAG_DIGITS}f}")
     try:
         current = client.get_model_version_by_alias(model_name, CHAMPION)
         previous: str | None = str(current.version)
         theirs = {k: float(v) for k, v in current.tags.items() if k in metrics}
     except MlflowException:
         previous, theirs = None, {}
-    worse = sorted(k for k, v in theirs.items() if not math.isnan(v) and metrics[k] < v)
+    # Compared as tagged: the champion's tags are rounded, so an equal model is not "worse".
+    mine = {k: round(v, TAG_DIGITS) for k, v in metrics.items()}
+    worse = sorted(k for k, v in theirs.items() if not math.isnan(v) and mine[k] < v)
     promote = previous == version or not worse
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
