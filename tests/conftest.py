@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from mnist_mlops.core.config import load_params
+from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fetch import MIRROR_ENV
 from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
@@ -319,7 +320,7 @@ def _usable(onnx: Path) -> bool:
 
     try:
         ModelCard.read_beside(onnx).verify(onnx)
-    except Exception:  # missing, unreadable or mismatched: not usable, train one
+    except (UserError, OSError, ValueError):  # missing, malformed or mismatched: train one
         return False
     return True
 
