@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
 
-# Install the serving extra only: numpy, Pillow, ONNX Runtime, BentoML.
+# Install the serving extra only: numpy, Pillow, OpenCV (headless), ONNX Runtime, BentoML.
 COPY pyproject.toml README.md ./
 COPY src/ src/
 RUN pip install '.[serve]'

@@ -91,6 +91,12 @@ def test_package_stage_stores_the_exact_model(repo, first_repro):
     bentos = json.loads(_run(["bentoml", "list", "-o", "json"], path, env).stdout)
     assert f"mnist_classifier:{meta['sha256'][:12]}" in {b["tag"] for b in bentos}
     assert (path / "bentos/mnist_classifier.bento").stat().st_size > 100_000
+    # The Bento installs what serving imports (a Bento without them fails on import), no torch.
+    wanted = (path / f".bentoml/bentos/mnist_classifier/{meta['sha256'][:12]}"
+              / "env/python/requirements.in").read_text().lower()  # fmt: skip
+    for name in ("numpy", "pillow", "opencv-python-headless", "onnxruntime", "pydantic"):
+        assert name in wanted, (name, wanted)
+    assert "torch" not in wanted
 
 
 def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):

@@ -4,233 +4,222 @@ A photo of a digit on paper is mostly paper: grain, a lighting gradient, maybe a
 shadow, a ruled line or the edge of the sheet. :func:`find_ink` turns such an
 image into an ink-strength map and a mask of the digit only:
 
-1. the background (paper colour and light) is a coarse morphological closing
-   of the image, so gradients and shadows are subtracted, not taken for ink;
+1. the background (paper colour and light) is a morphological closing of each
+   channel at half the working size, so gradients and shadows, even a shadow's
+   sharp edge, are subtracted, not taken for ink;
 2. ink strength is the largest per-channel difference from that background on
    the ink's side in that channel (darker on paper, lighter on a blackboard or
    the draw page), so red ink on green paper counts as much as black on white;
 3. Otsu's threshold on the (lightly smoothed) strength separates ink from grain;
 4. 8-connected components: ruled lines and page edges (long, thin, running
-   along the image) and dust (small, or far from the digit) are dropped;
-5. inside the digit's box, ink that the background window was too narrow to
-   see (a marker's filled-in loop) is added back (:func:`fill_inked_areas`).
+   along the image) and dust (small, or far from the digit) are dropped; the
+   fainter parts of a pen's stroke joined to the digit are kept (hysteresis);
+5. ink that the background window was too narrow to see (a marker's filled-in
+   loop) is added back where it joins the digit (:func:`fill_inked_areas`).
 
-numpy + Pillow only (the serving image has no scipy or OpenCV).
+OpenCV does the pixel work (closing, blur, Otsu, components), so a 320 px image
+costs well under a millisecond; numpy only glues the steps together.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
 
-BACKGROUND_SIDE = 32  # the background is estimated on an image this small...
-BACKGROUND_WINDOW = 9  # ...with min/max filters this wide (~1/4 of the side)
+BACKGROUND_SIDE = 160  # the background is estimated at this longer side (sharp shadow edges)...
+BACKGROUND_WINDOW = 0.25  # ...with a closing this wide, as a fraction of that side
 MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is dust
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
 OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x heavier
 LINE_SPAN = 0.85  # a component this long relative to the image side...
-# Filled-in marker areas are judged against a background this wide (the whole 32 px copy)
-# and added where they are as dark as the ink (x its 90th percentile): a shadow is lighter.
-FILL_WINDOW = 31
-DARK_AS_INK = 1.0
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
+HYSTERESIS = 0.5
+# The ink's side is decided on a high-pass: minus a blur of sigma POLARITY_BLUR x the
+# longer side, computed on a copy POLARITY_SIDE px long (lighting is that broad).
+POLARITY_SIDE = 40
+POLARITY_BLUR = 0.25  # ink this fraction of the threshold, touching the digit, is the digit's too
+# Filled-in marker areas are judged against a background as wide as the whole image (on a
+# 32 px copy) and added where they are as dark as the ink (x its 90th percentile): a
+# shadow is lighter.
+FILL_SIDE = 32
+DARK_AS_INK = 1.0
 
 
-def background(plane: np.ndarray, dark_ink: bool, window: int = BACKGROUND_WINDOW) -> np.ndarray:
-    """The paper's brightness at every pixel of one channel.
+def _percentiles(plane: np.ndarray, qs: tuple[float, ...]) -> list[int]:
+    """Percentiles (0..100) of a uint8 array from its histogram: no sort, any size."""
+    cdf = np.cumsum(np.bincount(plane.ravel(), minlength=256))
+    return [int(np.searchsorted(cdf, q / 100.0 * (cdf[-1] - 1), side="right")) for q in qs]
 
-    A grayscale closing (max then min filter; an opening for light ink) on a
-    coarse copy removes strokes narrower than the window and keeps gradients
-    and broad shadows. Unlike a median, it also works where the ink covers
-    most of the window, as at a digit running along the image's border.
+
+def _scaled(img: np.ndarray, side: int) -> np.ndarray:
+    """A copy whose longer side is at most ``side`` (area averaging), channels kept."""
+    height, width = img.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return img
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+
+
+def ink_sides(img: np.ndarray, side: int) -> list[bool]:
+    """For each channel: is the ink darker than the paper there?
+
+    Lighting is broad and ink is thin: after subtracting a wide blur (a
+    high-pass), the extremes left are the strokes. Whichever tail (0.1 %) lies
+    farther out is the ink, so a thin pen line covering 1 % of the picture wins
+    over grain, and a bright patch of light or a shadow does not decide it.
+    Per channel: red ink on green paper is lighter than the paper in red and
+    darker in green; either way it is ink.
     """
-    height, width = plane.shape
-    scale = BACKGROUND_SIDE / max(height, width)
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = Image.fromarray(plane, "F").resize(small_size, Image.Resampling.BOX).convert("L")
-    grow = ImageFilter.MaxFilter(window)
-    shrink = ImageFilter.MinFilter(window)
-    paper = small.filter(grow).filter(shrink) if dark_ink else small.filter(shrink).filter(grow)
-    resized = paper.convert("F").resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
+    small = _scaled(img, side).astype(np.float32)
+    tiny = _scaled(small, POLARITY_SIDE)
+    blur = cv2.GaussianBlur(tiny, (0, 0), POLARITY_BLUR * max(tiny.shape[:2]))
+    low = cv2.resize(blur, small.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    high = small - low.reshape(small.shape)
+    tails = np.percentile(high.reshape(-1, high.shape[-1]), (0.1, 99.9), axis=0)
+    return [bool(-lo >= hi) for lo, hi in tails.T]
 
 
-def is_darker(plane: np.ndarray) -> bool:
-    """Is the ink darker than the paper here? It is the minority far from the median.
+def background(plane: np.ndarray, dark_ink: bool, side: int, window: float) -> np.ndarray:
+    """The paper's brightness at every pixel of one uint8 channel.
 
-    Decided on the extremes (0.1 % tails), so a thin pen line covering 1 % of the
-    picture still wins over the paper's grain and a shadow's dimmer paper.
+    A grayscale closing (an opening for light ink) removes strokes narrower
+    than the window and keeps gradients, broad shadows and their edges: a
+    closing gives a straight step or ramp back unchanged. Unlike a median, it
+    also works where the ink covers most of the window, as at a digit running
+    along the image's border. Computed on a copy ``side`` px long, then scaled back.
     """
-    low, mid, high = np.percentile(plane[::2, ::2], (0.1, 50, 99.9))  # a quarter is plenty
-    return bool(mid - low >= high - mid)
+    small = _scaled(plane, side)[..., 0]
+    k = max(3, 2 * round(window * max(small.shape) / 2) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    op = cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN
+    # Outside the image is ignored (OpenCV's default border for morphology): a stroke
+    # along the border is judged by the paper beside it, not by copies of itself.
+    paper = cv2.morphologyEx(small, op, kernel)
+    if paper.shape != plane.shape:
+        paper = cv2.resize(paper, plane.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return paper
 
 
-def ink_strength(channels: np.ndarray, window: int = BACKGROUND_WINDOW) -> np.ndarray:
-    """(H, W, C) 0..255 -> float32 (H, W): how far each pixel is from the paper, on the ink side.
+def ink_strength(channels: np.ndarray, sides: list[bool], side: int, window: float) -> np.ndarray:
+    """(H, W, C) uint8 -> uint8 (H, W): how far each pixel is from the paper, on the ink side.
 
-    Channel by channel, each with its own side: red ink on green paper is
-    lighter than the paper in red and darker in green; either way it is ink.
+    The largest difference over the channels, each on its own side (:func:`ink_sides`).
     """
-    strength = np.zeros(channels.shape[:2], dtype=np.float32)
-    for c in range(channels.shape[-1]):
+    strength = np.zeros(channels.shape[:2], dtype=np.uint8)
+    for c, dark in enumerate(sides):
         plane = np.ascontiguousarray(channels[..., c])
-        dark = is_darker(plane)
-        paper = background(plane, dark, window)
-        np.maximum(strength, paper - plane if dark else plane - paper, out=strength)
+        paper = background(plane, dark, side, window)
+        diff = cv2.subtract(paper, plane) if dark else cv2.subtract(plane, paper)  # saturates
+        np.maximum(strength, diff, out=strength)
     return strength
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold: the cut that maximises the between-class variance of ``values``."""
-    hist, edges = np.histogram(values, bins=bins)
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mean0 = m0 / np.maximum(w0, 1)
-    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mean0 - mean1) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
-
-
-def label_components(mask: np.ndarray) -> np.ndarray:
-    """8-connected labels (each the smallest flat index in its component; -1 off the mask).
-
-    Min-label propagation with pointer jumping, all in numpy: a few dozen
-    passes over the array instead of a per-pixel Python flood fill.
-    """
-    height, width = mask.shape
-    big = height * width
-    labels = np.where(mask, np.arange(big).reshape(height, width), big)
-    while True:
-        padded = np.pad(labels, 1, constant_values=big)
-        new = labels.copy()
-        for dy in range(3):
-            for dx in range(3):
-                np.minimum(new, padded[dy : dy + height, dx : dx + width], out=new)
-        new[~mask] = big
-        flat = new.ravel()
-        on = flat < big
-        for _ in range(4):  # pointer jumping: follow each label to its own label
-            flat[on] = flat[flat[on]]
-        if np.array_equal(new, labels):
-            return np.where(mask, labels, -1)
-        labels = new
-
-
-def _components(labels: np.ndarray, strength: np.ndarray) -> list[dict]:
-    """Mass, pixel count and bounding box of every component."""
-    rows, cols = np.nonzero(labels >= 0)
-    ids, inverse = np.unique(labels[rows, cols], return_inverse=True)
-    n = len(ids)
-    mass = np.bincount(inverse, weights=strength[rows, cols], minlength=n)
-    count = np.bincount(inverse, minlength=n)
-    top = np.full(n, labels.shape[0]), np.full(n, labels.shape[1])
-    bottom = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    np.minimum.at(top[0], inverse, rows)
-    np.minimum.at(top[1], inverse, cols)
-    np.maximum.at(bottom[0], inverse, rows)
-    np.maximum.at(bottom[1], inverse, cols)
-    return [
-        {
-            "id": int(ids[i]),
-            "mass": float(mass[i]),
-            "count": int(count[i]),
-            "box": (int(top[0][i]), int(top[1][i]), int(bottom[0][i]) + 1, int(bottom[1][i]) + 1),
-        }
-        for i in range(n)
-    ]
-
-
-def _is_line(comp: dict, shape: tuple[int, int]) -> bool:
+def _is_line(box: np.ndarray, count: int, shape: tuple[int, int]) -> bool:
     """A ruled line or a page edge: spans (almost) the whole image and is thin."""
-    r0, c0, r1, c1 = comp["box"]
-    for span, side in ((c1 - c0, shape[1]), (r1 - r0, shape[0])):
-        if span >= LINE_SPAN * side and comp["count"] / span <= LINE_THICKNESS * side:
+    _, _, w, h = box
+    for span, side in ((w, shape[1]), (h, shape[0])):
+        if span >= LINE_SPAN * side and count / span <= LINE_THICKNESS * side:
             return True
     return False
 
 
-def _touches_border(comp: dict, shape: tuple[int, int]) -> bool:
-    r0, c0, r1, c1 = comp["box"]
-    return r0 == 0 or c0 == 0 or r1 == shape[0] or c1 == shape[1]
+def _touches_border(box: np.ndarray, shape: tuple[int, int]) -> bool:
+    x, y, w, h = box
+    return x == 0 or y == 0 or x + w == shape[1] or y + h == shape[0]
 
 
 def _gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    """Pixels between two boxes (0 if they touch or overlap)."""
-    dr = max(a[0] - b[2], b[0] - a[2], 0)
-    dc = max(a[1] - b[3], b[1] - a[3], 0)
-    return max(dr, dc)
+    """Pixels between two (x0, y0, x1, y1) boxes (0 if they touch or overlap)."""
+    return max(a[0] - b[2], b[0] - a[2], a[1] - b[3], b[1] - a[3], 0)
 
 
-def select_digit(labels: np.ndarray, strength: np.ndarray) -> np.ndarray:
-    """The mask of the components that make up the digit (see the module docstring)."""
-    comps = _components(labels, strength)
-    kept = [c for c in comps if not _is_line(c, labels.shape)] or comps
-    kept.sort(key=lambda c: -c["mass"])
+def select_digit(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The 8-connected components of ``mask`` that make up the digit (module docstring, 4)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    mass = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=n)
+    shape = mask.shape
+    ids = [i for i in range(1, n) if not _is_line(stats[i, :4], stats[i, 4], shape)]
+    ids = sorted(ids or range(1, n), key=lambda i: -mass[i])
     # A shadow's edge or the page's edge runs into the border; a digit rarely does. Prefer
     # a clear-standing component unless it is small next to the border-touching one.
-    inside = [c for c in kept if not _touches_border(c, labels.shape)]
-    main = inside[0] if inside and inside[0]["mass"] >= OUTSIDE_WINS * kept[0]["mass"] else kept[0]
-    box = main["box"]
-    chosen = [main["id"]]
-    for comp in inside if main in inside else kept:
+    inside = [i for i in ids if not _touches_border(stats[i, :4], shape)]
+    use_inside = bool(inside) and mass[inside[0]] >= OUTSIDE_WINS * mass[ids[0]]
+    pool = inside if use_inside else ids
+    main = pool[0]
+    x, y, w, h = (int(v) for v in stats[main, :4])
+    box = (x, y, x + w, y + h)
+    chosen = [main]
+    for i in pool[1:]:
         size = max(box[2] - box[0], box[3] - box[1])
-        if comp is main:
-            continue
-        if comp["mass"] >= MIN_PART * main["mass"] and _gap(box, comp["box"]) <= NEAR * size:
-            chosen.append(comp["id"])
-            b = comp["box"]
-            box = (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3]))
-    return np.isin(labels, chosen)
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        other = (x, y, x + w, y + h)
+        if mass[i] >= MIN_PART * mass[main] and _gap(box, other) <= NEAR * size:
+            chosen.append(i)
+            box = (min(box[0], x), min(box[1], y), max(box[2], x + w), max(box[3], y + h))
+    keep = np.zeros(n, dtype=bool)
+    keep[chosen] = True
+    return keep[labels]
 
 
-def _smooth(img: np.ndarray) -> np.ndarray:
-    """A separable [1, 2, 1] / 4 blur (Pillow's blurs do not take float images)."""
-    p = np.pad(img, 1, mode="edge")
-    p = (p[:-2] + 2 * p[1:-1] + p[2:]) / 4
-    return ((p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4).astype(np.float32)
+def grow_into(seed: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Hysteresis: the components of ``low`` (8-connected) that contain a pixel of ``seed``."""
+    n, labels = cv2.connectedComponents(low.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.unique(labels[seed])] = True
+    keep[0] = False
+    return keep[labels] | seed
 
 
 def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """(H, W, C) 0..255 -> (ink strength, digit mask), or None when there is no ink."""
-    strength = ink_strength(channels)
+    """(H, W, C) 0..255 -> (ink strength float32, digit mask), or None when there is no ink."""
+    img = np.clip(np.rint(channels), 0, 255).astype(np.uint8)
+    sides = ink_sides(img, BACKGROUND_SIDE)
+    strength = ink_strength(img, sides, BACKGROUND_SIDE, BACKGROUND_WINDOW)
     # A light blur first, so single grains of paper do not pass the threshold on their own.
-    smooth = _smooth(strength)
+    smooth = cv2.GaussianBlur(strength, (3, 3), 0, borderType=cv2.BORDER_REPLICATE)
     peak = float(smooth.max())
     if peak < min_contrast:
         return None
-    threshold = max(otsu_threshold(smooth), 0.25 * peak, min_contrast / 2)
+    otsu, _ = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    threshold = max(float(otsu) + 1.0, 0.25 * peak, min_contrast / 2)
     mask = smooth >= threshold
     if not mask.any():
         return None
-    # Components on a 2x2-pooled mask: a quarter of the pixels, half the propagation passes.
-    height, width = mask.shape
-    pad = ((0, height % 2), (0, width % 2))
-    pooled = np.pad(mask, pad).reshape((height + 1) // 2, 2, (width + 1) // 2, 2)
-    mass = np.pad(smooth, pad).reshape(pooled.shape).sum(axis=(1, 3))
-    digit = select_digit(label_components(pooled.any(axis=(1, 3))), mass)
-    digit = digit.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
-    return fill_inked_areas(strength, mask & digit, channels, threshold)
+    digit = select_digit(mask, smooth.astype(np.float32))
+    # Pieces of the stroke joined to the digit by fainter ink (a pen line breaking up).
+    digit = grow_into(digit, smooth >= max(HYSTERESIS * threshold, min_contrast / 2)) & mask
+    return fill_inked_areas(strength, digit, img, sides, threshold)
 
 
 def fill_inked_areas(
-    strength: np.ndarray, mask: np.ndarray, channels: np.ndarray, threshold: float
+    strength: np.ndarray, mask: np.ndarray, img: np.ndarray, sides: list[bool], threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Add the ink that a narrow background window took for paper, inside the digit's box.
+    """Add the ink that the background window took for paper, where it joins the digit.
 
-    A thick marker fills small loops in, and a filled area wider than the
-    background window is taken for paper: only its rim is left as ink, a hollow
-    shape unlike any digit. Against a background seen through a window as wide
-    as the image, such an area is as dark as the ink; paper inside a real loop
-    is not, so loops stay open.
+    A thick marker fills loops in, and a filled area wider than the background
+    window is taken for paper: only its rim (or nothing) is left as ink, a shape
+    unlike any digit. Against a background seen through a window as wide as the
+    image, such an area is as dark as the ink; paper inside a real loop is not,
+    so loops stay open. An area is added only if it touches the digit and not
+    the image's border: a shadow as dark as pencil runs off the picture.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    wide = ink_strength(channels, FILL_WINDOW)
-    level = float(np.percentile(strength[mask], 90))  # the ink's own darkness
-    added = np.zeros_like(mask)
-    added[box] = ~mask[box] & (_smooth(wide)[box] >= max(threshold, DARK_AS_INK * level))
-    return np.where(added, wide, strength), mask | added
+    wide = ink_strength(img, sides, FILL_SIDE, 1.0)
+    level = float(_percentiles(strength[mask], (90,))[0])  # the ink's own darkness
+    smooth = cv2.GaussianBlur(wide, (3, 3), 0, borderType=cv2.BORDER_REPLICATE)
+    dark = (smooth >= max(threshold, DARK_AS_INK * level)) & ~mask
+    if not dark.any():
+        return strength.astype(np.float32), mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        dark.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    near = cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.unique(labels[near & dark])] = True
+    keep[0] = False
+    for i in np.flatnonzero(keep):
+        keep[i] = not _touches_border(stats[i, :4], mask.shape)
+    added = keep[labels]
+    return np.where(added, wide, strength).astype(np.float32), mask | added

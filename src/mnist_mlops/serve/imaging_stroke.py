@@ -7,14 +7,14 @@ also brought to MNIST's typical width before the final anti-aliased downscale:
 
 1. crop the digit and bring it to a working size (:data:`WORK_MIN`..:data:`WORK_MAX`);
 2. binarise, measure the stroke width (2 x area / perimeter), erode or dilate
-   (3x3 min/max filters) towards :data:`TARGET_WIDTH`;
+   (3x3 erosion / dilation) towards :data:`TARGET_WIDTH`;
 3. downscale into 20x20 by area averaging (MNIST's anti-aliasing), centre by mass.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
 
 SIZE = 28  # MNIST field
 BOX = 20  # the digit's longer side after scaling, as in MNIST
@@ -43,9 +43,15 @@ def _to_work_size(digit: np.ndarray) -> np.ndarray:
     scale = side / max(height, width)
     if scale == 1.0:
         return digit
+    return _resize(digit, scale)
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """Scale a float32 image: area averaging to shrink (MNIST's anti-aliasing), else bilinear."""
+    height, width = img.shape
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(digit, "F").resize(size, method), dtype=np.float32)
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(img, dtype=np.float32), size, interpolation=method)
 
 
 def normalise_stroke(mask: np.ndarray) -> np.ndarray:
@@ -55,15 +61,16 @@ def normalise_stroke(mask: np.ndarray) -> np.ndarray:
     steps = round((width - target) / 2)  # one 3x3 step changes the width by 2 px
     if abs(width - target) <= TOLERANCE * target or steps == 0:
         return mask
-    pad = abs(steps) + 1
-    img = Image.fromarray(np.pad(mask, pad).astype(np.uint8) * 255, "L")
-    flt = ImageFilter.MinFilter(3) if steps > 0 else ImageFilter.MaxFilter(3)
-    for _ in range(abs(steps)):
-        eroded = img.filter(flt)
-        if steps > 0 and not np.asarray(eroded).any():
+    img = np.pad(mask, abs(steps) + 1).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    if steps < 0:
+        return cv2.dilate(img, kernel, iterations=-steps) > 0
+    for _ in range(steps):
+        eroded = cv2.erode(img, kernel)
+        if not eroded.any():
             break  # never erode a digit away
         img = eroded
-    return np.asarray(img) > 127
+    return img > 0
 
 
 def _crop(mask: np.ndarray) -> np.ndarray:
@@ -74,22 +81,17 @@ def _crop(mask: np.ndarray) -> np.ndarray:
 
 def fit_box(digit: np.ndarray) -> np.ndarray:
     """Scale 0..255 ink so the longer side is BOX pixels, keeping the aspect ratio."""
-    height, width = digit.shape
-    scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # Area averaging when shrinking a binary digit is the anti-aliasing MNIST did.
-    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    resized = Image.fromarray(digit.astype(np.float32), "F").resize(size, method)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 255.0)
+    resized = _resize(digit, BOX / max(digit.shape))
+    return np.clip(resized, 0.0, 255.0)
 
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:
     """Paste into SIZE x SIZE so the centre of mass lands on the centre (whole pixels)."""
     height, width = digit.shape
-    total = float(digit.sum())
+    total = float(digit.sum(dtype=np.float64))  # float64: a symmetric digit's 9.5 stays 9.5
     if total > 0:
-        com_r = float((digit.sum(axis=1) * np.arange(height)).sum()) / total
-        com_c = float((digit.sum(axis=0) * np.arange(width)).sum()) / total
+        com_r = float((digit.sum(axis=1, dtype=np.float64) * np.arange(height)).sum()) / total
+        com_c = float((digit.sum(axis=0, dtype=np.float64) * np.arange(width)).sum()) / total
     else:  # only possible if resizing wiped a tiny speck; centre the box instead
         com_r, com_c = (height - 1) / 2, (width - 1) / 2
     # Clamp so a lopsided digit is shifted as far as it can go but never cut off.
