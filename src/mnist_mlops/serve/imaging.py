@@ -170,12 +170,10 @@ def mnist_style(image: np.ndarray) -> np.ndarray:
             "no ink found: the image is blank or has too little contrast; "
             "draw a dark digit on a light background (or light on dark)"
         )
-    strength, mask = found
+    _, mask = found
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    level = max(float(np.percentile(strength[mask], 90)), 1e-6)  # the ink's own darkness
-    ink = np.clip(strength[box] / level, 0.0, 1.0) * mask[box]
+    ink = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     return mnist_field(ink.astype(np.float32))
 
 

@@ -33,11 +33,14 @@ NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a b
 OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x heavier
 LINE_SPAN = 0.85  # a component this long relative to the image side...
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
-HYSTERESIS = 0.5
+NOISE_TIMES = 2.0  # faint ink is this many times the paper's 90th percentile of strength...
+LOCAL_PEAK = 5  # ...and at least half the strongest ink within this window (px)
+BRIDGE = 5  # faint ink joins the digit across gaps narrower than this (px): a dashed line
 # The ink's side is decided on a high-pass: minus a blur of sigma POLARITY_BLUR x the
 # longer side, computed on a copy POLARITY_SIDE px long (lighting is that broad).
 POLARITY_SIDE = 40
-POLARITY_BLUR = 0.25  # ink this fraction of the threshold, touching the digit, is the digit's too
+POLARITY_BLUR = 0.25
+DECISIVE = 2.0  # a channel goes against the brightness only with a tail this many times the other
 # Filled-in marker areas are judged against a background as wide as the whole image (on a
 # 32 px copy) and added where they are as dark as the ink (x its 90th percentile): a
 # shadow is lighter.
@@ -76,8 +79,16 @@ def ink_sides(img: np.ndarray, side: int) -> list[bool]:
     blur = cv2.GaussianBlur(tiny, (0, 0), POLARITY_BLUR * max(tiny.shape[:2]))
     low = cv2.resize(blur, small.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     high = small - low.reshape(small.shape)
-    tails = np.percentile(high.reshape(-1, high.shape[-1]), (0.1, 99.9), axis=0)
-    return [bool(-lo >= hi) for lo, hi in tails.T]
+    flat = high.reshape(-1, high.shape[-1])
+    tails = np.percentile(np.column_stack([flat, flat.mean(axis=1)]), (0.1, 99.9), axis=0)
+    dark = [bool(-lo >= hi) for lo, hi in tails.T]
+    *channels, brightness = dark
+    # A channel goes against the brightness only when clearly so: blue ink in a shadow
+    # is lighter than the shadowed paper in blue, but it is no light ink.
+    return [
+        ch if ch == brightness or max(-lo, hi) >= DECISIVE * min(-lo, hi) else brightness
+        for ch, (lo, hi) in zip(channels, tails.T[:-1], strict=True)
+    ]
 
 
 def background(plane: np.ndarray, dark_ink: bool, side: int, window: float) -> np.ndarray:
@@ -164,13 +175,33 @@ def select_digit(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def grow_into(seed: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Hysteresis: the components of ``low`` (8-connected) that contain a pixel of ``seed``."""
-    n, labels = cv2.connectedComponents(low.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+def without_long_lines(mask: np.ndarray) -> np.ndarray:
+    """``mask`` less its straight runs across half the image (a faint ruled line, a page edge).
+
+    An opening with a long, 1 px thin line keeps only such runs; the faint
+    ink that may join the digit must not carry a ruled line along with it.
+    """
+    height, width = mask.shape
+    u8 = mask.view(np.uint8)
+    rows = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, max(3, width // 2)), np.uint8))
+    cols = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((max(3, height // 2), 1), np.uint8))
+    return mask & ~(rows | cols).view(bool)
+
+
+def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
+    """Hysteresis: the pixels of ``low`` joined to ``seed``, across gaps under ``bridge`` px.
+
+    The components are taken on ``low`` dilated by ``bridge`` (a dashed pen line
+    is one stroke), but only pixels of ``low`` itself are returned.
+    """
+    joined = low.view(np.uint8)
+    if bridge > 1:
+        joined = cv2.dilate(joined, np.ones((bridge, bridge), np.uint8))
+    n, labels = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_32S)
     keep = np.zeros(n, dtype=bool)
     keep[np.unique(labels[seed])] = True
     keep[0] = False
-    return keep[labels] | seed
+    return (keep[labels] & low) | seed
 
 
 def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -179,7 +210,7 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.
     sides = ink_sides(img, BACKGROUND_SIDE)
     strength = ink_strength(img, sides, BACKGROUND_SIDE, BACKGROUND_WINDOW)
     # A light blur first, so single grains of paper do not pass the threshold on their own.
-    smooth = cv2.GaussianBlur(strength, (3, 3), 0, borderType=cv2.BORDER_REPLICATE)
+    smooth = cv2.GaussianBlur(strength, (3, 3), 0, borderType=cv2.BORDER_REFLECT)
     peak = float(smooth.max())
     if peak < min_contrast:
         return None
@@ -189,8 +220,14 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.
     if not mask.any():
         return None
     digit = select_digit(mask, smooth.astype(np.float32))
-    # Pieces of the stroke joined to the digit by fainter ink (a pen line breaking up).
-    digit = grow_into(digit, smooth >= max(HYSTERESIS * threshold, min_contrast / 2)) & mask
+    # Fainter ink joined to the digit is the digit's too (a thin pen line breaking up in
+    # JPEG): above the paper's noise, and at least half as dark as the ink beside it
+    # (which keeps the pale rim of a dark stroke out, as the global threshold did).
+    _, p90 = _percentiles(smooth, (50, 90))
+    faint = without_long_lines(smooth >= max(NOISE_TIMES * p90, min_contrast / 2))
+    beside = cv2.dilate(smooth, np.ones((LOCAL_PEAK, LOCAL_PEAK), np.uint8))
+    half = smooth.astype(np.uint16) * 2 >= beside
+    digit = grow_into(digit, faint, BRIDGE) & half
     return fill_inked_areas(strength, digit, img, sides, threshold)
 
 
@@ -208,7 +245,7 @@ def fill_inked_areas(
     """
     wide = ink_strength(img, sides, FILL_SIDE, 1.0)
     level = float(_percentiles(strength[mask], (90,))[0])  # the ink's own darkness
-    smooth = cv2.GaussianBlur(wide, (3, 3), 0, borderType=cv2.BORDER_REPLICATE)
+    smooth = cv2.GaussianBlur(wide, (3, 3), 0, borderType=cv2.BORDER_REFLECT)
     dark = (smooth >= max(threshold, DARK_AS_INK * level)) & ~mask
     if not dark.any():
         return strength.astype(np.float32), mask

@@ -86,20 +86,27 @@ def fit_box(digit: np.ndarray) -> np.ndarray:
 
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:
-    """Paste into SIZE x SIZE so the centre of mass lands on the centre (whole pixels)."""
+    """Place in SIZE x SIZE so the centre of mass lands on the centre, to a fraction of a pixel.
+
+    A whole-pixel shift flips between two places when the centre falls near .5,
+    and a JPEG speck or a rotated copy then moves the digit a whole pixel; a
+    bilinear sub-pixel shift moves it smoothly instead.
+    """
     height, width = digit.shape
-    total = float(digit.sum(dtype=np.float64))  # float64: a symmetric digit's 9.5 stays 9.5
+    total = float(digit.sum(dtype=np.float64))
     if total > 0:
         com_r = float((digit.sum(axis=1, dtype=np.float64) * np.arange(height)).sum()) / total
         com_c = float((digit.sum(axis=0, dtype=np.float64) * np.arange(width)).sum()) / total
     else:  # only possible if resizing wiped a tiny speck; centre the box instead
         com_r, com_c = (height - 1) / 2, (width - 1) / 2
     # Clamp so a lopsided digit is shifted as far as it can go but never cut off.
-    top = min(max(round(SIZE / 2 - com_r), 0), SIZE - height)
-    left = min(max(round(SIZE / 2 - com_c), 0), SIZE - width)
-    out = np.zeros((SIZE, SIZE), dtype=np.float32)
-    out[top : top + height, left : left + width] = digit
-    return out
+    top = min(max(SIZE / 2 - com_r, 0.0), float(SIZE - height))
+    left = min(max(SIZE / 2 - com_c, 0.0), float(SIZE - width))
+    shift = np.array([[1.0, 0.0, left], [0.0, 1.0, top]])
+    return cv2.warpAffine(
+        np.ascontiguousarray(digit, dtype=np.float32), shift, (SIZE, SIZE),
+        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
+    )  # fmt: skip
 
 
 def mnist_field(ink: np.ndarray) -> np.ndarray:
