@@ -1,6 +1,6 @@
 """Train stage: fit the MLP with Lightning (GPU if present), tracked in MLflow.
 
-    python -m pipeline.train data/processed models/model.ckpt
+    python -m pipeline.train data/processed models/model.ckpt --prepared data/prepared
 
 Also writes models/run.json (the MLflow run the later stages add to),
 metrics/train.json and plots/learning_curve.csv. Runs go to $MLFLOW_TRACKING_URI
@@ -24,6 +24,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("processed_dir")
     parser.add_argument("checkpoint")
+    parser.add_argument(
+        "--prepared", help="the prepare stage's folder: its extra digits join the train split"
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics", default="metrics/train.json")
     parser.add_argument("--curve", default="plots/learning_curve.csv")
@@ -45,6 +48,7 @@ def main() -> None:
         mlflow_cfg,
         run_name=exp,
         extra_tags={"dvc_experiment": exp} if exp else None,
+        prepared_dir=args.prepared,
     )
     if result.global_rank != 0:
         return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs

@@ -342,8 +342,9 @@ def train_real_model(folder: Path) -> Path:
     for stage in (
         ["download", "raw"],
         ["split", "raw", "processed"],
-        ["train", "processed", "models/model.ckpt", "--metrics", f"{m}/train.json",
-         "--curve", f"{m}/curve.csv"],
+        ["prepare", "processed", "prepared"],
+        ["train", "processed", "models/model.ckpt", "--prepared", "prepared",
+         "--metrics", f"{m}/train.json", "--curve", f"{m}/curve.csv"],
         ["evaluate", "models/model.ckpt", "processed", "--metrics-dir", m, "--plots-dir", m],
         ["export", "models/model.ckpt", "processed", "models/model.onnx",
          "--metrics", f"{m}/export.json", "--eval-metrics", f"{m}/evaluate.json"],

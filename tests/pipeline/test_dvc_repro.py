@@ -36,7 +36,8 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    for stage in ("download", "split", "train", "evaluate", "export", "field", "package"):
+    ran = ("download", "split", "prepare", "train", "evaluate", "export", "field", "package")
+    for stage in ran:
         assert f"Running stage '{stage}'" in first_repro.stdout
 
 

@@ -116,8 +116,8 @@ def test_queued_experiments_are_each_one_complete_run(
     else:
         uri = f"sqlite:///{repo / 'mlflow.db'}"  # params.yaml's relative default, resolved
         env = repo_env(repo)
-    # Data stages once, committed: the experiments only train, evaluate and export.
-    run(["dvc", "repro", "split"], repo, env)
+    # Data stages once, committed: the experiments only train, evaluate, export and score.
+    run(["dvc", "repro", "prepare"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "data"], repo, env)
     for lr in LRS:

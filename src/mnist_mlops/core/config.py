@@ -32,6 +32,7 @@ from mnist_mlops.core.errors import UserError
 
 # The allowed values, each listed once; model.py reads them with typing.get_args.
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]  # torch.nn.functional names
+VariantKind = Literal["served", "marker", "fonts"]  # extra training digits: train/variants.py
 Optimizer = Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"]
 Schedule = Literal["none", "onecycle", "cosine"]
 Init = Literal["default", "xavier", "he"]
@@ -90,6 +91,15 @@ class DownloadConfig(Section):
 class SplitConfig(Section):
     SECTION: ClassVar[str] = "split"
     val_size: PositiveInt  # images held out of the training file for validation
+    seed: int
+
+
+class PrepareConfig(Section):
+    SECTION: ClassVar[str] = "prepare"
+    # Extra training digits as the service hands them to the model (train/variants.py).
+    kinds: tuple[VariantKind, ...]
+    fonts: tuple[str, ...]  # matplotlib's font files, none of the field set's DejaVu ones
+    font_samples: NonNegativeInt  # per font and digit
     seed: int
 
 

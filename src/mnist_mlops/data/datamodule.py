@@ -81,11 +81,14 @@ class MNISTDataModule(pl.LightningDataModule):
         seed: int,
         eval_batch_size: int = 10_000,
         splits: Splits | None = None,
+        extra_train: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``extra_train``: more (images, labels) for the train split only (prepare stage)."""
         super().__init__()
         self.processed_dir, self.batch_size, self.seed = processed_dir, batch_size, seed
         self.eval_batch_size = eval_batch_size
         self._splits = splits
+        self.extra_train = extra_train
         self.stats: dict = {}
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -106,6 +109,9 @@ class MNISTDataModule(pl.LightningDataModule):
         cached = self._tensors.get(split)
         if cached is None or cached[0].device != device:
             x, y = self.splits.split(split)
+            if split == "train" and self.extra_train is not None:
+                x = np.concatenate([x, self.extra_train[0]])
+                y = np.concatenate([y, self.extra_train[1]])
             cached = (
                 torch.from_numpy(np.ascontiguousarray(x)).to(device),
                 torch.from_numpy(np.ascontiguousarray(y)).to(device),

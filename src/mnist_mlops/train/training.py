@@ -33,6 +33,7 @@ from mnist_mlops.data.datamodule import MNISTDataModule
 from mnist_mlops.train.model import LitMLP, count_parameters, is_finite_model
 from mnist_mlops.train.run_extras import SystemMetrics, log_datasets
 from mnist_mlops.train.tracking import client, git_commit
+from mnist_mlops.train.variants import load_variants
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -112,16 +113,19 @@ def train(
     extra_tags: dict[str, str] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     callbacks: list[Callback] | None = None,
+    prepared_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
     With ``mlflow_cfg=None`` nothing is tracked (GPU boxes without MLflow, quick
     sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
     A tracked run gets each parameter once (flat names), the train/val splits as
-    dataset inputs and system metrics.
+    dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
+    training digits (:mod:`mnist_mlops.train.variants`), added to the train split.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed)
+    extra = load_variants(prepared_dir) if prepared_dir is not None else None
+    dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra)
     _ = dm.splits  # load and validate now: a bad file fails before any run is created
     stats = dm.stats
     model = LitMLP(cfg, mean=stats["mean"], std=stats["std"])
@@ -172,6 +176,7 @@ def train(
                 **cfg.model_dump(),
                 "n_parameters": count_parameters(model.net),
                 "train_size": stats["counts"]["train"],
+                "train_extra_size": len(extra[1]) if extra is not None else 0,
                 "val_size": stats["counts"]["val"],
             }
         )

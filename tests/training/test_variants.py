@@ -1,0 +1,80 @@
+"""The prepare stage's extra training digits: as served, marker-drawn, typed in fonts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_mlops.core.errors import DataFormatError, UserError
+from mnist_mlops.serve.imaging import mnist_style
+from mnist_mlops.train import variants
+from mnist_mlops.train.fieldsets import FONT_FILES
+
+
+def ring_digits(n: int, hole: float = 0.62) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` MNIST-sized "0"s, off-centre like a scan; ``hole``: its size (0..1) in the ring."""
+    yy, xx = np.mgrid[0:28, 0:28]
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        r = np.hypot((yy - 12 - i % 3) / 9.0, (xx - 13) / 6.0)
+        images[i][(r > hole) & (r < 1.0)] = 255
+    return images, np.zeros(n, np.int64)
+
+
+def test_served_digits_are_what_the_preprocessing_makes_of_them():
+    x, y = ring_digits(4)
+    out = variants.build_variants(x, y, ("served",), (), 0, seed=0, workers=1)
+    served, labels = out["served"]
+    assert served.dtype == np.uint8 and served.shape == (4, 28, 28)
+    np.testing.assert_array_equal(labels, y)
+    for img, done in zip(x, served, strict=True):
+        np.testing.assert_allclose(done, np.rint(mnist_style(img.astype(np.float32))), atol=0.5)
+        assert not np.array_equal(done, img)  # moved to the centre, binarised: not a copy
+
+
+def test_marker_digits_are_thicker_and_seeded():
+    x, y = ring_digits(6, hole=0.2)  # a small loop, as in a 6, 8 or 9
+    first = variants.build_variants(x, y, ("served", "marker"), (), 0, seed=1, workers=1)
+    again = variants.build_variants(x, y, ("marker",), (), 0, seed=1, workers=1)
+    other = variants.build_variants(x, y, ("marker",), (), 0, seed=2, workers=1)
+    served, marker = first["served"][0], first["marker"][0]
+    np.testing.assert_array_equal(marker, again["marker"][0])  # same seed, same digits
+    assert not np.array_equal(marker, other["marker"][0])  # the brush width is drawn
+    # A thick brush closes the ring's hole, which the stroke normalisation cannot reopen.
+    hole = (slice(None), slice(12, 16), slice(12, 16))
+    assert (served[hole].mean(axis=(1, 2)) == 0).all()
+    assert (marker[hole].mean(axis=(1, 2)) > 200).all()
+
+
+def test_typed_digits_cover_every_font_and_digit():
+    fonts = ("STIXGeneral.ttf", "cmr10.ttf")
+    out = variants.build_variants(
+        np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), ("fonts",), fonts, 2, seed=0,
+        workers=2,
+    )  # fmt: skip
+    x, y = out["fonts"]
+    assert x.shape == (2 * 10 * 2, 28, 28) and x.dtype == np.uint8
+    assert np.bincount(y, minlength=10).tolist() == [4] * 10
+    assert (x.reshape(len(x), -1).max(axis=1) > 200).all()  # every one has ink
+
+
+def test_a_field_set_font_is_refused_as_a_leak():
+    with pytest.raises(UserError, match=r"prepare.fonts: DejaVuSans.ttf .*field set"):
+        variants.training_fonts(("STIXGeneral.ttf", FONT_FILES[0]))
+    with pytest.raises(UserError, match=r"no font NoSuch.ttf .* known: .*cmr10.ttf"):
+        variants.training_fonts(("NoSuch.ttf",))
+    with pytest.raises(UserError, match=r"kind 'fonts' needs prepare.fonts"):
+        variants.build_variants(*ring_digits(1), ("fonts",), (), 0, seed=0, workers=1)
+
+
+def test_saved_variants_load_back_and_bad_files_say_rerun(tmp_path):
+    x, y = ring_digits(3)
+    counts = variants.save_variants({"marker": (x, y), "served": (x[:1], y[:1])}, tmp_path)
+    assert counts == {"served": 1, "marker": 3}
+    images, labels = variants.load_variants(tmp_path)
+    assert images.shape == (4, 28, 28) and labels.tolist() == [0, 0, 0, 0]
+    with pytest.raises(DataFormatError, match="run the prepare stage first"):
+        variants.load_variants(tmp_path / "missing")
+    (tmp_path / variants.VARIANTS_FILE).write_bytes(b"not a zip")
+    with pytest.raises(DataFormatError, match="rerun the prepare stage"):
+        variants.load_variants(tmp_path)
