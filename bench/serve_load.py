@@ -6,10 +6,12 @@ Each server runs alone (never two at once), pinned with ``taskset`` to one core;
 
 * closed loop at C = 1, 8, 32 connections: req/s, p50, p99 (wrk's own percentiles);
   the best req/s is the server's *peak*;
-* paced load at half the peak: a Lua ``delay()`` spaces each connection's requests so
-  the total rate is 0.5 x peak (wrk2, the open-loop fork, is not in Debian; with 32
-  paced connections a stall still shows in p99, though a queued request is timed from
-  its send, not from its schedule).
+* paced load at half the peak: a Lua ``delay()`` gives each of 32 connections random
+  exponential think times averaging 32 / (0.5 x peak), so each connection is a Poisson
+  source and together they approximate open-loop arrivals at half the peak (wrk2, the
+  open-loop fork, is not in Debian). A fixed delay instead lines the connections up:
+  after one slow answer they all fire together, bursts no independent users make. A
+  stall still shows in p99, though a request delayed by it is timed from its send.
 
 Each cell also records the server's CPU time per request (user + system seconds of its
 process tree, psutil, over the cell / requests answered): unlike req/s it barely moves
@@ -65,7 +67,10 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "%(content_type)s"
 local f = io.open("%(body)s", "rb"); wrk.body = f:read("*all"); f:close()
 pace_ms = %(pace_ms)s
-if pace_ms > 0 then function delay() return pace_ms end end
+math.randomseed(os.time())
+-- Exponential think times: each connection is a Poisson source, so the total is close to
+-- open-loop arrivals at the set rate (a fixed delay lines the connections up into bursts).
+if pace_ms > 0 then function delay() return -math.log(1 - math.random()) * pace_ms end end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK {"requests": %%d, "seconds": %%f, "p50_us": %%d, "p99_us": %%d, '

@@ -164,13 +164,12 @@ def mnist_style(image: np.ndarray) -> np.ndarray:
         img = img[..., None]
     if img.ndim != 3 or img.size == 0:
         raise ImageError(f"expected a 2-D grayscale or colour image, got shape {image.shape}")
-    found = find_ink(img, MIN_CONTRAST)
-    if found is None:
+    mask = find_ink(img, MIN_CONTRAST)
+    if mask is None:
         raise NoInkError(
             "no ink found: the image is blank or has too little contrast; "
             "draw a dark digit on a light background (or light on dark)"
         )
-    _, mask = found
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     ink = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

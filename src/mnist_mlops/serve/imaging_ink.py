@@ -4,12 +4,8 @@ A photo of a digit on paper is mostly paper: grain, a lighting gradient, maybe a
 shadow, a ruled line or the edge of the sheet. :func:`find_ink` turns such an
 image into an ink-strength map and a mask of the digit only:
 
-1. the background (paper colour and light) is a morphological closing of each
-   channel at half the working size, so gradients and shadows, even a shadow's
-   sharp edge, are subtracted, not taken for ink;
-2. ink strength is the largest per-channel difference from that background on
-   the ink's side in that channel (darker on paper, lighter on a blackboard or
-   the draw page), so red ink on green paper counts as much as black on white;
+1-2. ink strength, how far each pixel is from the paper on the ink's side, with
+   gradients, shadows and their edges subtracted (:mod:`mnist_mlops.serve.imaging_paper`);
 3. Otsu's threshold on the (lightly smoothed) strength separates ink from grain;
 4. 8-connected components: ruled lines and page edges (long, thin, running
    along the image) and dust (small, or far from the digit) are dropped; the
@@ -26,8 +22,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-BACKGROUND_SIDE = 160  # the background is estimated at this longer side (sharp shadow edges)...
-BACKGROUND_WINDOW = 0.25  # ...with a closing this wide, as a fraction of that side
+from mnist_mlops.serve.imaging_paper import (
+    BACKGROUND_SIDE,
+    BACKGROUND_WINDOW,
+    ink_sides,
+    ink_strength,
+    percentiles,
+    uniform_paper,
+    uniform_strength,
+)
+
 MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is dust
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
 OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x heavier
@@ -36,95 +40,11 @@ LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or
 NOISE_TIMES = 2.0  # faint ink is this many times the paper's 90th percentile of strength...
 LOCAL_PEAK = 5  # ...and at least half the strongest ink within this window (px)
 BRIDGE = 5  # faint ink joins the digit across gaps narrower than this (px): a dashed line
-# The ink's side is decided on a high-pass: minus a blur of sigma POLARITY_BLUR x the
-# longer side, computed on a copy POLARITY_SIDE px long (lighting is that broad).
-POLARITY_SIDE = 40
-POLARITY_BLUR = 0.25
-DECISIVE = 2.0  # a channel goes against the brightness only with a tail this many times the other
 # Filled-in marker areas are judged against a background as wide as the whole image (on a
 # 32 px copy) and added where they are as dark as the ink (x its 90th percentile): a
 # shadow is lighter.
 FILL_SIDE = 32
 DARK_AS_INK = 1.0
-
-
-def _percentiles(plane: np.ndarray, qs: tuple[float, ...]) -> list[int]:
-    """Percentiles (0..100) of a uint8 array from its histogram: no sort, any size."""
-    hist = cv2.calcHist([np.ascontiguousarray(plane)], [0], None, [256], [0, 256])
-    cdf = np.cumsum(hist.ravel())
-    return [int(np.searchsorted(cdf, q / 100.0 * (cdf[-1] - 1), side="right")) for q in qs]
-
-
-def _scaled(img: np.ndarray, side: int) -> np.ndarray:
-    """A copy whose longer side is at most ``side`` (area averaging), channels kept."""
-    height, width = img.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1.0:
-        return img
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
-
-
-def ink_sides(img: np.ndarray, side: int) -> list[bool]:
-    """For each channel: is the ink darker than the paper there?
-
-    Lighting is broad and ink is thin: after subtracting a wide blur (a
-    high-pass), the extremes left are the strokes. Whichever tail (0.1 %) lies
-    farther out is the ink, so a thin pen line covering 1 % of the picture wins
-    over grain, and a bright patch of light or a shadow does not decide it.
-    Per channel: red ink on green paper is lighter than the paper in red and
-    darker in green; either way it is ink.
-    """
-    small = _scaled(img, side).astype(np.float32)
-    tiny = _scaled(small, POLARITY_SIDE)
-    blur = cv2.GaussianBlur(tiny, (0, 0), POLARITY_BLUR * max(tiny.shape[:2]))
-    low = cv2.resize(blur, small.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    high = small - low.reshape(small.shape)
-    flat = high[::2, ::2].reshape(-1, high.shape[-1])  # a quarter of the pixels is plenty
-    tails = np.percentile(np.column_stack([flat, flat.mean(axis=1)]), (0.1, 99.9), axis=0)
-    dark = [bool(-lo >= hi) for lo, hi in tails.T]
-    *channels, brightness = dark
-    # A channel goes against the brightness only when clearly so: blue ink in a shadow
-    # is lighter than the shadowed paper in blue, but it is no light ink.
-    return [
-        ch if ch == brightness or max(-lo, hi) >= DECISIVE * min(-lo, hi) else brightness
-        for ch, (lo, hi) in zip(channels, tails.T[:-1], strict=True)
-    ]
-
-
-def background(plane: np.ndarray, dark_ink: bool, side: int, window: float) -> np.ndarray:
-    """The paper's brightness at every pixel of one uint8 channel.
-
-    A grayscale closing (an opening for light ink) removes strokes narrower
-    than the window and keeps gradients, broad shadows and their edges: a
-    closing gives a straight step or ramp back unchanged. Unlike a median, it
-    also works where the ink covers most of the window, as at a digit running
-    along the image's border. Computed on a copy ``side`` px long, then scaled back.
-    """
-    small = _scaled(plane, side)[..., 0]
-    k = max(3, 2 * round(window * max(small.shape) / 2) + 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    op = cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN
-    # Outside the image is ignored (OpenCV's default border for morphology): a stroke
-    # along the border is judged by the paper beside it, not by copies of itself.
-    paper = cv2.morphologyEx(small, op, kernel)
-    if paper.shape != plane.shape:
-        paper = cv2.resize(paper, plane.shape[::-1], interpolation=cv2.INTER_LINEAR)
-    return paper
-
-
-def ink_strength(channels: np.ndarray, sides: list[bool], side: int, window: float) -> np.ndarray:
-    """(H, W, C) uint8 -> uint8 (H, W): how far each pixel is from the paper, on the ink side.
-
-    The largest difference over the channels, each on its own side (:func:`ink_sides`).
-    """
-    strength = np.zeros(channels.shape[:2], dtype=np.uint8)
-    for c, dark in enumerate(sides):
-        plane = np.ascontiguousarray(channels[..., c])
-        paper = background(plane, dark, side, window)
-        diff = cv2.subtract(paper, plane) if dark else cv2.subtract(plane, paper)  # saturates
-        np.maximum(strength, diff, out=strength)
-    return strength
 
 
 def _is_line(box: np.ndarray, count: int, shape: tuple[int, int]) -> bool:
@@ -208,11 +128,15 @@ def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
     return (keep[labels] & low) | seed
 
 
-def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """(H, W, C) 0..255 -> (ink strength float32, digit mask), or None when there is no ink."""
+def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
+    """(H, W, C) 0..255 -> the digit's mask, or None when there is no ink."""
     img = np.clip(np.rint(channels), 0, 255).astype(np.uint8)
-    sides = ink_sides(img, BACKGROUND_SIDE)
-    strength = ink_strength(img, sides, BACKGROUND_SIDE, BACKGROUND_WINDOW)
+    paper = uniform_paper(img)
+    if paper is not None:  # a drawing: the paper is known exactly, nothing to estimate
+        strength, sides = uniform_strength(img, paper)
+    else:
+        sides = ink_sides(img, BACKGROUND_SIDE)
+        strength = ink_strength(img, sides, BACKGROUND_SIDE, BACKGROUND_WINDOW)
     # A light blur first, so single grains of paper do not pass the threshold on their own.
     smooth = cv2.GaussianBlur(strength, (3, 3), 0, borderType=cv2.BORDER_REFLECT)
     peak = float(smooth.max())
@@ -227,17 +151,19 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> tuple[np.ndarray, np.
     # Fainter ink joined to the digit is the digit's too (a thin pen line breaking up in
     # JPEG): above the paper's noise, and at least half as dark as the ink beside it
     # (which keeps the pale rim of a dark stroke out, as the global threshold did).
-    _, p90 = _percentiles(smooth, (50, 90))
+    _, p90 = percentiles(smooth, (50, 90))
     faint = without_long_lines(smooth >= max(NOISE_TIMES * p90, min_contrast / 2))
     beside = cv2.dilate(smooth, np.ones((LOCAL_PEAK, LOCAL_PEAK), np.uint8))
     half = smooth.astype(np.uint16) * 2 >= beside
     digit = grow_into(digit, faint, BRIDGE) & half
+    if paper is not None:
+        return digit  # no background window took a filled area for paper
     return fill_inked_areas(strength, digit, img, sides, threshold)
 
 
 def fill_inked_areas(
     strength: np.ndarray, mask: np.ndarray, img: np.ndarray, sides: list[bool], threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Add the ink that the background window took for paper, where it joins the digit.
 
     A thick marker fills loops in, and a filled area wider than the background
@@ -248,11 +174,11 @@ def fill_inked_areas(
     the image's border: a shadow as dark as pencil runs off the picture.
     """
     wide = ink_strength(img, sides, FILL_SIDE, 1.0)
-    level = float(_percentiles(strength[mask], (90,))[0])  # the ink's own darkness
+    level = float(percentiles(strength[mask], (90,))[0])  # the ink's own darkness
     smooth = cv2.GaussianBlur(wide, (3, 3), 0, borderType=cv2.BORDER_REFLECT)
     dark = (smooth >= max(threshold, DARK_AS_INK * level)) & ~mask
     if not dark.any():
-        return strength.astype(np.float32), mask
+        return mask
     n, labels, stats, _ = cv2.connectedComponentsWithStats(
         dark.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
@@ -262,5 +188,4 @@ def fill_inked_areas(
     keep[0] = False
     for i in np.flatnonzero(keep):
         keep[i] = not _touches_border(stats[i, :4], mask.shape)
-    added = keep[labels]
-    return np.where(added, wide, strength).astype(np.float32), mask | added
+    return mask | keep[labels]
