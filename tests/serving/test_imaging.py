@@ -344,3 +344,19 @@ def test_paper_inside_a_thick_loop_stays_paper(encode_image):
     out = imaging.preprocess_image(encode_image(img))
     assert_mnist_style(out)
     assert out[11:17, 12:16].mean() < 32  # a thick "0" keeps its hole
+
+
+def test_exact_paper_shortcut_agrees_with_the_estimated_background(make_digit, encode_image):
+    from mnist_mlops.serve.imaging_paper import uniform_paper
+
+    drawing = make_digit(size=(300, 200), box=(60, 20, 160, 180), width=12)
+    clean = np.asarray(drawing)[..., None]
+    assert uniform_paper(clean) == [255]  # a drawing: the paper is one exact value
+    # +-2 levels of grain: no value covers half the picture, so the paper is estimated.
+    grain = np.random.default_rng(0).integers(-2, 3, clean.shape)
+    grainy = np.clip(clean.astype(int) + grain, 0, 255).astype(np.uint8)
+    assert uniform_paper(grainy) is None
+    fast = imaging.preprocess_image(encode_image(drawing))
+    slow = imaging.preprocess_image(encode_image(Image.fromarray(grainy[..., 0], "L")))
+    assert_mnist_style(fast)
+    assert correlation(fast, slow) > 0.95
