@@ -349,9 +349,9 @@ def test_paper_inside_a_thick_loop_stays_paper(encode_image):
 def test_exact_paper_shortcut_agrees_with_the_estimated_background(make_digit, encode_image):
     from mnist_mlops.serve.imaging_paper import uniform_paper
 
-    drawing = make_digit(size=(300, 200), box=(60, 20, 160, 180), width=12)
+    drawing = make_digit(size=(300, 200), box=(60, 20, 160, 180), width=12, background=200)
     clean = np.asarray(drawing)[..., None]
-    assert uniform_paper(clean) == [255]  # a drawing: the paper is one exact value
+    assert uniform_paper(clean) == [200]  # a drawing: the paper is one exact value
     # +-2 levels of grain: no value covers half the picture, so the paper is estimated.
     grain = np.random.default_rng(0).integers(-2, 3, clean.shape)
     grainy = np.clip(clean.astype(int) + grain, 0, 255).astype(np.uint8)
