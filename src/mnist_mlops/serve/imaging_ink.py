@@ -41,7 +41,7 @@ NOISE_TIMES = 2.0  # faint ink is this many times the paper's 90th percentile of
 LOCAL_PEAK = 5  # ...and at least half the strongest ink within this window (px)
 BRIDGE = 5  # faint ink joins the digit across gaps narrower than this (px): a dashed line
 # Filled-in marker areas are judged against a background as wide as the whole image (on a
-# 32 px copy) and added where they are as dark as the ink (x its 90th percentile): a
+# 32 px copy) and added where they are as dark as the ink on that scale (x its median): a
 # shadow is lighter.
 FILL_SIDE = 32
 DARK_AS_INK = 1.0
@@ -97,19 +97,22 @@ def select_digit(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def without_long_lines(mask: np.ndarray) -> np.ndarray:
-    """``mask`` less its straight runs across half the image (a faint ruled line, a page edge).
+def long_lines(mask: np.ndarray, span: float, bridge: int = 1) -> np.ndarray:
+    """The straight runs of ``mask`` ``span`` x the image's side long (ruled lines, page edges).
 
-    An opening with a long, 1 px thin line keeps only such runs; the faint
-    ink that may join the digit must not carry a ruled line along with it.
+    An opening with a long, 1 px thin line keeps only such runs (after closing
+    gaps under ``bridge`` px: grain breaks a faint line into dashes).
     """
     height, width = mask.shape
-    if mask.sum(axis=1).max() < width // 2 and mask.sum(axis=0).max() < height // 2:
-        return mask  # no row or column holds enough ink for such a run
+    long_w, long_h = max(3, round(span * width)), max(3, round(span * height))
+    if mask.sum(axis=1).max() < long_w and mask.sum(axis=0).max() < long_h:
+        return np.zeros_like(mask)  # no row or column holds enough ink for such a run
     u8 = mask.view(np.uint8)
-    rows = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, max(3, width // 2)), np.uint8))
-    cols = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((max(3, height // 2), 1), np.uint8))
-    return mask & ~(rows | cols).view(bool)
+    if bridge > 1:
+        u8 = cv2.dilate(u8, np.ones((bridge, bridge), np.uint8))
+    rows = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((1, long_w), np.uint8))
+    cols = cv2.morphologyEx(u8, cv2.MORPH_OPEN, np.ones((long_h, 1), np.uint8))
+    return (rows | cols).view(bool) & mask
 
 
 def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
@@ -144,15 +147,19 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
         return None
     otsu, _ = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     threshold = max(float(otsu) + 1.0, 0.25 * peak, min_contrast / 2)
-    mask = smooth >= threshold
-    if not mask.any():
-        return None
-    digit = select_digit(mask, smooth.astype(np.float32))
     # Fainter ink joined to the digit is the digit's too (a thin pen line breaking up in
     # JPEG): above the paper's noise, and at least half as dark as the ink beside it
     # (which keeps the pale rim of a dark stroke out, as the global threshold did).
     _, p90 = percentiles(smooth, (50, 90))
-    faint = without_long_lines(smooth >= max(NOISE_TIMES * p90, min_contrast / 2))
+    faint = smooth >= max(NOISE_TIMES * p90, min_contrast / 2)
+    # A ruled line across (almost) the whole picture, seen where it is faint and whole, is
+    # not the digit even where it is dark; shorter straight runs do not join faint ink to it.
+    across = long_lines(faint, LINE_SPAN, bridge=3)
+    mask = (smooth >= threshold) & ~across
+    if not mask.any():
+        return None
+    digit = select_digit(mask, smooth.astype(np.float32))
+    faint &= ~(across | long_lines(faint, 0.5))
     beside = cv2.dilate(smooth, np.ones((LOCAL_PEAK, LOCAL_PEAK), np.uint8))
     half = smooth.astype(np.uint16) * 2 >= beside
     digit = grow_into(digit, faint, BRIDGE) & half
@@ -174,8 +181,10 @@ def fill_inked_areas(
     the image's border: a shadow as dark as pencil runs off the picture.
     """
     wide = ink_strength(img, sides, FILL_SIDE, 1.0)
-    level = float(percentiles(strength[mask], (90,))[0])  # the ink's own darkness
     smooth = cv2.GaussianBlur(wide, (3, 3), 0, borderType=cv2.BORDER_REFLECT)
+    # The ink's own darkness on the same scale: against the whole-image background a marker's
+    # filled area is as dark as its strokes; paper in a shadow, even inside a loop, is lighter.
+    level = float(percentiles(smooth[mask], (50,))[0])
     dark = (smooth >= max(threshold, DARK_AS_INK * level)) & ~mask
     if not dark.any():
         return mask
