@@ -2,7 +2,7 @@
 
 A photo of a digit on paper is mostly paper: grain, a lighting gradient, maybe a
 shadow, a ruled line or the edge of the sheet. :func:`find_ink` turns such an
-image into an ink-strength map and a mask of the digit only:
+image into a mask of the digit only:
 
 1-2. ink strength, how far each pixel is from the paper on the ink's side, with
    gradients, shadows and their edges subtracted (:mod:`mnist_mlops.serve.imaging_paper`);
@@ -115,6 +115,14 @@ def long_lines(mask: np.ndarray, span: float, bridge: int = 1) -> np.ndarray:
     return (rows | cols).view(bool) & mask
 
 
+def _hit(labels: np.ndarray, n: int, where: np.ndarray) -> np.ndarray:
+    """Per label (0..n-1): does its component have a pixel in ``where``? Label 0 never."""
+    hit = np.zeros(n, dtype=bool)
+    hit[np.unique(labels[where])] = True
+    hit[0] = False
+    return hit
+
+
 def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
     """Hysteresis: the pixels of ``low`` joined to ``seed``, across gaps under ``bridge`` px.
 
@@ -125,10 +133,7 @@ def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
     if bridge > 1:
         joined = cv2.dilate(joined, np.ones((bridge, bridge), np.uint8))
     n, labels = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_32S)
-    keep = np.zeros(n, dtype=bool)
-    keep[np.unique(labels[seed])] = True
-    keep[0] = False
-    return (keep[labels] & low) | seed
+    return (_hit(labels, n, seed)[labels] & low) | seed
 
 
 def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
@@ -150,7 +155,7 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
     # Fainter ink joined to the digit is the digit's too (a thin pen line breaking up in
     # JPEG): above the paper's noise, and at least half as dark as the ink beside it
     # (which keeps the pale rim of a dark stroke out, as the global threshold did).
-    _, p90 = percentiles(smooth, (50, 90))
+    (p90,) = percentiles(smooth, (90,))
     faint = smooth >= max(NOISE_TIMES * p90, min_contrast / 2)
     # A ruled line across (almost) the whole picture, seen where it is faint and whole, is
     # not the digit even where it is dark; shorter straight runs do not join faint ink to it.
@@ -192,9 +197,7 @@ def fill_inked_areas(
         dark.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
     near = cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    keep = np.zeros(n, dtype=bool)
-    keep[np.unique(labels[near & dark])] = True
-    keep[0] = False
+    keep = _hit(labels, n, near & dark)
     for i in np.flatnonzero(keep):
         keep[i] = not _touches_border(stats[i, :4], mask.shape)
     return mask | keep[labels]

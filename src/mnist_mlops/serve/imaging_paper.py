@@ -32,10 +32,14 @@ DECISIVE = 2.0  # a channel goes against the brightness only with a tail this ma
 UNIFORM = 0.5  # paper of one exact value over this share of the image: a drawing
 
 
+def _histogram(plane: np.ndarray) -> np.ndarray:
+    """Counts of each value 0..255 in a uint8 array (OpenCV's, several times numpy's speed)."""
+    return cv2.calcHist([np.ascontiguousarray(plane)], [0], None, [256], [0, 256]).ravel()
+
+
 def percentiles(plane: np.ndarray, qs: tuple[float, ...]) -> list[int]:
     """Percentiles (0..100) of a uint8 array from its histogram: no sort, any size."""
-    hist = cv2.calcHist([np.ascontiguousarray(plane)], [0], None, [256], [0, 256])
-    cdf = np.cumsum(hist.ravel())
+    cdf = np.cumsum(_histogram(plane))
     return [int(np.searchsorted(cdf, q / 100.0 * (cdf[-1] - 1), side="right")) for q in qs]
 
 
@@ -120,8 +124,7 @@ def uniform_paper(img: np.ndarray) -> list[int] | None:
     paper = []
     n = img.shape[0] * img.shape[1]
     for c in range(img.shape[-1]):
-        hist = cv2.calcHist([np.ascontiguousarray(img[..., c])], [0], None, [256], [0, 256])
-        hist = hist.ravel()
+        hist = _histogram(img[..., c])
         mode = int(hist.argmax())
         if hist[mode] <= UNIFORM * n:
             return None

@@ -110,7 +110,7 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 
 def mnist_field(ink: np.ndarray) -> np.ndarray:
-    """Cropped ink strength (0..1, digit only) -> centred MNIST-style float32 (28, 28), 0..255."""
+    """The cropped digit mask (0/1 floats) -> centred MNIST-style float32 (28, 28), 0..255."""
     work = _to_work_size(ink)
     mask = _crop(normalise_stroke(work >= 0.5))
     return centre_by_mass(fit_box(mask.astype(np.float32) * 255.0))

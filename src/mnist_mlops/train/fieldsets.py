@@ -203,7 +203,7 @@ def canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(Image.fromarray(rgba, "RGBA"), "PNG")
 
 
-def _font_dir() -> Path:
+def font_dir() -> Path:
     import matplotlib  # the fonts ship inside matplotlib; no system fonts needed
 
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -211,7 +211,7 @@ def _font_dir() -> Path:
 
 def typed(label: int, rng: np.random.Generator) -> bytes:
     """The digit typed in a DejaVu font, any size and place, slightly rotated."""
-    font_path = _font_dir() / FONT_FILES[int(rng.integers(len(FONT_FILES)))]
+    font_path = font_dir() / FONT_FILES[int(rng.integers(len(FONT_FILES)))]
     size = int(rng.integers(40, 220))
     font = ImageFont.truetype(str(font_path), size)
     w, h = int(rng.integers(size + 40, 3 * size + 80)), int(rng.integers(size + 60, 2 * size + 120))

@@ -29,7 +29,7 @@ import numpy as np
 from mnist_mlops.core.config import VariantKind
 from mnist_mlops.core.errors import DataFormatError, UserError
 from mnist_mlops.serve.imaging import ImageError, mnist_style
-from mnist_mlops.train.fieldsets import FONT_FILES
+from mnist_mlops.train.fieldsets import FONT_FILES, font_dir
 
 KINDS: tuple[str, ...] = get_args(VariantKind)  # also the order of the images in the output
 MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
@@ -96,15 +96,13 @@ def _typed(job: tuple[str, int, int, int]) -> np.ndarray:
 
 def training_fonts(names: tuple[str, ...]) -> list[Path]:
     """The font files to type digits in; a field-set font is refused (it would be a leak)."""
-    import matplotlib  # the fonts ship inside matplotlib; no system fonts needed
-
     leaked = sorted(set(names) & set(FONT_FILES))
     if leaked:
         raise UserError(
             f"prepare.fonts: {', '.join(leaked)} is typed in the 'fonts' field set; "
             "training on it would inflate that set's accuracy. Pick other fonts"
         )
-    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    folder = font_dir()
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         known = ", ".join(sorted(p.name for p in folder.glob("*.ttf")))
