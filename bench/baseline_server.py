@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnist_mlops.serve import imaging
-from mnist_mlops.serve.inference import inference_session, softmax
-from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops import imaging
+from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.inference.session import inference_session, softmax
 
 
 def create_app(model_path: Path) -> Starlette:

@@ -15,9 +15,9 @@ from pathlib import Path
 import bentoml
 import numpy as np
 
-from mnist_mlops.serve import imaging
-from mnist_mlops.serve.inference import inference_session, softmax
-from mnist_mlops.serve.model_card import MODEL_PATH_ENV, ModelCard
+from mnist_mlops import imaging
+from mnist_mlops.inference.model_card import MODEL_PATH_ENV, ModelCard
+from mnist_mlops.inference.session import inference_session, softmax
 
 
 @bentoml.service(name="minimal_mnist", workers=1)

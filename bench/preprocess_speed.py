@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 
 
 def drawing_png() -> bytes:

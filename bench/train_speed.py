@@ -48,9 +48,10 @@ import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from mnist_mlops.core.config import TrainConfig, load_params
-from mnist_mlops.data.datamodule import MNISTDataModule
 from mnist_mlops.data.splits import Splits, load_splits
-from mnist_mlops.train.model import MLP, LitMLP
+from mnist_mlops.train.datamodule import MNISTDataModule
+from mnist_mlops.train.module import LitMLP
+from mnist_mlops.train.network import MLP
 from mnist_mlops.train.training import build_trainer
 
 TARGET = 0.98

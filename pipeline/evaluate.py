@@ -11,9 +11,9 @@ from pathlib import Path
 
 from mnist_mlops.core.cli import run_stage
 from mnist_mlops.data.splits import load_splits
+from mnist_mlops.evaluation.testset import evaluate
+from mnist_mlops.tracking.runs import log_to_run, read_run_ref
 from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.evaluation import evaluate
-from mnist_mlops.train.tracking import log_to_run, read_run_ref
 
 
 def main() -> None:

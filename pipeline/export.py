@@ -16,11 +16,11 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import ExportConfig, MlflowConfig, load_params
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops.export.to_onnx import INPUT_NAME, OUTPUT_NAME, export_and_verify
+from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.tracking.registry import register_onnx
+from mnist_mlops.tracking.runs import log_to_run, read_run_ref, run_tags
 from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.export import INPUT_NAME, OUTPUT_NAME, export_and_verify
-from mnist_mlops.train.registry import register_onnx
-from mnist_mlops.train.tracking import log_to_run, read_run_ref, run_tags
 
 log = logging.getLogger(__name__)
 

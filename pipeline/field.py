@@ -17,11 +17,11 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import FieldConfig, MlflowConfig, load_params
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.serve.model_card import ModelCard
-from mnist_mlops.train.fieldeval import plot_failures, score_set
-from mnist_mlops.train.fieldsets import build_set
-from mnist_mlops.train.registry import promote_if_better, registered_version
-from mnist_mlops.train.tracking import log_to_run, read_run_ref
+from mnist_mlops.evaluation.fieldscore import plot_failures, score_set
+from mnist_mlops.evaluation.fieldsets import build_set
+from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.tracking.registry import promote_if_better, registered_version
+from mnist_mlops.tracking.runs import log_to_run, read_run_ref
 
 log = logging.getLogger(__name__)
 

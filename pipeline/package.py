@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from mnist_mlops.core.cli import run_stage
-from mnist_mlops.train.packaging import build_bento, import_model
+from mnist_mlops.packaging.bento import build_bento, import_model
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 From the train split only: each digit through the serving preprocessing, each
 redrawn with a thick marker, and digits typed in fonts the field sets do not use
-(see src/mnist_mlops/train/variants.py). Writes ``variants.npz`` and ``counts.json``.
+(see src/mnist_mlops/prepare/variants.py). Writes ``variants.npz`` and ``counts.json``.
 """
 
 import argparse
@@ -14,8 +14,9 @@ from pathlib import Path
 from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import PrepareConfig, load_params
 from mnist_mlops.core.fileio import write_json
+from mnist_mlops.data.prepared import save_variants
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.train.variants import build_variants, save_variants
+from mnist_mlops.prepare.variants import build_variants
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import MlflowConfig, TrainConfig, load_params
 from mnist_mlops.core.fileio import write_csv, write_json
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.train.analysis import diagnose
-from mnist_mlops.train.tracking import prepare_store, resolve_tracking_uri
+from mnist_mlops.tracking.runs import prepare_store, resolve_tracking_uri
+from mnist_mlops.train.curves import diagnose
 from mnist_mlops.train.training import HISTORY_KEYS, train
 
 

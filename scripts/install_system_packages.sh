@@ -2,7 +2,7 @@
 # Installs the Debian packages the project runs besides Python, in one apt transaction:
 #   chromium (+ fonts-liberation)  the browser tests drive it by path (no `playwright install`)
 #   wrk                            bench/serve_load.py's HTTP load generator
-#   prometheus                     tests/serving/test_prometheus.py scrapes /metrics with it
+#   prometheus                     tests/service/test_prometheus.py scrapes /metrics with it
 #   postgresql                     `make mlflow-server` and its tests run their own cluster
 # Idempotent and non-interactive: installs only what is missing. Needs root (or sudo) and apt.
 #

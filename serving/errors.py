@@ -11,7 +11,7 @@ import json
 from starlette.responses import JSONResponse
 from starlette.types import Message, Send
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 from serving.metrics import service_metrics
 
 # What the client did wrong -> status. In order: subclasses first.

@@ -2,7 +2,7 @@
 
 Serving-side only (no build-time imports): :func:`resolve_model_path` says where
 ``model.onnx`` is, :func:`load_model` verifies its SHA-256 against ``model.json``
-(:class:`~mnist_mlops.serve.model_card.ModelCard`) and opens an ONNX Runtime session.
+(:class:`~mnist_mlops.inference.model_card.ModelCard`) and opens an ONNX Runtime session.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import numpy as np
 import onnxruntime as ort
 
 from mnist_mlops.core.errors import UserError
-from mnist_mlops.serve.inference import inference_session, softmax
-from mnist_mlops.serve.model_card import (
+from mnist_mlops.inference.model_card import (
     MODEL_FILE,
     MODEL_PATH_ENV,
     MODEL_TAG_ENV,
     STORE_NAME,
     ModelCard,
 )
+from mnist_mlops.inference.session import inference_session, softmax
 
 DEFAULT_MODEL_PATH = "models/model.onnx"
 

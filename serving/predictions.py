@@ -8,12 +8,13 @@ import io
 import numpy as np
 from PIL import Image
 
+from mnist_mlops import imaging
 from serving.schemas import Prediction
 
 
 def png_base64(pixels: np.ndarray) -> str:
     """A (28, 28) 0..255 array as base64 (no ``data:`` prefix) of an 8-bit grayscale PNG."""
-    gray = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    gray = imaging.to_uint8(pixels)
     buffer = io.BytesIO()
     Image.fromarray(gray, mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

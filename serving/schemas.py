@@ -1,6 +1,6 @@
 """Request and response shapes: BentoML builds the OpenAPI document and validation from these.
 
-The JSON pixel schema mirrors what :func:`mnist_mlops.serve.imaging.pixels_from_array`
+The JSON pixel schema mirrors what :func:`mnist_mlops.imaging.pixels_from_array`
 accepts (it re-checks everything); :class:`ErrorBody` is the one error shape every
 4xx/5xx answer has.
 """
@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 
 MAX_BATCH = 256  # images per /predict_batch request: bounds the memory and time of one call
 

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from starlette.responses import JSONResponse
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 from serving import connections
 from serving.endpoints import Endpoints
 from serving.errors import error_response, image_error_status

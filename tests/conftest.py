@@ -316,7 +316,7 @@ def complete_run_check():
 
 def _usable(onnx: Path) -> bool:
     """A model.onnx whose model card (beside it) vouches for it: same SHA-256."""
-    from mnist_mlops.serve.model_card import ModelCard
+    from mnist_mlops.inference.model_card import ModelCard
 
     try:
         ModelCard.read_beside(onnx).verify(onnx)

@@ -1,8 +1,11 @@
-"""The dependency arrows point one way: serving never pulls in the training side.
+"""The package's arrows point one way, and each DVC stage depends on exactly what it imports.
 
-The Bento and the serving image ship ``mnist_mlops.core`` and ``mnist_mlops.serve``
-without torch, Lightning or MLflow; an import of those from the serving side would only
-show up as a crash in the container. This reads every import statically.
+The Bento and the serving image ship ``core``, ``imaging`` and ``inference`` without torch,
+Lightning or MLflow: an import of those from the serving side would only show up as a
+crash in the container. Training data must not depend on the evaluation code. And a stage
+whose deps list a package it does not import reruns (or retrains) for nothing, while one
+that misses a package it imports does not rerun when that code changes. All of this is
+read statically from the code, so it costs nothing to check.
 """
 
 from __future__ import annotations
@@ -12,52 +15,117 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "mnist_mlops"
 TRAINING_ONLY = ("torch", "torchvision", "pytorch_lightning", "lightning", "mlflow", "onnx")
+SERVING_SIDE = ("core", "imaging", "inference")  # what the Bento and the image ship
+
+# Which rooms each room may import (the data-flow order of docs/architecture.md).
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "data": {"core"},
+    "imaging": {"core"},
+    "inference": {"core"},
+    "prepare": {"core", "data", "imaging"},
+    "tracking": {"core"},
+    "train": {"core", "data", "tracking"},
+    "evaluation": {"core", "data", "imaging", "inference"},
+    "export": {"core", "inference"},
+    "packaging": {"core", "inference"},
+}
 
 
 def imports(path: Path) -> set[str]:
-    """Every module ``path`` imports (absolute imports; relative ones are not used here)."""
+    """Every module ``path`` imports, function-level imports included (absolute only)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if node.module == "mnist_mlops":  # from mnist_mlops import imaging
+                names.update(f"mnist_mlops.{alias.name}" for alias in node.names)
     return names
+
+
+def rooms_imported(paths: list[Path]) -> set[str]:
+    return {
+        name.split(".")[1]
+        for path in paths
+        for name in imports(path)
+        if name.startswith("mnist_mlops.")
+    }
+
+
+def rooms() -> list[str]:
+    return sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").is_file())
 
 
 def modules(*folders: Path) -> list[Path]:
     return [path for folder in folders for path in sorted(folder.glob("*.py"))]
 
 
+def closure(start: set[str]) -> set[str]:
+    """The rooms ``start`` imports, and the rooms those import, and so on."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        room = todo.pop()
+        if room not in seen:
+            seen.add(room)
+            todo.extend(rooms_imported(modules(PKG / room)) - seen)
+    return seen
+
+
 def _id(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", modules(PKG / "core", PKG / "serve", ROOT / "serving"), ids=_id)
+def test_every_room_is_in_the_arrow_table() -> None:
+    assert set(rooms()) == set(ALLOWED)
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_room_imports_only_what_the_arrows_allow(room: str) -> None:
+    extra = rooms_imported(modules(PKG / room)) - ALLOWED[room] - {room}
+    assert not extra, f"mnist_mlops.{room} imports {sorted(extra)}; allowed: {ALLOWED[room]}"
+
+
+@pytest.mark.parametrize(
+    "path", modules(*(PKG / r for r in SERVING_SIDE), ROOT / "serving"), ids=_id
+)
 def test_serving_side_imports_nothing_from_training(path: Path) -> None:
     bad = sorted(
         name
         for name in imports(path)
         if name.split(".")[0] in TRAINING_ONLY
-        or name.startswith(("mnist_mlops.train", "mnist_mlops.data", "pipeline"))
+        or (name.startswith("mnist_mlops.") and name.split(".")[1] not in SERVING_SIDE)
+        or name.startswith("pipeline")
     )
-    assert not bad, f"{_id(path)} imports {bad}"
-
-
-@pytest.mark.parametrize("path", modules(PKG / "core"), ids=_id)
-def test_core_imports_neither_side(path: Path) -> None:
-    bad = sorted(n for n in imports(path) if n.startswith(("mnist_mlops.serve", "bentoml")))
     assert not bad, f"{_id(path)} imports {bad}"
 
 
 def test_the_bento_ships_exactly_the_serving_side() -> None:
     include = re.findall(r'^\s*-\s*"(src/[^"]+)"', (ROOT / "bentofile.yaml").read_text(), re.M)
-    assert set(include) == {
-        "src/mnist_mlops/__init__.py",
-        "src/mnist_mlops/core/**",
-        "src/mnist_mlops/serve/**",
+    assert set(include) == {"src/mnist_mlops/__init__.py"} | {
+        f"src/mnist_mlops/{room}/**" for room in SERVING_SIDE
     }
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", sorted(_stages()))
+def test_stage_depends_on_exactly_the_rooms_it_imports(stage: str) -> None:
+    spec = _stages()[stage]
+    deps = [str(d) for d in spec["deps"]]
+    script = re.search(r"python -m pipeline\.(\w+)", spec["cmd"]).group(1)
+    assert f"pipeline/{script}.py" in deps
+    code = [ROOT / "pipeline" / f"{script}.py"]
+    if "serving" in deps:  # the package stage builds the app into the Bento
+        code += modules(ROOT / "serving")
+    declared = {d.split("/")[2] for d in deps if d.startswith("src/mnist_mlops/")}
+    assert declared == closure(rooms_imported(code)), f"dvc.yaml deps of {stage}"

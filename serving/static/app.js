@@ -1,6 +1,6 @@
 // Draw-a-digit page: sends the canvas (or an uploaded file) to the service's /predict
 // as a PNG in a multipart form, so drawings and uploads share one preprocessing path
-// (mnist_mlops.serve.imaging crops, scales and centres the ink as MNIST did).
+// (mnist_mlops.imaging crops, scales and centres the ink as MNIST did).
 //
 // Each request asks for return_input: the answer then carries model_input, a base64
 // 28x28 grayscale PNG of exactly what the model was given, shown enlarged beside the bars

@@ -1,8 +1,9 @@
-"""mnist-mlops: a small, production-minded MNIST training-and-serving pipeline.
+"""mnist-mlops: a production-minded MNIST training-and-serving pipeline.
 
-The package is split so that serving imports nothing heavy: ``imaging`` and
-``errors`` need only numpy and Pillow; everything touching torch lives in the
-training modules and is imported only by the pipeline stages.
+Rooms, in data-flow order (``docs/architecture.md`` draws the arrows):
+``core`` (shared basics) -> ``data`` -> ``prepare`` -> ``train`` -> ``evaluation`` ->
+``export`` -> ``tracking`` -> ``packaging``; the serving side is ``imaging`` and
+``inference``, which import only ``core`` and nothing that needs torch.
 """
 
 __version__ = "0.1.0"

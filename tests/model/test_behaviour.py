@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_mlops.serve.imaging import preprocess_image
-from mnist_mlops.serve.inference import INPUT_NAME, inference_session, softmax
+from mnist_mlops.imaging import preprocess_image
+from mnist_mlops.inference.session import INPUT_NAME, inference_session, softmax
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from bento_process import serving
 from pipeline_repo import build_repo, repo_env, run
 
 from mnist_mlops.core.fileio import sha256_file
-from mnist_mlops.serve.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
 
 pytestmark = pytest.mark.slow
 

@@ -107,7 +107,7 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
     import numpy as np
     from bento_process import serving
 
-    from mnist_mlops.serve.inference import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+    from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
 
     path, env = repo
     meta = json.loads((path / "models/model.json").read_text())

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from pipeline_repo import build_repo, repo_env, run
 
-from mnist_mlops.train.tracking import client
+from mnist_mlops.tracking.runs import client
 
 pytestmark = pytest.mark.slow
 

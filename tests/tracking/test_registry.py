@@ -7,14 +7,14 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mnist_mlops.train.export import export_onnx
-from mnist_mlops.train.model import MLP
-from mnist_mlops.train.registry import (
+from mnist_mlops.export.to_onnx import export_onnx
+from mnist_mlops.tracking.registry import (
     CHAMPION,
     promote_if_better,
     register_onnx,
     registered_version,
 )
+from mnist_mlops.train.network import MLP
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
-from mnist_mlops.train.tracking import client, prepare_store
+from mnist_mlops.tracking.runs import client, prepare_store
 from mnist_mlops.train.training import train
 
 pytestmark = pytest.mark.slow

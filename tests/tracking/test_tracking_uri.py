@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_mlops.train.tracking import resolve_tracking_uri
+from mnist_mlops.tracking.runs import resolve_tracking_uri
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from mnist_mlops.data.splits import load_splits
+from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.tracking import client
 
 pytestmark = pytest.mark.slow
 

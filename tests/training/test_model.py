@@ -8,10 +8,11 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from mnist_mlops.core.config import Activation, Init, Optimizer, TrainConfig
-from mnist_mlops.data.datamodule import MNISTDataModule, TensorBatches
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.train.augment import random_affine, random_shift, random_stroke
-from mnist_mlops.train.model import MLP, OPTIMIZERS, LitMLP, count_parameters
+from mnist_mlops.train.datamodule import MNISTDataModule, TensorBatches
+from mnist_mlops.train.module import OPTIMIZERS, LitMLP
+from mnist_mlops.train.network import MLP, count_parameters
 from mnist_mlops.train.training import build_trainer
 
 

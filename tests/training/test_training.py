@@ -7,14 +7,14 @@ import pytest
 
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.data.splits import load_splits
-from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.export import (
+from mnist_mlops.export.to_onnx import (
     INPUT_NAME,
     as_model_input,
     export_and_verify,
     inference_session,
 )
-from mnist_mlops.train.tracking import client
+from mnist_mlops.tracking.runs import client
+from mnist_mlops.train.checkpoint import load_net
 from mnist_mlops.train.training import HISTORY_KEYS, train
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mnist_mlops.core.errors import DataFormatError, UserError
-from mnist_mlops.serve.imaging import mnist_style
-from mnist_mlops.train import variants
-from mnist_mlops.train.fieldsets import FONT_FILES
+from mnist_mlops.data import prepared
+from mnist_mlops.data.fonts import FIELD_FONTS
+from mnist_mlops.imaging import mnist_style
+from mnist_mlops.prepare import variants
 
 
 def ring_digits(n: int, hole: float = 0.62) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +61,7 @@ def test_typed_digits_cover_every_font_and_digit():
 
 def test_a_field_set_font_is_refused_as_a_leak():
     with pytest.raises(UserError, match=r"prepare.fonts: DejaVuSans.ttf .*field set"):
-        variants.training_fonts(("STIXGeneral.ttf", FONT_FILES[0]))
+        variants.training_fonts(("STIXGeneral.ttf", FIELD_FONTS[0]))
     with pytest.raises(UserError, match=r"no font NoSuch.ttf .* known: .*cmr10.ttf"):
         variants.training_fonts(("NoSuch.ttf",))
     with pytest.raises(UserError, match=r"kind 'fonts' needs prepare.fonts"):
@@ -69,12 +70,12 @@ def test_a_field_set_font_is_refused_as_a_leak():
 
 def test_saved_variants_load_back_and_bad_files_say_rerun(tmp_path):
     x, y = ring_digits(3)
-    counts = variants.save_variants({"marker": (x, y), "served": (x[:1], y[:1])}, tmp_path)
+    counts = prepared.save_variants({"marker": (x, y), "served": (x[:1], y[:1])}, tmp_path)
     assert counts == {"served": 1, "marker": 3}
-    images, labels = variants.load_variants(tmp_path)
+    images, labels = prepared.load_variants(tmp_path)
     assert images.shape == (4, 28, 28) and labels.tolist() == [0, 0, 0, 0]
     with pytest.raises(DataFormatError, match="run the prepare stage first"):
-        variants.load_variants(tmp_path / "missing")
-    (tmp_path / variants.VARIANTS_FILE).write_bytes(b"not a zip")
+        prepared.load_variants(tmp_path / "missing")
+    (tmp_path / prepared.VARIANTS_FILE).write_bytes(b"not a zip")
     with pytest.raises(DataFormatError, match="rerun the prepare stage"):
-        variants.load_variants(tmp_path)
+        prepared.load_variants(tmp_path)

@@ -32,7 +32,7 @@ from mnist_mlops.core.errors import UserError
 
 # The allowed values, each listed once; model.py reads them with typing.get_args.
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]  # torch.nn.functional names
-VariantKind = Literal["served", "marker", "fonts"]  # extra training digits: train/variants.py
+VariantKind = Literal["served", "marker", "fonts"]  # extra training digits: prepare/variants.py
 Optimizer = Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"]
 Schedule = Literal["none", "onecycle", "cosine"]
 Init = Literal["default", "xavier", "he"]
@@ -96,7 +96,7 @@ class SplitConfig(Section):
 
 class PrepareConfig(Section):
     SECTION: ClassVar[str] = "prepare"
-    # Extra training digits as the service hands them to the model (train/variants.py).
+    # Extra training digits as the service hands them to the model (prepare/variants.py).
     kinds: tuple[VariantKind, ...]
     fonts: tuple[str, ...]  # matplotlib's font files, none of the field set's DejaVu ones
     font_samples: NonNegativeInt  # per font and digit
@@ -146,7 +146,7 @@ class MlflowConfig(Section):
 
 class FieldConfig(Section):
     SECTION: ClassVar[str] = "field"
-    # Realistic sets built from the MNIST test split (mnist_mlops.train.fieldsets names them).
+    # Realistic sets built from the MNIST test split (mnist_mlops.evaluation.fieldsets names them).
     sets: Annotated[tuple[str, ...], Field(min_length=1)]
     n_per_set: PositiveInt  # 300 images: about +-1 % on each accuracy
     seed: int

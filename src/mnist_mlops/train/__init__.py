@@ -1,5 +1,4 @@
-"""Training side: model, training loop, evaluation, export, tracking, registry, packaging.
+"""Training: the network, its LightningModule, augmentation, data loading and the loop.
 
-Imports torch, Lightning and MLflow; may use `mnist_mlops.serve` (the exported model's
-contract and the serving path for field scoring), never the other way round.
+Imports torch and Lightning; nothing on the serving side imports this package.
 """

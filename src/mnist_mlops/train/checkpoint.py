@@ -12,7 +12,7 @@ import torch
 
 from mnist_mlops.core.config import TrainConfig
 from mnist_mlops.core.errors import UserError
-from mnist_mlops.train.model import MLP
+from mnist_mlops.train.network import MLP
 
 
 def load_net(checkpoint: str | os.PathLike[str]) -> torch.nn.Module:

@@ -29,11 +29,12 @@ from pytorch_lightning.utilities import rank_zero_only
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path, sha256_file
-from mnist_mlops.data.datamodule import MNISTDataModule
-from mnist_mlops.train.model import LitMLP, count_parameters, is_finite_model
+from mnist_mlops.data.prepared import load_variants
+from mnist_mlops.tracking.runs import client, git_commit
+from mnist_mlops.train.datamodule import MNISTDataModule
+from mnist_mlops.train.module import LitMLP
+from mnist_mlops.train.network import count_parameters, is_finite_model
 from mnist_mlops.train.run_extras import SystemMetrics, log_datasets
-from mnist_mlops.train.tracking import client, git_commit
-from mnist_mlops.train.variants import load_variants
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -121,7 +122,7 @@ def train(
     sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
     A tracked run gets each parameter once (flat names), the train/val splits as
     dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
-    training digits (:mod:`mnist_mlops.train.variants`), added to the train split.
+    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     extra = load_variants(prepared_dir) if prepared_dir is not None else None

@@ -1,6 +1,6 @@
 """Score the field sets through exactly the serving path: bytes -> imaging -> ONNX.
 
-The service decodes an upload with :func:`mnist_mlops.serve.imaging.preprocess_image`
+The service decodes an upload with :func:`mnist_mlops.imaging.preprocess_image`
 and runs the exported ONNX graph with ONNX Runtime; this does the same, image by
 image, so a preprocessing or export bug shows up here as it would for users.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_mlops.serve.imaging import ImageError, preprocess_image
-from mnist_mlops.serve.inference import INPUT_NAME, as_model_input, inference_session
+from mnist_mlops.imaging import ImageError, preprocess_image
+from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def plot_failures(
     from PIL import Image, ImageOps
 
     from mnist_mlops.core.fileio import atomic_path
-    from mnist_mlops.train.analysis import _figure
+    from mnist_mlops.evaluation.analysis import _figure
 
     plt = _figure()
     wrong = np.flatnonzero(score.predictions != score.labels)[:n]

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from mnist_mlops.core.fileio import atomic_path
-from mnist_mlops.serve.model_card import (
+from mnist_mlops.inference.model_card import (
     CARD_NAME,
     MODEL_FILE,
     MODEL_TAG_ENV,

@@ -79,26 +79,6 @@ def shift_images(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
-def diagnose(history: list[dict[str, float]]) -> str:
-    """One line on the learning curves: overfitting, underfitting, oscillation or fine."""
-    if not history:
-        return "no history"
-    last = history[-1]
-    gap = last["train/acc"] - last["val/acc"]
-    val_losses = [h["val/loss"] for h in history]
-    ups = sum(b > a for a, b in zip(val_losses, val_losses[1:]))
-    if last["train/acc"] < 0.97:
-        return f"underfitting: train accuracy {last['train/acc']:.4f} < 0.97; train longer or widen"
-    if gap > 0.015 or (len(val_losses) > 3 and val_losses[-1] > 1.2 * min(val_losses)):
-        return (
-            f"overfitting: train-val accuracy gap {gap:.4f}, val loss {val_losses[-1]:.4f} vs "
-            f"best {min(val_losses):.4f}; add dropout/augmentation or stop earlier"
-        )
-    if len(val_losses) > 3 and ups >= len(val_losses) // 2:
-        return f"oscillating: val loss rose in {ups} of {len(val_losses) - 1} epochs; lower the lr"
-    return f"good fit: train-val accuracy gap {gap:.4f}"
-
-
 def _figure():
     import matplotlib
 

@@ -18,7 +18,7 @@ import pytest
 from bento_process import serving
 from PIL import Image
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,7 @@ def test_return_input_over_http(server, digit_png, stroke_pixels):
         "/predict_batch", json={"images": [stroke_pixels.tolist()], "return_input": True}
     )
     assert form.status_code == array.status_code == batch.status_code == 200
-    expected = np.clip(np.rint(imaging.preprocess_image(digit_png)), 0, 255).astype(np.uint8)
+    expected = imaging.to_uint8(imaging.preprocess_image(digit_png))
     np.testing.assert_array_equal(_decode_png(form.json()["model_input"]), expected)
     np.testing.assert_array_equal(_decode_png(array.json()["model_input"]), stroke_pixels)
     assert batch.json()["predictions"][0]["model_input"] == array.json()["model_input"]

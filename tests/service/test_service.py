@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_mlops import imaging
 from mnist_mlops.core.fileio import read_json, write_json
-from mnist_mlops.serve import imaging
-from mnist_mlops.serve.inference import softmax
-from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.inference.session import softmax
 from serving.model_loading import ModelLoadError, load_model
 from serving.schemas import MAX_BATCH, BatchPrediction, Prediction, example_pixels
 from serving.service import MnistClassifier
@@ -214,7 +214,7 @@ def test_return_input_gives_exactly_the_model_input(service, digit_png, tmp_path
     upload = tmp_path / "digit.png"
     upload.write_bytes(digit_png)
     pred = asyncio.run(service.predict(upload, return_input=True))
-    expected = np.clip(np.rint(imaging.preprocess_image(digit_png)), 0, 255).astype(np.uint8)
+    expected = imaging.to_uint8(imaging.preprocess_image(digit_png))
     np.testing.assert_array_equal(_png_pixels(pred.model_input), expected)
     assert asyncio.run(service.predict(upload)).model_input is None
     batch = asyncio.run(service.predict_batch([EXAMPLE_PIXELS] * 2, return_input=True))

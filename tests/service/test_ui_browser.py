@@ -12,7 +12,7 @@ recognised (at least 9 of 10 at each of three pen widths); and the 28x28 image t
 model was given is shown beside the bars. A screenshot of the page goes to the test's
 tmp dir and to ``artifacts/ui-screenshot.png``.
 
-    pytest -m browser tests/serving/test_ui_browser.py
+    pytest -m browser tests/service/test_ui_browser.py
 """
 
 from __future__ import annotations

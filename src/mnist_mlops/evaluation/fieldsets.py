@@ -21,22 +21,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnist_mlops.core.errors import UserError
+from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 
 SETS = ("photo", "marker", "pen", "canvas", "fonts")
-FONT_FILES = (
-    "DejaVuSans.ttf",
-    "DejaVuSans-Bold.ttf",
-    "DejaVuSans-Oblique.ttf",
-    "DejaVuSerif.ttf",
-    "DejaVuSerif-Bold.ttf",
-    "DejaVuSansMono.ttf",
-)
 # EXIF orientation tag value -> how the stored pixels are turned from upright.
 _EXIF_STORED = {
     6: Image.Transpose.ROTATE_90,
@@ -203,15 +195,9 @@ def canvas(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return encode(Image.fromarray(rgba, "RGBA"), "PNG")
 
 
-def font_dir() -> Path:
-    import matplotlib  # the fonts ship inside matplotlib; no system fonts needed
-
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-
-
 def typed(label: int, rng: np.random.Generator) -> bytes:
     """The digit typed in a DejaVu font, any size and place, slightly rotated."""
-    font_path = font_dir() / FONT_FILES[int(rng.integers(len(FONT_FILES)))]
+    font_path = font_dir() / FIELD_FONTS[int(rng.integers(len(FIELD_FONTS)))]
     size = int(rng.integers(40, 220))
     font = ImageFont.truetype(str(font_path), size)
     w, h = int(rng.integers(size + 40, 3 * size + 80)), int(rng.integers(size + 60, 2 * size + 120))

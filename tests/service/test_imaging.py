@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 
 
 def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
@@ -347,7 +347,7 @@ def test_paper_inside_a_thick_loop_stays_paper(encode_image):
 
 
 def test_exact_paper_shortcut_agrees_with_the_estimated_background(make_digit, encode_image):
-    from mnist_mlops.serve.imaging_paper import uniform_paper
+    from mnist_mlops.imaging.paper import uniform_paper
 
     drawing = make_digit(size=(300, 200), box=(60, 20, 160, 180), width=12, background=200)
     clean = np.asarray(drawing)[..., None]

@@ -5,7 +5,7 @@ shadow, a ruled line or the edge of the sheet. :func:`find_ink` turns such an
 image into a mask of the digit only:
 
 1-2. ink strength, how far each pixel is from the paper on the ink's side, with
-   gradients, shadows and their edges subtracted (:mod:`mnist_mlops.serve.imaging_paper`);
+   gradients, shadows and their edges subtracted (:mod:`mnist_mlops.imaging.paper`);
 3. Otsu's threshold on the (lightly smoothed) strength separates ink from grain;
 4. 8-connected components: ruled lines and page edges (long, thin, running
    along the image) and dust (small, or far from the digit) are dropped; the
@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mnist_mlops.serve.imaging_paper import (
+from mnist_mlops.imaging.paper import (
     BACKGROUND_SIDE,
     BACKGROUND_WINDOW,
     ink_sides,
@@ -31,6 +31,7 @@ from mnist_mlops.serve.imaging_paper import (
     uniform_paper,
     uniform_strength,
 )
+from mnist_mlops.imaging.pixels import to_uint8
 
 MIN_PART = 0.04  # a piece with less ink than this fraction of the digit's is dust
 NEAR = 0.35  # pieces within this fraction of the digit's size belong to it (a broken stroke)
@@ -138,7 +139,7 @@ def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
 
 def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
     """(H, W, C) 0..255 -> the digit's mask, or None when there is no ink."""
-    img = np.clip(np.rint(channels), 0, 255).astype(np.uint8)
+    img = to_uint8(channels)
     paper = uniform_paper(img)
     if paper is not None:  # a drawing: the paper is known exactly, nothing to estimate
         strength, sides = uniform_strength(img, paper)

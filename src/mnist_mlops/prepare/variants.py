@@ -2,7 +2,7 @@
 
 MNIST's digits are anti-aliased scans of pen strokes; what reaches the model at
 serve time is a photo, a drawing or a typed digit after
-:func:`mnist_mlops.serve.imaging.mnist_style`: binarised, stroke width
+:func:`mnist_mlops.imaging.mnist_style`: binarised, stroke width
 normalised, fit into 20x20 and centred by mass. A model that never saw that
 look misreads it, so the prepare stage adds, built from the *train* split only
 (the field sets come from the test split):
@@ -22,26 +22,22 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 
-from mnist_mlops.core.config import VariantKind
-from mnist_mlops.core.errors import DataFormatError, UserError
-from mnist_mlops.serve.imaging import ImageError, mnist_style
-from mnist_mlops.train.fieldsets import FONT_FILES, font_dir
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
+from mnist_mlops.imaging import ImageError, mnist_style, to_uint8
 
-KINDS: tuple[str, ...] = get_args(VariantKind)  # also the order of the images in the output
 MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
 MARKER_RADIUS = (4, 11)  # brush radius in px at MARKER_BASE: 8-20 % of the digit's height
 CHUNKS_PER_WORKER = 8
-VARIANTS_FILE = "variants.npz"  # in the prepare stage's output folder
 
 
 def _as_mnist(img: np.ndarray) -> np.ndarray | None:
     """One image through the serving preprocessing, as uint8 (None if it finds no ink)."""
     try:
-        return np.clip(np.rint(mnist_style(img.astype(np.float32))), 0, 255).astype(np.uint8)
+        return to_uint8(mnist_style(img.astype(np.float32)))
     except ImageError:
         return None
 
@@ -96,7 +92,7 @@ def _typed(job: tuple[str, int, int, int]) -> np.ndarray:
 
 def training_fonts(names: tuple[str, ...]) -> list[Path]:
     """The font files to type digits in; a field-set font is refused (it would be a leak)."""
-    leaked = sorted(set(names) & set(FONT_FILES))
+    leaked = sorted(set(names) & set(FIELD_FONTS))
     if leaked:
         raise UserError(
             f"prepare.fonts: {', '.join(leaked)} is typed in the 'fonts' field set; "
@@ -142,33 +138,3 @@ def build_variants(
             ys = np.concatenate([np.full(len(t), d) for t, (_, d, _, _) in zip(typed, jobs)])
             out["fonts"] = (np.concatenate(typed), ys.astype(np.int64))
     return out
-
-
-def save_variants(variants: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: Path) -> dict:
-    """Write ``variants.npz`` (x, y, kind index into KINDS) atomically; return the counts."""
-    from mnist_mlops.core.fileio import atomic_open
-
-    names = [k for k in KINDS if k in variants]
-    x = np.concatenate([variants[k][0] for k in names]) if names else np.zeros((0, 28, 28))
-    y = np.concatenate([variants[k][1] for k in names]) if names else np.zeros(0)
-    kind = np.concatenate([np.full(len(variants[k][1]), KINDS.index(k)) for k in names] or [[]])
-    with atomic_open(Path(out_dir) / VARIANTS_FILE, "wb") as handle:
-        np.savez(handle, x=x.astype(np.uint8), y=y.astype(np.int64), kind=kind.astype(np.int64))
-    return {k: len(variants[k][1]) for k in names}
-
-
-def load_variants(prepared_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images, int64 labels) that :func:`save_variants` wrote, validated."""
-    path = Path(prepared_dir) / VARIANTS_FILE
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            x, y = npz["x"], npz["y"]
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: not found; run the prepare stage first") from None
-    except (KeyError, ValueError, OSError, EOFError) as exc:
-        raise DataFormatError(f"{path}: unreadable ({exc}); rerun the prepare stage") from None
-    if x.dtype != np.uint8 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
-        raise DataFormatError(f"{path}: not (N, 28, 28) uint8 images with N labels; rerun prepare")
-    if len(y) and (y.min() < 0 or y.max() > 9):
-        raise DataFormatError(f"{path}: labels outside 0..9; rerun the prepare stage")
-    return x, y

@@ -24,7 +24,7 @@ from bento_process import serving
 from digits import animated_gif, draw_digit, encode, png_claiming_size
 from PIL import Image
 
-from mnist_mlops.serve import imaging
+from mnist_mlops import imaging
 from serving.schemas import MAX_BATCH
 from serving.service import MAX_BODY_BYTES
 

@@ -15,7 +15,7 @@ import pytest
 from digits import draw_digit, encode, png_claiming_size
 from PIL import Image
 
-from mnist_mlops.serve.model_card import ModelCard
+from mnist_mlops.inference.model_card import ModelCard
 from serving.schemas import example_pixels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +25,8 @@ def write_test_model(folder: Path) -> Path:
     """Export a seeded MLP to ``folder/model.onnx`` with the pipeline's metadata beside it."""
     import torch  # only the tests need torch, to make a model
 
-    from mnist_mlops.train.export import export_onnx
-    from mnist_mlops.train.model import MLP
+    from mnist_mlops.export.to_onnx import export_onnx
+    from mnist_mlops.train.network import MLP
 
     torch.manual_seed(0)
     path = folder / "model.onnx"
@@ -44,7 +44,12 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def offline_logits(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Run the model with ONNX Runtime directly: (N, 28, 28) pixels -> (N, 10) logits."""
-    from mnist_mlops.train.export import INPUT_NAME, OUTPUT_NAME, as_model_input, inference_session
+    from mnist_mlops.export.to_onnx import (
+        INPUT_NAME,
+        OUTPUT_NAME,
+        as_model_input,
+        inference_session,
+    )
 
     session = inference_session(model_path)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from bento_process import free_port, launch, stop_server, wait_ready
 
-from mnist_mlops.serve.inference import inference_session
+from mnist_mlops.inference.session import inference_session
 
 pytestmark = pytest.mark.slow
 

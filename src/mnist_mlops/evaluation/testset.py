@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mnist_mlops.core.fileio import write_csv, write_json
-from mnist_mlops.train import analysis
+from mnist_mlops.evaluation import analysis
 
 SHIFTS = (0, 1, 2, 3, 4)
 _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))

@@ -1,6 +1,6 @@
 """The paper under the ink: which side the ink is on, and how bright the paper is everywhere.
 
-:mod:`mnist_mlops.serve.imaging_ink` needs, for every pixel, how far it is from
+:mod:`mnist_mlops.imaging.ink` needs, for every pixel, how far it is from
 the paper on the ink's side. In a photo the paper is not one colour: lighting
 gradients, shadows and their edges. Here:
 

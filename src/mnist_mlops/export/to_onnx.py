@@ -2,7 +2,7 @@
 
 The graph takes raw pixels (float32, 0..255) shaped (N, 28, 28), with a dynamic
 batch axis; normalisation is inside the graph (see
-:class:`~mnist_mlops.train.model.PixelNormalise`). ONNX fixes an input's rank (the
+:class:`~mnist_mlops.train.network.PixelNormalise`). ONNX fixes an input's rank (the
 checker rejects a rank-free input), so callers holding (N, 784) rows reshape
 them with :func:`as_model_input`, a free view. Parity is checked on a whole
 split with ONNX Runtime before the file is moved into place.
@@ -21,7 +21,7 @@ import torch
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path
-from mnist_mlops.serve.inference import INPUT_NAME, OUTPUT_NAME, as_model_input, inference_session
+from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, as_model_input, inference_session
 
 __all__ = [
     "INPUT_NAME",

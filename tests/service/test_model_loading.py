@@ -10,7 +10,7 @@ import pytest
 
 from mnist_mlops.core.errors import ChecksumError, DataFormatError
 from mnist_mlops.core.fileio import sha256_file
-from mnist_mlops.serve.model_card import CARD_NAME, MODEL_PATH_ENV, ModelCard, card_path
+from mnist_mlops.inference.model_card import CARD_NAME, MODEL_PATH_ENV, ModelCard, card_path
 from serving.model_loading import ModelLoadError, load_model, resolve_model_path
 
 

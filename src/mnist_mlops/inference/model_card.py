@@ -21,7 +21,7 @@ from typing import Any
 
 from mnist_mlops.core.errors import ChecksumError, DataFormatError
 from mnist_mlops.core.fileio import read_json, sha256_file, write_json
-from mnist_mlops.serve.inference import INPUT_NAME, OUTPUT_NAME
+from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
 
 CARD_NAME = "model.json"  # always this name, in the model file's folder
 MODEL_FILE = "model.onnx"  # the model's file name in the BentoML model store entry

@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX, with a parity check of the exported graph against PyTorch."""
