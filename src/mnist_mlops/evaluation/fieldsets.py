@@ -14,7 +14,9 @@ photos and drawings, not tuned to what a model gets right:
 - ``canvas``: light strokes on a transparent 280x280 PNG, as the /ui page makes
   them, of any width, size and position;
 - ``fonts``: the digit typed in one of matplotlib's bundled DejaVu fonts (no
-  system fonts), any size, off-centre, slightly rotated; labels are random.
+  system fonts), any size, off-centre, slightly rotated; labels are random;
+- ``writers``: real handwriting by 43 writers that no generator of ours made (UCI
+  optdigits, :mod:`mnist_mlops.evaluation.writers`), all 1,797 digits, whatever ``n``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
+from mnist_mlops.evaluation.writers import writers_set
 
-SETS = ("photo", "marker", "pen", "canvas", "fonts")
+SETS = ("photo", "marker", "pen", "canvas", "fonts", "writers")
 # EXIF orientation tag value -> how the stored pixels are turned from upright.
 _EXIF_STORED = {
     6: Image.Transpose.ROTATE_90,
@@ -227,6 +230,8 @@ def build_set(
     """``n`` encoded images of set ``name`` from the test split, and their labels."""
     if name not in SETS:
         raise UserError(f"field.sets: unknown set {name!r}; known sets are {', '.join(SETS)}")
+    if name == "writers":  # real handwriting, all of it: not drawn from the test split
+        return writers_set(seed)
     rng = np.random.default_rng([seed, SETS.index(name)])
     if name == "fonts":
         ys = rng.integers(0, 10, n)
