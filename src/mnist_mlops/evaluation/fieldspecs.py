@@ -51,7 +51,9 @@ class DrawnSpec:
     canvas_px: IntRange  # side of the square canvas
     digit: Range  # digit height as a share of the side
     stroke: Range | None  # stroke width as a share of the digit height (at least 1 px) ...
-    stroke_px: Range | None  # ... or in px
+    # ... or in px: the width asked of redraw.stroke_mask; a thin line on a big canvas
+    # comes out a little wider (it is scaled up from redraw.BASE_PX, then eroded).
+    stroke_px: Range | None
     rotation_deg: Range
     paper: Range | None  # grey level of the paper per channel; None: pure white
     ink: Range  # grey level of the ink per channel ...
