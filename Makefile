@@ -42,5 +42,7 @@ data/processed:  # the split stage's output, which the benchmark trains on
 bench-serve:  ## HTTP load with wrk: bare Starlette vs minimal BentoML vs ours (add ARGS=--quick)
 	python bench/serve_load.py $(ARGS)
 
-clean:  ## remove pipeline outputs (not the venv or mlflow.db)
-	rm -rf data/raw data/processed models/*.ckpt models/*.onnx plots/*.png
+# DVC writes each cached output of dvc.yaml into the .gitignore of its folder; git clean -X
+# removes only ignored files, so the committed metrics, plots and model card stay.
+clean:  ## remove the pipeline's cached outputs: data, checkpoint, ONNX, Bento, rendered plots
+	git clean -fdX -- data models plots metrics bentos

@@ -45,14 +45,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import yaml
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 
 from mnist_mlops.core.config import TrainConfig, load_params
 from mnist_mlops.data.splits import Splits, load_splits
 from mnist_mlops.train.datamodule import MNISTDataModule
 from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import MLP
-from mnist_mlops.train.training import build_trainer
+from mnist_mlops.train.trainer import best_checkpoint, build_trainer
 
 TARGET = 0.98
 # (c)'s speed profile on a GPU: a GPU step of this MLP costs about the same at any
@@ -334,9 +334,7 @@ def run_lightning(
     dm.stats = stats
     test = (torch.from_numpy(splits.x_test).to(device), torch.from_numpy(splits.y_test).to(device))
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as ckpt_dir:
-        checkpoint = ModelCheckpoint(
-            dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1, filename="best"
-        )
+        checkpoint = best_checkpoint(ckpt_dir)
         timing = _Timing(run, clock, test, budget_s, min_epochs)
         trainer = build_trainer(cfg, False, [checkpoint, timing], enable_progress_bar=False)
         trainer.fit(model, datamodule=dm)

@@ -71,16 +71,15 @@ def main() -> None:
         artifact_path="export",
     )
     if logged:
-        reg = register_onnx(
+        version = register_onnx(
             args.onnx_out,
             ref["tracking_uri"],
             ref["run_id"],
             mlflow_cfg.registered_model,
             test_acc,
             tags={"sha256": card.sha256, **run_tags(ref, ("dataset_sha256", "git_commit"))},
-            promote=False,  # the field stage promotes, once the field sets are scored
-        )
-        log.info("registered %s version %s", mlflow_cfg.registered_model, reg.version)
+        )  # the field stage promotes, once the field sets are scored
+        log.info("registered %s version %s", mlflow_cfg.registered_model, version)
     card.write_beside(args.onnx_out)
 
 

@@ -17,7 +17,8 @@ from mnist_mlops.core.fileio import write_csv, write_json
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.tracking.runs import prepare_store, resolve_tracking_uri
 from mnist_mlops.train.curves import diagnose
-from mnist_mlops.train.training import HISTORY_KEYS, train
+from mnist_mlops.train.trainer import HISTORY_KEYS
+from mnist_mlops.train.training import train
 
 
 def main() -> None:

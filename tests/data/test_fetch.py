@@ -80,3 +80,44 @@ def test_present_verified_files_are_not_refetched(synthetic_mirror, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in Path(tmp_path).iterdir()}
     download_mnist(tmp_path, sha, [], **LOCAL)  # no mirrors: would fail if it fetched anything
     assert before == {p: p.stat().st_mtime_ns for p in Path(tmp_path).iterdir()}
+
+
+def _answers(statuses: list[int], body: bytes, asked: list[int]):
+    """A mirror behaviour answering each request with the next status (the last repeats)."""
+
+    def answer(handler) -> None:
+        status = statuses[min(len(asked), len(statuses) - 1)]
+        asked.append(status)
+        payload = body if status == 200 else b"try later"
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    return answer
+
+
+def test_a_busy_mirror_is_asked_again(synthetic_mirror, http_mirror, caplog):
+    folder, sha = synthetic_mirror
+    name = "t10k-labels-idx1-ubyte"
+    asked: list[int] = []
+    http_mirror.route(
+        f"{name}.gz", _answers([503, 200], (folder / f"{name}.gz").read_bytes(), asked)
+    )
+    assert len(fetch_one(name, sha[name], [http_mirror.url], timeout_s=5, retries=1)) == 8 + 200
+    assert asked == [503, 200]
+    assert "mirror skipped" not in caplog.text
+
+
+def test_a_refusal_or_a_missing_file_is_not_asked_again(synthetic_mirror, http_mirror, caplog):
+    folder, sha = synthetic_mirror
+    name = "t10k-labels-idx1-ubyte"
+    refused: list[int] = []
+    http_mirror.route(f"{name}.gz", _answers([403, 200], b"", refused))  # the plain name: 404
+    with pytest.raises(UserError) as err:
+        fetch_one(name, sha[name], [http_mirror.url], timeout_s=5, retries=2)
+    assert refused == [403]
+    assert "HTTP 403" in str(err.value) and "HTTP 404" in str(err.value)
+    # A mirror without the file is normal (most hold only one of .gz and plain): no warning.
+    skipped = [r.getMessage() for r in caplog.records if "mirror skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "HTTP 403" in skipped[0], skipped

@@ -44,12 +44,21 @@ def test_champion_moves_only_to_a_better_model(store):
     uri, client = store.uri, store.client
     runs = [store.run() for _ in range(3)]
 
-    first = register_onnx(store.onnx, uri, runs[0], "digits", 0.98, {"git_commit": "abc"})
-    worse = register_onnx(store.onnx, uri, runs[1], "digits", 0.97)
-    better = register_onnx(store.onnx, uri, runs[2], "digits", 0.985)
-    assert (first.version, first.promoted) == ("1", True)
-    assert (worse.version, worse.promoted, worse.previous_accuracy) == ("2", False, 0.98)
-    assert (better.version, better.promoted, better.previous_champion) == ("3", True, "1")
+    versions = [
+        register_onnx(store.onnx, uri, runs[0], "digits", 0.98, {"git_commit": "abc"}),
+        register_onnx(store.onnx, uri, runs[1], "digits", 0.97),
+        register_onnx(store.onnx, uri, runs[2], "digits", 0.985),
+    ]
+    assert versions == ["1", "2", "3"]
+    # Registering alone never moves the alias: only the gate does.
+    assert not any(v.aliases for v in client.search_model_versions("name='digits'"))
+    first, worse, better = (
+        promote_if_better(uri, "digits", v, {"test_accuracy": acc})
+        for v, acc in zip(versions, (0.98, 0.97, 0.985), strict=True)
+    )
+    assert first["promoted"] and first["previous"] is None
+    assert not worse["promoted"] and worse["previous_metrics"] == {"test_accuracy": 0.98}
+    assert better["promoted"] and better["previous"] == "1"
     champion = client.get_model_version_by_alias("digits", CHAMPION)
     assert str(champion.version) == "3" and champion.run_id == runs[2]
     first = client.get_model_version("digits", "1")
@@ -62,12 +71,9 @@ def test_champion_moves_only_to_a_better_model(store):
 def test_champion_needs_test_and_every_field_set(store):
     uri, client = store.uri, store.client
     versions = [
-        register_onnx(
-            store.onnx, uri, store.run(), "digits", acc,
-            promote=False,
-        ).version
+        register_onnx(store.onnx, uri, store.run(), "digits", acc)
         for acc in (0.98, 0.99, 0.985, 0.98)
-    ]  # fmt: skip
+    ]
     assert not any(v.aliases for v in client.search_model_versions("name='digits'"))
 
     first = promote_if_better(
@@ -97,9 +103,7 @@ def test_champion_needs_test_and_every_field_set(store):
 
 def test_registered_version_is_found_by_run_and_model_hash(store):
     run = store.run()
-    version = register_onnx(
-        store.onnx, store.uri, run, "digits", 0.98, {"sha256": "a" * 64}
-    ).version
+    version = register_onnx(store.onnx, store.uri, run, "digits", 0.98, {"sha256": "a" * 64})
     assert registered_version(store.uri, "digits", run, "a" * 64) == version
     assert registered_version(store.uri, "digits", run, "b" * 64) is None  # another model file
     assert registered_version(store.uri, "digits", store.run(), "a" * 64) is None  # another run

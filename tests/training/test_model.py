@@ -13,7 +13,7 @@ from mnist_mlops.train.augment import random_affine, random_shift, random_stroke
 from mnist_mlops.train.datamodule import MNISTDataModule, TensorBatches
 from mnist_mlops.train.module import OPTIMIZERS, LitMLP
 from mnist_mlops.train.network import MLP, count_parameters
-from mnist_mlops.train.training import build_trainer
+from mnist_mlops.train.trainer import build_trainer
 
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (5, 784)])

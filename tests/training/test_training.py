@@ -15,7 +15,8 @@ from mnist_mlops.export.to_onnx import (
 )
 from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.training import HISTORY_KEYS, train
+from mnist_mlops.train.trainer import HISTORY_KEYS
+from mnist_mlops.train.training import train
 
 pytestmark = pytest.mark.slow
 

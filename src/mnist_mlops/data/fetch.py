@@ -33,7 +33,21 @@ _CHUNK = 1 << 16
 
 
 class MirrorError(Exception):
-    """One mirror failed for one file (reason in the message); try the next."""
+    """One mirror failed for one file for good (reason in the message); try the next."""
+
+
+class MissingFileError(MirrorError):
+    """The mirror does not have the file (HTTP 404, no such file): skipped without a warning,
+    since most mirrors hold only the gzip or only the plain name."""
+
+
+class TransientFetchError(MirrorError):
+    """A failure that may not happen again (timeout, refused or reset connection, HTTP 5xx,
+    a gzip stream cut short): retried, with a back-off, up to ``download.retries`` times."""
+
+
+# HTTP statuses worth asking again: the server is busy or failing, not saying "no".
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 def mirror_list(mirrors: Sequence[str], override: str = "") -> list[str]:
@@ -94,13 +108,16 @@ def _fetch_raw(location: str, timeout_s: float, deadline_s: float | None = None)
                     response, int(length) if length else None, Path(parsed.path).name, deadline_s
                 )
         except urllib.error.HTTPError as exc:
-            raise MirrorError(f"HTTP {exc.code}") from None
+            if exc.code == 404:
+                raise MissingFileError("HTTP 404") from None
+            kind = TransientFetchError if exc.code in _RETRY_STATUS else MirrorError
+            raise kind(f"HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise MirrorError(f"{type(reason).__name__}: {reason}") from None
+            raise TransientFetchError(f"{type(reason).__name__}: {reason}") from None
     path = Path(location)
     if not path.is_file():
-        raise MirrorError("no such file")
+        raise MissingFileError("no such file")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise MirrorError(f"more than {MAX_FILE_BYTES} bytes; not an MNIST file")
     return path.read_bytes()
@@ -114,7 +131,7 @@ def _decompress(data: bytes) -> bytes:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
             out = gz.read(MAX_FILE_BYTES + 1)
     except (OSError, EOFError) as exc:
-        raise MirrorError(f"corrupt gzip data ({exc})") from None
+        raise TransientFetchError(f"corrupt gzip data ({exc})") from None
     if len(out) > MAX_FILE_BYTES:
         raise MirrorError("decompresses to more than an MNIST file can be")
     return out
@@ -145,35 +162,51 @@ def fetch_one(
     for mirror in mirrors:
         for candidate in (f"{name}.gz", name):
             location = _join(mirror, candidate)
-            for attempt in range(retries + 1):
-                try:
-                    data = _decompress(fetch(location, timeout_s, deadline_s))
-                except MirrorError as exc:
-                    reason = str(exc)
-                    # A missing file will not appear on retry; a timeout or reset might.
-                    permanent = ("HTTP 404", "no such file", "too slow")
-                    if any(p in reason for p in permanent) or attempt == retries:
-                        break
-                    time.sleep(min(2.0**attempt, 5.0))
-                    continue
-                digest = sha256_bytes(data)
-                if digest == expected_sha256:
-                    return data
-                hint = " (looks like an HTML page)" if data.lstrip()[:1] == b"<" else ""
-                reason = (
-                    f"SHA-256 mismatch: got {digest[:12]}..., "
-                    f"expected {expected_sha256[:12]}...{hint}"
+            try:
+                return _fetch_verified(
+                    location, expected_sha256, fetch, timeout_s, retries, deadline_s
                 )
-                break
-            failures.append(f"{location}: {reason}")
-            if "no such file" not in reason and "HTTP 404" not in reason:
-                log.warning("mirror skipped: %s: %s", location, reason)
+            except MirrorError as exc:
+                failures.append(f"{location}: {exc}")
+                if not isinstance(exc, MissingFileError):
+                    log.warning("mirror skipped: %s: %s", location, exc)
     tried = "; ".join(failures) if failures else "no mirrors configured"
     raise UserError(
         f"could not fetch {name} from any mirror ({tried}). "
         f"Set a working mirror: export {MIRROR_ENV}=<URL or folder holding {name}.gz>, "
         "or set download.mirror in params.yaml"
     )
+
+
+def _fetch_verified(
+    location: str,
+    expected_sha256: str,
+    fetch: Callable[..., bytes],
+    timeout_s: float,
+    retries: int,
+    deadline_s: float | None,
+) -> bytes:
+    """The decompressed bytes at ``location`` if their SHA-256 is right; MirrorError if not.
+
+    Only a :class:`TransientFetchError` is tried again (``retries`` times); wrong bytes
+    stay wrong, and the last attempt's error is the one reported.
+    """
+    for attempt in range(retries):
+        try:
+            return _verified(_decompress(fetch(location, timeout_s, deadline_s)), expected_sha256)
+        except TransientFetchError:
+            time.sleep(min(2.0**attempt, 5.0))
+    return _verified(_decompress(fetch(location, timeout_s, deadline_s)), expected_sha256)
+
+
+def _verified(data: bytes, expected_sha256: str) -> bytes:
+    digest = sha256_bytes(data)
+    if digest != expected_sha256:
+        hint = " (looks like an HTML page)" if data.lstrip()[:1] == b"<" else ""
+        raise MirrorError(
+            f"SHA-256 mismatch: got {digest[:12]}..., expected {expected_sha256[:12]}...{hint}"
+        )
+    return data
 
 
 def download_mnist(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,15 +21,6 @@ CHAMPION = "champion"
 TAG_DIGITS = 6  # metrics are tagged on model versions with this many decimals
 
 
-@dataclass(frozen=True)
-class Registration:
-    version: str
-    test_accuracy: float
-    previous_champion: str | None
-    previous_accuracy: float | None
-    promoted: bool
-
-
 def register_onnx(
     onnx_path: str | os.PathLike[str],
     tracking_uri: str,
@@ -38,11 +28,11 @@ def register_onnx(
     model_name: str,
     test_accuracy: float,
     tags: dict[str, str] | None = None,
-    promote: bool = True,
-) -> Registration:
-    """Log ``onnx_path`` to ``run_id`` as an MLflow ONNX model, register it, maybe promote it.
+) -> str:
+    """Log ``onnx_path`` to ``run_id`` as an MLflow ONNX model and register it; the version.
 
-    ``promote=False`` only registers: the pipeline promotes after the field stage.
+    Registering never moves the champion alias: the field stage does, with
+    :func:`promote_if_better`, once the field sets are scored.
     """
     import mlflow
     import onnx
@@ -66,18 +56,9 @@ def register_onnx(
             await_registration_for=60,
         )
     version = str(info.registered_model_version)
-    for key, value in {"test_accuracy": f"{test_accuracy:.6f}", **(tags or {})}.items():
+    for key, value in {"test_accuracy": f"{test_accuracy:.{TAG_DIGITS}f}", **(tags or {})}.items():
         client.set_model_version_tag(model_name, version, key, value)
-
-    if not promote:
-        return Registration(version, test_accuracy, None, None, False)
-    promoted = promote_if_better(
-        tracking_uri, model_name, version, {"test_accuracy": test_accuracy}
-    )
-    prev_acc = promoted["previous_metrics"].get("test_accuracy")
-    return Registration(
-        version, test_accuracy, promoted["previous"], prev_acc, promoted["promoted"]
-    )
+    return version
 
 
 def registered_version(tracking_uri: str, model_name: str, run_id: str, sha256: str) -> str | None:

@@ -114,9 +114,6 @@ class LitMLP(pl.LightningModule):
     def test_step(self, batch, batch_idx):  # noqa: D102
         self._step(batch, "test")
 
-    def predict_step(self, batch, batch_idx):  # noqa: D102
-        return self(batch[0])
-
     def configure_optimizers(self):  # noqa: D102
         cfg = self.cfg
         # One fused kernel per step instead of one or more per parameter (CPU and CUDA).

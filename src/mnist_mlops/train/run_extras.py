@@ -1,4 +1,5 @@
-"""What an MLflow 3 run carries beyond Lightning's logger: dataset inputs, system metrics.
+"""What a tracked training run carries: Lightning's logger with the run's tags, dataset
+inputs and system metrics.
 
 Lightning's ``MLFlowLogger`` logs params and metrics; the run page's *Datasets*
 panel and *System metrics* tab stay empty unless the run also gets dataset
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import MLFlowLogger
+
+from mnist_mlops.core.config import MlflowConfig
+from mnist_mlops.core.fileio import sha256_file
+from mnist_mlops.tracking.runs import git_commit
 
 # Seconds between samples; MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL_S = 5.0
@@ -45,6 +51,28 @@ def log_datasets(
         tags = [InputTag(key="mlflow.data.context", value=name)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
     MlflowClient(tracking_uri=tracking_uri).log_inputs(run_id, datasets=inputs)
+
+
+def run_logger(
+    mlflow_cfg: MlflowConfig,
+    processed_dir: str | os.PathLike[str],
+    run_name: str | None,
+    extra_tags: dict[str, str] | None,
+) -> MLFlowLogger:
+    """Lightning's MLflow logger, its run tagged with the code and the data it trains on."""
+    tags = {
+        "git_commit": git_commit(),
+        "dataset_sha256": sha256_file(Path(processed_dir) / "mnist.npz"),
+        "stage": "train",
+        **(extra_tags or {}),
+    }
+    return MLFlowLogger(
+        experiment_name=mlflow_cfg.experiment,
+        tracking_uri=mlflow_cfg.tracking_uri,
+        run_name=run_name,
+        tags=tags,
+        log_model=False,
+    )
 
 
 class SystemMetrics(Callback):

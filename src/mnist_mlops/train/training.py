@@ -23,20 +23,19 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import Logger, MLFlowLogger
+from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.core.errors import UserError
-from mnist_mlops.core.fileio import atomic_path, sha256_file
+from mnist_mlops.core.fileio import atomic_path
 from mnist_mlops.data.prepared import load_variants
-from mnist_mlops.tracking.runs import client, git_commit
+from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.datamodule import MNISTDataModule
 from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import count_parameters, is_finite_model
-from mnist_mlops.train.run_extras import SystemMetrics, log_datasets
-
-HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+from mnist_mlops.train.run_extras import SystemMetrics, log_datasets, run_logger
+from mnist_mlops.train.trainer import EpochHistory, best_checkpoint, build_trainer
 
 
 @dataclass
@@ -51,58 +50,6 @@ class TrainResult:
     history: list[dict[str, float]]
     global_rank: int = 0  # under DDP every process returns; only rank 0 writes and tracks
     world_size: int = 1
-
-
-class EpochHistory(Callback):
-    """Collects the epoch-level metrics in memory: the learning curve, tracked or not.
-
-    Read when the next epoch starts (and when training ends): a callback's
-    ``on_train_epoch_end`` runs before the module's, where train/* are logged.
-    """
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def _record(self, trainer: pl.Trainer, epoch: int) -> None:
-        metrics = trainer.callback_metrics
-        if epoch > len(self.rows) and all(k in metrics for k in HISTORY_KEYS):
-            self.rows.append({"epoch": epoch, **{k: float(metrics[k]) for k in HISTORY_KEYS}})
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._record(trainer, trainer.current_epoch)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._record(trainer, trainer.current_epoch)
-
-
-def build_trainer(
-    cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback], **overrides: Any
-) -> pl.Trainer:
-    """The Trainer that ``train`` uses, shared with the speed benchmark so it times the same.
-
-    Per-step overhead is kept low: no progress bar off a terminal, no model
-    summary, no sanity validation, and metrics are logged once per epoch.
-    """
-    kwargs: dict[str, Any] = dict(
-        accelerator=cfg.accelerator,
-        devices=int(cfg.devices) if cfg.devices.isdigit() else cfg.devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        max_epochs=cfg.max_epochs,
-        precision=cfg.precision,
-        deterministic=cfg.deterministic,
-        benchmark=False,
-        logger=logger,
-        callbacks=callbacks,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        enable_progress_bar=os.isatty(2),
-        # Nothing is logged per step (on_step=False), so this only sets how often
-        # Lightning looks; a large value keeps it off the hot loop.
-        log_every_n_steps=max(cfg.log_every_n_steps, 1),
-    )
-    kwargs.update(overrides)
-    return pl.Trainer(**kwargs)
 
 
 def train(
@@ -124,93 +71,111 @@ def train(
     dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
     training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split.
     """
+    # The order matters for reproducibility: the seed, then the data, then the weights.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = _datamodule(cfg, processed_dir, prepared_dir)
+    model = LitMLP(cfg, mean=dm.stats["mean"], std=dm.stats["std"])
+    logger = run_logger(mlflow_cfg, processed_dir, run_name, extra_tags) if mlflow_cfg else None
+    extras = [SystemMetrics(mlflow_cfg.tracking_uri)] if mlflow_cfg else []
+    with tempfile.TemporaryDirectory(prefix="mnist-ckpt-", ignore_cleanup_errors=True) as folder:
+        checkpoint, history = best_checkpoint(folder), EpochHistory()
+        trainer = build_trainer(
+            cfg,
+            logger if logger is not None else False,
+            [checkpoint, history, *extras, *(callbacks or [])],
+            **(trainer_kwargs or {}),
+        )
+        # Before fit the Trainer does not know its rank yet; Lightning's env-derived one does.
+        if mlflow_cfg and logger is not None and rank_zero_only.rank == 0:
+            _log_run_inputs(logger, mlflow_cfg.tracking_uri, processed_dir, cfg, dm, model)
+        seconds = _fit(trainer, model, dm)
+        if trainer.global_rank == 0:
+            _keep_best(checkpoint, checkpoint_out)
+    if mlflow_cfg and logger is not None and trainer.global_rank == 0:
+        client(mlflow_cfg.tracking_uri).log_metric(logger.run_id or "", "train/seconds", seconds)
+    return _result(trainer, model, logger, checkpoint, history, seconds)
+
+
+def _datamodule(
+    cfg: TrainConfig,
+    processed_dir: str | os.PathLike[str],
+    prepared_dir: str | os.PathLike[str] | None,
+) -> MNISTDataModule:
+    """The splits (plus the prepare stage's digits), loaded and validated now: a bad
+    file fails before any MLflow run is created."""
     extra = load_variants(prepared_dir) if prepared_dir is not None else None
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra)
-    _ = dm.splits  # load and validate now: a bad file fails before any run is created
-    stats = dm.stats
-    model = LitMLP(cfg, mean=stats["mean"], std=stats["std"])
+    _ = dm.splits
+    return dm
 
-    logger: MLFlowLogger | None = None
-    if mlflow_cfg is not None:
-        tags = {
-            "git_commit": git_commit(),
-            "dataset_sha256": sha256_file(Path(processed_dir) / "mnist.npz"),
-            "stage": "train",
-            **(extra_tags or {}),
+
+def _log_run_inputs(
+    logger: MLFlowLogger,
+    tracking_uri: str,
+    processed_dir: str | os.PathLike[str],
+    cfg: TrainConfig,
+    dm: MNISTDataModule,
+    model: LitMLP,
+) -> None:
+    """The run's dataset inputs and its parameters, each once under its flat name."""
+    splits = dm.splits
+    log_datasets(
+        tracking_uri,
+        logger.run_id or "",
+        Path(processed_dir).resolve() / "mnist.npz",
+        {"train": splits.split("train"), "val": splits.split("val")},
+    )
+    logger.log_hyperparams(
+        {
+            **cfg.model_dump(),
+            "n_parameters": count_parameters(model.net),
+            "train_size": dm.stats["counts"]["train"],
+            "train_extra_size": len(dm.extra_train[1]) if dm.extra_train is not None else 0,
+            "val_size": dm.stats["counts"]["val"],
         }
-        logger = MLFlowLogger(
-            experiment_name=mlflow_cfg.experiment,
-            tracking_uri=mlflow_cfg.tracking_uri,
-            run_name=run_name,
-            tags=tags,
-            log_model=False,
-        )
-    history = EpochHistory()
-    ckpt_dir = Path(tempfile.mkdtemp(prefix="mnist-ckpt-"))
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        monitor="val/acc",
-        mode="max",
-        save_top_k=1,
-        filename="best",
-        save_weights_only=False,
     )
-    extras = [SystemMetrics(mlflow_cfg.tracking_uri)] if mlflow_cfg is not None else []
-    trainer = build_trainer(
-        cfg,
-        logger if logger is not None else False,
-        [checkpoint, history, *extras, *(callbacks or [])],
-        **(trainer_kwargs or {}),
-    )
-    # Before fit the Trainer does not know its rank yet; Lightning's env-derived one does.
-    if logger is not None and rank_zero_only.rank == 0:
-        splits = dm.splits
-        log_datasets(
-            mlflow_cfg.tracking_uri,
-            logger.run_id or "",
-            Path(processed_dir).resolve() / "mnist.npz",
-            {"train": splits.split("train"), "val": splits.split("val")},
-        )
-        logger.log_hyperparams(
-            {
-                **cfg.model_dump(),
-                "n_parameters": count_parameters(model.net),
-                "train_size": stats["counts"]["train"],
-                "train_extra_size": len(extra[1]) if extra is not None else 0,
-                "val_size": stats["counts"]["val"],
-            }
-        )
+
+
+def _fit(trainer: pl.Trainer, model: LitMLP, dm: MNISTDataModule) -> float:
+    """Fit; the seconds it took. Weights that are not finite are an error, not a model."""
     started = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            # Metrics are logged per epoch, so a short epoch vs log_every_n_steps is moot.
-            warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
-            trainer.fit(model, datamodule=dm)
-        seconds = time.perf_counter() - started
-        if not is_finite_model(model):
-            raise UserError("training diverged (NaN/Inf weights); lower train.lr or use a schedule")
-        if trainer.global_rank == 0:
-            best = checkpoint.best_model_path
-            if not best:
-                raise UserError("no checkpoint was saved; is train.max_epochs >= 1?")
-            with atomic_path(checkpoint_out) as tmp:
-                shutil.copyfile(best, tmp)
-    finally:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    run_id = (logger.run_id or "") if logger is not None else ""
-    if logger is not None and trainer.global_rank == 0:
-        client(mlflow_cfg.tracking_uri).log_metric(run_id, "train/seconds", seconds)
-    rows = history.rows if trainer.global_rank == 0 else []
+    with warnings.catch_warnings():
+        # Metrics are logged per epoch, so a short epoch vs log_every_n_steps is moot.
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
+        trainer.fit(model, datamodule=dm)
+    seconds = time.perf_counter() - started
+    if not is_finite_model(model):
+        raise UserError("training diverged (NaN/Inf weights); lower train.lr or use a schedule")
+    return seconds
+
+
+def _keep_best(checkpoint: ModelCheckpoint, checkpoint_out: str | os.PathLike[str]) -> None:
+    """Copy the best checkpoint to ``checkpoint_out`` atomically (rank 0 only)."""
+    best = checkpoint.best_model_path
+    if not best:
+        raise UserError("no checkpoint was saved; is train.max_epochs >= 1?")
+    with atomic_path(checkpoint_out) as tmp:
+        shutil.copyfile(best, tmp)
+
+
+def _result(
+    trainer: pl.Trainer,
+    model: LitMLP,
+    logger: MLFlowLogger | None,
+    checkpoint: ModelCheckpoint,
+    history: EpochHistory,
+    seconds: float,
+) -> TrainResult:
+    """The summary every rank returns; only rank 0 carries the learning curve."""
     return TrainResult(
-        run_id=run_id,
+        run_id=(logger.run_id or "") if logger is not None else "",
         experiment_id=(logger.experiment_id or "") if logger is not None else "",
         best_val_acc=float(checkpoint.best_model_score or 0.0),
         epochs=trainer.current_epoch,
         seconds=seconds,
         device=str(trainer.strategy.root_device),
         n_parameters=count_parameters(model.net),
-        history=rows,
+        history=history.rows if trainer.global_rank == 0 else [],
         global_rank=trainer.global_rank,
         world_size=trainer.world_size,
     )

@@ -1,0 +1,98 @@
+"""Redraw an MNIST digit as a pen or a marker would, and place it on a page.
+
+The field sets (:mod:`mnist_mlops.evaluation.fieldsets`) need the *same* digit
+drawn with a different tool: its centre line (thinned at 4x MNIST's size) is
+scaled up and stroked with a brush of the wanted width. These are the drawing
+primitives; which widths, sizes and angles each set draws from is the sets' spec.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+BASE_PX = 112  # strokes are reshaped at 4x MNIST's size, then scaled up
+INK_LEVEL = 110  # an MNIST pixel (0..255, at BASE_PX) at least this bright is part of the stroke
+EDGE_BLUR = 0.6  # Gaussian radius (px) of a pen's soft edge
+
+
+def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
+    """The image as a client uploads it: encoded bytes in ``fmt`` (PNG, JPEG)."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a boolean mask to a connected 1 px centre line (numpy)."""
+    img = mask.astype(np.uint8)
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            p = np.pad(img, 1)
+            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:],
+                 p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]  # fmt: skip
+            count = sum(x.astype(np.int32) for x in n)
+            ring = n + [n[0]]
+            turns = sum(((ring[i] == 0) & (ring[i + 1] == 1)).astype(np.int32) for i in range(8))
+            a, b = (n[2], n[4]) if step == 0 else (n[0], n[6])
+            c1 = (n[0] * n[2] * n[4] == 0) if step == 0 else (n[0] * n[2] * n[6] == 0)
+            c2 = (a * n[4] * n[6] == 0) if step == 0 else (n[0] * b * n[4] == 0)
+            drop = (img == 1) & (count >= 2) & (count <= 6) & (turns == 1) & c1 & c2
+            if drop.any():
+                img[drop] = 0
+                changed = True
+    return img.astype(bool)
+
+
+def stroke_mask(digit: np.ndarray, height: int, width_px: float | None) -> Image.Image:
+    """An MNIST digit as an L mask ``height`` px tall, restroked to ``width_px`` (None: as is).
+
+    The digit's centre line (thinned at 4x MNIST's size) is scaled up and drawn
+    with a round-ish brush of the wanted width: the same digit as a pen or a
+    marker would draw it.
+    """
+    base = Image.fromarray(digit.astype(np.uint8), "L").resize(
+        (BASE_PX, BASE_PX), Image.Resampling.BICUBIC
+    )
+    mask = np.asarray(base) >= INK_LEVEL
+    if width_px is None:
+        big = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+            (height, height), Image.Resampling.BILINEAR
+        )
+        return big.point(lambda v: 255 if v >= 128 else 0).filter(
+            ImageFilter.GaussianBlur(EDGE_BLUR)
+        )
+    line = Image.fromarray(skeleton(mask).astype(np.uint8) * 255)
+    scale = height / BASE_PX
+    if width_px >= 2 * scale:  # wide: draw the brush at base size, then scale up
+        for _ in range(round((width_px / scale - 1) / 2)):
+            line = line.filter(ImageFilter.MaxFilter(3))
+        big = line.resize((height, height), Image.Resampling.BILINEAR)
+        big = big.point(lambda v: 255 if v >= 128 else 0)
+    else:  # thin: scale the 1 px line up (it gets ~scale px wide), then erode to the width
+        big = line.resize((height, height), Image.Resampling.BILINEAR).point(
+            lambda v: 255 if v >= 64 else 0
+        )
+        for _ in range(round((scale - width_px) / 2)):
+            eroded = big.filter(ImageFilter.MinFilter(3))
+            # An erosion that would wipe out most of the line stops the thinning.
+            if np.asarray(eroded).sum() < 0.3 * np.asarray(big).sum():
+                break
+            big = eroded
+    return big.filter(ImageFilter.GaussianBlur(EDGE_BLUR))
+
+
+def paste_rotated(
+    canvas_size: tuple[int, int], mask: Image.Image, angle: float, centre: tuple[float, float]
+) -> np.ndarray:
+    """The mask rotated by ``angle`` degrees, placed at ``centre`` of a canvas, as float 0..1."""
+    rotated = mask.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
+    layer = Image.new("L", canvas_size, 0)
+    layer.paste(
+        rotated, (round(centre[0] - rotated.width / 2), round(centre[1] - rotated.height / 2))
+    )
+    return np.asarray(layer, dtype=np.float32) / 255.0

@@ -1,0 +1,80 @@
+"""The Lightning Trainer that ``train`` fits with, shared with the speed benchmark so it
+times the same thing, and the two callbacks every training run has.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+
+from mnist_mlops.core.config import TrainConfig
+
+HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+class EpochHistory(Callback):
+    """Collects the epoch-level metrics in memory: the learning curve, tracked or not.
+
+    Read when the next epoch starts (and when training ends): a callback's
+    ``on_train_epoch_end`` runs before the module's, where train/* are logged.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def _record(self, trainer: pl.Trainer, epoch: int) -> None:
+        metrics = trainer.callback_metrics
+        if epoch > len(self.rows) and all(k in metrics for k in HISTORY_KEYS):
+            self.rows.append({"epoch": epoch, **{k: float(metrics[k]) for k in HISTORY_KEYS}})
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch)
+
+
+def build_trainer(
+    cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback], **overrides: Any
+) -> pl.Trainer:
+    """A Trainer for ``cfg``: ``train`` fits with it, the speed benchmark times it.
+
+    Per-step overhead is kept low: no progress bar off a terminal, no model
+    summary, no sanity validation, and metrics are logged once per epoch.
+    """
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator,
+        devices=int(cfg.devices) if cfg.devices.isdigit() else cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        max_epochs=cfg.max_epochs,
+        precision=cfg.precision,
+        deterministic=cfg.deterministic,
+        benchmark=False,
+        logger=logger,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=os.isatty(2),
+        # Nothing is logged per step (on_step=False), so this only sets how often
+        # Lightning looks; a large value keeps it off the hot loop.
+        log_every_n_steps=max(cfg.log_every_n_steps, 1),
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def best_checkpoint(folder: str | os.PathLike[str]) -> ModelCheckpoint:
+    """Keeps one checkpoint in ``folder``: the epoch with the best validation accuracy."""
+    return ModelCheckpoint(
+        dirpath=folder,
+        monitor="val/acc",
+        mode="max",
+        save_top_k=1,
+        filename="best",
+        save_weights_only=False,
+    )
