@@ -155,7 +155,7 @@ def test_an_unknown_set_is_refused_with_the_known_ones(source):
 
 def test_every_set_has_one_spec():
     # The generated sets each have a spec here; the real writers have theirs in writers.py.
-    assert SETS == (*SPECS, "writers") and len(SPECS) == 5
+    assert (*SPECS, "writers") == SETS and len(SPECS) == 5
 
 
 # ---- each set's defining property ----------------------------------------------------------
