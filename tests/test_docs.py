@@ -1,0 +1,80 @@
+"""The docs say what the files say: the rendered results page, the stage table, links, commands.
+
+docs/results.md is rendered by scripts/report.py from the committed metrics and bench
+files; a page edited by hand, or not re-rendered after a run, fails here instead of
+telling readers numbers that are no longer true.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUTS = ("metrics", "bench/results", "params.yaml", "dvc.yaml", "docs/results.md")
+
+
+def report(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts/report.py"), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """The files the report reads, in a scratch repository root."""
+    for name in INPUTS:
+        src, dst = ROOT / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+    return tmp_path
+
+
+def test_committed_results_page_is_what_the_committed_files_render() -> None:
+    done = report(ROOT, "--check")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_new_metric_value_reaches_the_page(copy: Path) -> None:
+    field = copy / "metrics/field.json"
+    data = json.loads(field.read_text())
+    data["sets"]["photo"]["accuracy"] = 0.5
+    field.write_text(json.dumps(data))
+
+    stale = report(copy, "--check")
+    assert stale.returncode == 2
+    assert stale.stderr.strip().splitlines() == [
+        "error: docs/results.md is stale: run `make report` and commit it"
+    ]
+
+    assert report(copy).returncode == 0
+    page = (copy / "docs/results.md").read_text()
+    assert "| photo | 50.0 % | 44.4 % .. 55.6 % | 300 | 0 |" in page
+    assert report(copy, "--check").returncode == 0
+    assert sorted(p.name for p in (copy / "docs").iterdir()) == ["results.md"]  # no temp left
+
+
+def test_every_bench_result_file_is_rendered_or_named(copy: Path) -> None:
+    (copy / "bench/results/new_bench.json").write_text("{}")
+    assert report(copy).returncode == 0
+    page = (copy / "docs/results.md").read_text()
+    assert "\n\nNot rendered here: `bench/results/new_bench.json`\n\n" in page
+
+
+@pytest.mark.parametrize("broken", ["missing", "not json"])
+def test_an_unreadable_metrics_file_is_one_line_naming_it(copy: Path, broken: str) -> None:
+    path = copy / "metrics/evaluate.json"
+    path.unlink() if broken == "missing" else path.write_text("{not json")
+    done = report(copy)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and "metrics/evaluate.json" in lines[0]
+    assert (copy / "docs/results.md").read_bytes() == (ROOT / "docs/results.md").read_bytes()
