@@ -8,12 +8,14 @@ telling readers numbers that are no longer true.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ("metrics", "bench/results", "params.yaml", "dvc.yaml", "docs/results.md")
@@ -78,3 +80,24 @@ def test_an_unreadable_metrics_file_is_one_line_naming_it(copy: Path, broken: st
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and "metrics/evaluate.json" in lines[0]
     assert (copy / "docs/results.md").read_bytes() == (ROOT / "docs/results.md").read_bytes()
+
+
+def _stage_rows(page: str) -> dict[str, list[str]]:
+    """docs/architecture.md's stage table: stage -> its cells."""
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 5 and cells[0] not in ("stage", "---"):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_the_architecture_stage_table_is_dvc_yaml() -> None:
+    """The rooms and params each stage is documented with are what dvc.yaml declares."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    rows = _stage_rows((ROOT / "docs/architecture.md").read_text())
+    assert list(rows) == list(stages)
+    for name, spec in stages.items():
+        rooms = {d.split("/")[2] for d in spec["deps"] if d.startswith("src/mnist_mlops/")}
+        assert set(re.findall(r"`(\w+)`", rows[name][1])) == rooms, name
+        assert set(re.findall(r"`([\w.]+)`", rows[name][3])) == set(spec.get("params", [])), name
