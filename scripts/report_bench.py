@@ -1,0 +1,135 @@
+"""The benchmark sections of docs/results.md, one per bench/results file (see report.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from report_format import load, num, pct, table
+
+# The files rendered here: anything else under bench/results is listed as not rendered.
+PATTERNS = ("preprocess*.json", "serve_load.json", "train_speed-*.json", "accuracy-*.jsonl")
+
+
+def preprocessing(root: Path) -> list[str]:
+    out = []
+    for path in sorted((root / "bench/results").glob("preprocess*.json")):
+        data = load(path)
+        rows = [
+            [
+                r["image"],
+                f"{r['bytes']:,}",
+                f"{r['decode_ms']:.2f} ms",
+                f"{r['preprocess_ms']:.2f} ms",
+                f"{r['ratio']:.2f}",
+            ]
+            for r in data["rows"]
+        ]
+        out += [
+            f"## Preprocessing speed (`{path.relative_to(root)}`)",
+            f"Median of {data['repeat']} runs on a {data['cpus']}-CPU {data['machine']} machine "
+            f"(1-minute load average {data['load_avg_1m']:.1f}). Baseline: Pillow decoding the "
+            "whole file and nothing else, in the same run.",
+            table(["image", "bytes", "full decode", "preprocess_image", "ratio"], rows),
+        ]
+    return out
+
+
+def serving(root: Path) -> list[str]:
+    path = root / "bench/results/serve_load.json"
+    if not path.exists():
+        return []
+    data = load(path)
+    res = data["results"]
+    conns = [c["connections"] for c in res["starlette"]["array"]["closed"]]
+    head = ["server", "payload"]
+    head += [f"C={c} req/s, p50 / p99 ms" for c in conns]
+    head += ["half-peak p99", "peak x base", "CPU/req C=8", "CPU x base"]
+    rows = []
+    for name, kinds in res.items():
+        for kind, r in kinds.items():
+            base = res["starlette"][kind]
+            cpu, base_cpu = (x["closed"][conns.index(8)]["cpu_us"] for x in (r, base))
+            cells = [f"{c['rps']:.0f}, {c['p50_ms']:.1f} / {c['p99_ms']:.1f}" for c in r["closed"]]
+            rows.append(
+                [
+                    name,
+                    kind,
+                    *cells,
+                    f"{r['half_peak']['p99_ms']:.1f} ms",
+                    f"{r['peak_rps'] / base['peak_rps']:.2f}",
+                    f"{cpu:.0f} us",
+                    f"{base_cpu / cpu:.2f}",
+                ]
+            )
+    return [
+        "## Serving under load (`bench/results/serve_load.json`)",
+        f"Run {data['when']}, {data['machine']['cpus']} CPUs, {data['seconds_per_cell']:g} s a "
+        "cell. x base: the server's peak req/s over that of `starlette` (the bare baseline in the "
+        "same run), and the baseline's CPU time per request over the server's.",
+        table(head, rows),
+    ]
+
+
+def training_speed(root: Path) -> list[str]:
+    out = []
+    for path in sorted((root / "bench/results").glob("train_speed-*.json")):
+        data = load(path)
+        rows = [
+            [
+                n,
+                r["description"],
+                r["cfg"]["batch_size"],
+                f"{r['epoch_s']:.2f} s",
+                num(r["time_to_target_s"], ".1f", " s"),
+            ]
+            for n, r in data["runs"].items()
+        ]
+        ratios = "; ".join(
+            f"{k.replace('_over_', '/')}: {num(v['time_to_target'], 'g', none='n/a')}x to target, "
+            f"{num(v['epoch'], 'g', none='n/a')}x an epoch"
+            for k, v in data["ratios"].items()
+        )
+        out += [
+            f"## Training speed (`{path.relative_to(root)}`)",
+            f"{data['device']}, torch {data['torch']}, Lightning {data['lightning']}; target "
+            f"{pct(data['target_test_acc'], 0)} test accuracy. Ratios: {ratios}.",
+            table(["run", "what", "batch", "epoch", f"to {pct(data['target_test_acc'], 0)}"], rows),
+        ]
+    return out
+
+
+def accuracy_sweeps(root: Path) -> list[str]:
+    out = []
+    for path in sorted((root / "bench/results").glob("accuracy-*.jsonl")):
+        runs = load(path)
+        rows = [
+            [
+                r["name"],
+                r["seed"],
+                pct(r["test_acc"]),
+                r["epochs"],
+                f"{r['fit_s']:.0f} s",
+                r["device"],
+                f"`{json.dumps(r['overrides'])}`" if r["overrides"] else "",
+            ]
+            for r in runs
+        ]
+        out += [
+            f"## Accuracy over seeds (`{path.relative_to(root)}`, `bench/accuracy.py`)",
+            table(
+                ["config", "seed", "test accuracy", "epochs", "fit", "device", "overrides"], rows
+            ),
+        ]
+    return out
+
+
+def bench_sections(root: Path) -> list[str]:
+    """Every benchmark's tables, then a line naming result files nothing here reads."""
+    results = root / "bench/results"
+    parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
+    known = {p for pattern in PATTERNS for p in results.glob(pattern)}
+    unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
+    if unread:
+        parts.append("Not rendered here: " + ", ".join(f"`bench/results/{n}`" for n in unread))
+    return parts
