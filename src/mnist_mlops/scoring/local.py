@@ -1,0 +1,95 @@
+"""The local engine: every core of this machine, memory bounded by a window of work.
+
+Arrays need no decoding: the main process reads one part at a time and ONNX
+Runtime spreads each batch over all cores. Images are decoded and preprocessed
+in a process pool (the preprocessing is Python and numpy, one core per process),
+in chunks of files; the main process keeps at most a fixed window of chunks in
+flight, collects them in order, and scores each part as soon as it is complete.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from mnist_mlops.scoring.parts import PartStore, part_table
+from mnist_mlops.scoring.predictor import OnnxPredictor
+from mnist_mlops.scoring.sources import Batch, ImageFolder, Source
+
+CHUNK = 64  # images per pool task: enough to amortise pickling, small enough to balance
+WINDOW_PER_WORKER = 4  # chunks in flight per worker: keeps them busy, bounds memory
+
+
+def score_part(predictor: OnnxPredictor, source: Source, batch: Batch) -> tuple:
+    """Predictions for a loaded part, as the part store's table."""
+    digits, prob, probs = predictor.predict(batch.pixels)
+    return part_table(source.id_column, batch.ids, digits, prob, probs)
+
+
+def run_local(
+    source: Source,
+    store: PartStore,
+    model: bytes,
+    workers: int,
+    progress: Callable[[int], object],
+) -> None:
+    """Score every pending part of ``store`` on this machine."""
+    pending = store.pending()
+    if isinstance(source, ImageFolder) and workers > 1:
+        _images_in_pool(source, store, pending, model, workers, progress)
+        return
+    predictor = OnnxPredictor(model, threads=workers)
+    for k in pending:
+        batch = source.load(*store.bounds(k))
+        store.write(k, score_part(predictor, source, batch), batch.errors, batch.digest())
+        progress(len(batch.ids) + len(batch.errors))
+
+
+def _images_in_pool(
+    source: ImageFolder,
+    store: PartStore,
+    pending: list[int],
+    model: bytes,
+    workers: int,
+    progress: Callable[[int], object],
+) -> None:
+    # forkserver: workers are not forks of a process that already runs ORT threads.
+    context = multiprocessing.get_context("forkserver")
+    chunks = [
+        (k, start, min(start + CHUNK, store.bounds(k)[1]))
+        for k in pending
+        for start in range(store.bounds(k)[0], store.bounds(k)[1], CHUNK)
+    ]
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        # Only the main process's ORT threads compete with the workers, and briefly.
+        predictor = OnnxPredictor(model, threads=1)
+        window: collections.deque[tuple[int, Future]] = collections.deque()
+        todo = iter(chunks)
+        current: list[Batch] = []
+        current_part = pending[0] if pending else -1
+        while True:
+            while len(window) < WINDOW_PER_WORKER * workers:
+                item = next(todo, None)
+                if item is None:
+                    break
+                window.append((item[0], pool.submit(source.load, item[1], item[2])))
+            if not window:
+                break
+            k, future = window.popleft()
+            if k != current_part:
+                _finish(predictor, source, store, current_part, current)
+                current, current_part = [], k
+            batch = future.result()
+            current.append(batch)
+            progress(len(batch.ids) + len(batch.errors))
+        if current:
+            _finish(predictor, source, store, current_part, current)
+
+
+def _finish(
+    predictor: OnnxPredictor, source: Source, store: PartStore, k: int, pieces: list[Batch]
+) -> None:
+    batch = Batch.concat(pieces)
+    store.write(k, score_part(predictor, source, batch), batch.errors, batch.digest())
