@@ -41,17 +41,20 @@ class Summary:
     inputs: int
     scored: int
     failed: int
+    resumed: int  # inputs whose parts a killed run had already written
     seconds: float
     digest: str
 
     @property
     def images_per_s(self) -> float:
-        return self.inputs / self.seconds if self.seconds > 0 else 0.0
+        """Inputs this run went through (not those resumed) per second of the whole job."""
+        return (self.inputs - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
         failed = f", {self.failed:,} failed (see {self.errors_file})" if self.failed else ""
+        resumed = f", {self.resumed:,} of them resumed" if self.resumed else ""
         return (
-            f"scored {self.scored:,} of {self.inputs:,} {self.kind} inputs{failed} "
+            f"scored {self.scored:,} of {self.inputs:,} {self.kind} inputs{failed}{resumed} "
             f"in {self.seconds:.1f} s ({self.images_per_s:,.0f}/s) with model "
             f"{self.model.ref} v{self.model.version} -> {self.output}"
         )
@@ -91,7 +94,8 @@ def score(
         "part_size": part_size or PART_SIZE[source.kind],
     }
     store = PartStore(output, manifest)
-    with _progress_bar(source.n - _done(store), progress) as bar:
+    resumed = _done(store)
+    with _progress_bar(source.n - resumed, progress) as bar:
         if engine == "ray":
             from mnist_mlops.scoring.ray_engine import run_ray
 
@@ -115,6 +119,7 @@ def score(
         inputs=source.n,
         scored=merged.scored,
         failed=len(merged.errors),
+        resumed=resumed,
         seconds=time.perf_counter() - started,
         digest=merged.digest,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_mlops.core.errors import UserError
+from mnist_mlops.train.tracking import _sqlite_path as sqlite_path
 
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -47,6 +48,12 @@ def _from_registry(ref: str, tracking_uri: str) -> Model:
     match = URI.match(ref)
     if not match:
         raise UserError(f"{ref}: not a model URI; use models:/<name>@<alias> or models:/<name>/<n>")
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():  # MLflow would create an empty store there
+        raise UserError(
+            f"{ref}: no MLflow store at {db}; run the pipeline (dvc repro) to register a "
+            "model, or set MLFLOW_TRACKING_URI to the team's tracking server"
+        )
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
