@@ -10,7 +10,11 @@ flight, collects them in order, and scores each part as soon as it is complete.
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -55,14 +59,17 @@ def _images_in_pool(
     workers: int,
     progress: Callable[[int], object],
 ) -> None:
-    # forkserver: workers are not forks of a process that already runs ORT threads.
-    context = multiprocessing.get_context("forkserver")
+    # spawn: workers are not forks of a process that already runs ORT and tqdm threads.
+    context = multiprocessing.get_context("spawn")
     chunks = [
         (k, start, min(start + CHUNK, store.bounds(k)[1]))
         for k in pending
         for start in range(store.bounds(k)[0], store.bounds(k)[1], CHUNK)
     ]
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    init = (_exit_with_parent, (os.getpid(),))
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=init[0], initargs=init[1]
+    ) as pool:
         # Only the main process's ORT threads compete with the workers, and briefly.
         predictor = OnnxPredictor(model, threads=1)
         window: collections.deque[tuple[int, Future]] = collections.deque()
@@ -93,3 +100,16 @@ def _finish(
 ) -> None:
     batch = Batch.concat(pieces)
     store.write(k, score_part(predictor, source, batch), batch.errors, batch.digest())
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: a worker dies with the scoring process, even by SIGKILL.
+
+    Otherwise a killed run leaves workers blocked on their task queue forever, holding
+    the terminal's (or a test's) stdout open. Linux only; elsewhere they linger.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
