@@ -73,12 +73,16 @@ def run_ray(
         batch_size=1,
         fn_kwargs={"source": source, "bounds": {k: store.bounds(k) for k in pending}},
         num_cpus=1,
+        # A lost load is simply redone. These retries also make the two stages' remote
+        # args differ, so Ray does not fuse loading into the actors, where it would
+        # run on the actors' few CPUs instead of as many tasks as the cluster holds.
+        max_retries=3,
     )
     ds = ds.map_batches(
         OnnxPredictor,
         fn_constructor_kwargs={"model": model, "threads": actor_cpus},
         batch_size=None,  # a whole loaded part per call: one batch of session.run calls
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=actor_cpus,
     )
     _write_in_order(ds.iter_batches(batch_size=None, batch_format="numpy"), source, store, progress)
