@@ -1,7 +1,8 @@
 """Which model to score with: a file path, or a registry URI resolved through MLflow.
 
 ``models:/mnist-mlp@champion`` (an alias) and ``models:/mnist-mlp/3`` (a version)
-name a registered model; anything else is a path to an ONNX file. The model is
+name a registered model, downloaded through MLflow; anything else is a path to an
+ONNX file. The model is
 read into memory once (a few MB), so every engine and every Ray actor uses the
 very bytes whose SHA-256 the run records.
 """
@@ -71,7 +72,7 @@ def _from_registry(ref: str, tracking_uri: str) -> Model:
             onnx = sorted(folder.rglob("*.onnx"))
             if not onnx:
                 raise UserError(f"{ref}: version {found.version} has no .onnx file")
-            data = onnx[0].read_bytes()
+            data = _inline(onnx[0])
     except MlflowException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
@@ -79,3 +80,15 @@ def _from_registry(ref: str, tracking_uri: str) -> Model:
             "check the name and alias, or set MLFLOW_TRACKING_URI"
         ) from None
     return Model(data, ref, str(found.version), hashlib.sha256(data).hexdigest())
+
+
+def _inline(path: Path) -> bytes:
+    """The model at ``path`` as one self-contained buffer.
+
+    MLflow stores a logged ONNX model's weights as external data beside the graph;
+    a session built from bytes (as every engine and Ray actor does) cannot follow
+    such references, so they are loaded back into the graph here.
+    """
+    import onnx
+
+    return onnx.load(str(path), load_external_data=True).SerializeToString()
