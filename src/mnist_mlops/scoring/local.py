@@ -81,7 +81,8 @@ def _images_in_pool(
                 item = next(todo, None)
                 if item is None:
                     break
-                window.append((item[0], pool.submit(source.load, item[1], item[2])))
+                files = source.files[item[1] : item[2]]  # not the whole listing per task
+                window.append((item[0], pool.submit(load_images, source.root, files)))
             if not window:
                 break
             k, future = window.popleft()
@@ -93,6 +94,11 @@ def _images_in_pool(
             progress(len(batch.ids) + len(batch.errors))
         if current:
             _finish(predictor, source, store, current_part, current)
+
+
+def load_images(root: str, files: tuple[str, ...]) -> Batch:
+    """Pool task: these files of the folder, through the service's preprocessing."""
+    return ImageFolder(root, files).load(0, len(files))
 
 
 def _finish(
