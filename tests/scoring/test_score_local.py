@@ -72,7 +72,7 @@ def test_bad_files_are_skipped_listed_and_fail_the_exit_status(
     folder, good = bad_folder
     proc = score_cli(str(score_model), str(folder), "out.parquet", "--no-track", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
-    assert "scored 12 of 16 images inputs, 4 failed (see out.errors.csv)" in proc.stdout
+    assert "scored 12 of 16 inputs (images), 4 failed (see out.errors.csv)" in proc.stdout
     with open(tmp_path / "out.errors.csv") as handle:
         reasons = {row["file"]: row["reason"] for row in csv.DictReader(handle)}
     assert sorted(reasons) == sorted(

@@ -54,7 +54,7 @@ class Summary:
         failed = f", {self.failed:,} failed (see {self.errors_file})" if self.failed else ""
         resumed = f", {self.resumed:,} of them resumed" if self.resumed else ""
         return (
-            f"scored {self.scored:,} of {self.inputs:,} {self.kind} inputs{failed}{resumed} "
+            f"scored {self.scored:,} of {self.inputs:,} inputs ({self.kind}){failed}{resumed} "
             f"in {self.seconds:.1f} s ({self.images_per_s:,.0f}/s) with model "
             f"{self.model.ref} v{self.model.version} -> {self.output}"
         )
