@@ -25,6 +25,7 @@ def test_the_champion_scores_like_its_file(tmp_path, monkeypatch, score_model, p
     )
     by_file = score(str(score_model), pixels_npy, tmp_path / "f.csv")
     assert by_alias.model.version == by_version.model.version == reg.version
+    assert by_alias.digest == by_file.digest  # the same data, recorded the same way
     # MLflow re-saves the graph (weights as external data), so the bytes differ from the
     # file's; the predictions must not.
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "f.csv").read_bytes()
