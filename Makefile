@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve report clean
+.PHONY: help setup repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve bench-score report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ data/processed:  # the split stage's output, which the benchmark trains on
 
 bench-serve:  ## HTTP load with wrk: bare Starlette vs minimal BentoML vs ours (add ARGS=--quick)
 	python bench/serve_load.py $(ARGS)
+
+bench-score:  ## bulk scoring vs ONNX Runtime called directly (add ARGS="--sizes 10000")
+	python bench/bulk_score.py $(ARGS)
 
 report:  ## render docs/results.md from metrics/, params and bench/results/ (after dvc repro or a bench)
 	python scripts/report.py

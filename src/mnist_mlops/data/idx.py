@@ -26,8 +26,11 @@ _DTYPES: dict[int, str] = {
 }
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into an array, checking magic, rank and length."""
+def idx_layout(data: bytes, name: str = "<bytes>") -> tuple[np.dtype, tuple[int, ...], int]:
+    """Element dtype (big-endian), shape and data offset of IDX bytes, from the header alone.
+
+    Readers that stream a large file (bulk scoring) need the layout without the data.
+    """
     if len(data) < 4:
         raise DataFormatError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
     zero, type_code, ndim = int.from_bytes(data[0:2], "big"), data[2], data[3]
@@ -40,8 +43,18 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise DataFormatError(f"{name}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_DTYPES[type_code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    return np.dtype(_DTYPES[type_code]), shape, header
+
+
+def idx_size(dtype: np.dtype, shape: tuple[int, ...], offset: int) -> int:
+    """The exact size in bytes of an IDX file with this layout."""
+    return offset + int(np.prod(shape)) * dtype.itemsize
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array, checking magic, rank and length."""
+    dtype, shape, header = idx_layout(data, name)
+    expected = idx_size(dtype, shape, header)
     if len(data) != expected:
         raise DataFormatError(
             f"{name}: size {len(data)} bytes does not match its header shape {shape} "

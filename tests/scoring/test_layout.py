@@ -1,0 +1,37 @@
+"""Import arrows of the scoring package: the .npy parser stays servable, Ray stays optional."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCORING = ROOT / "src" / "mnist_mlops" / "scoring"
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside functions)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_npy_parser_needs_only_numpy_and_core() -> None:
+    allowed = {"__future__", "io", "os", "typing", "numpy", "mnist_mlops.core.errors"}
+    assert top_level_imports(SCORING / "arrays.py") <= allowed
+    assert top_level_imports(SCORING / "__init__.py") == set()
+
+
+def test_ray_is_imported_only_when_its_engine_runs() -> None:
+    for path in SCORING.glob("*.py"):
+        assert "ray" not in {n.split(".")[0] for n in top_level_imports(path)}, path.name
+    code = "import sys, pipeline.score; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
