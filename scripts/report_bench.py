@@ -8,7 +8,13 @@ from pathlib import Path
 from report_format import load, num, pct, table
 
 # The files rendered here: anything else under bench/results is listed as not rendered.
-PATTERNS = ("preprocess*.json", "serve_load.json", "train_speed-*.json", "accuracy-*.jsonl")
+PATTERNS = (
+    "preprocess*.json",
+    "serve_load.json",
+    "train_speed-*.json",
+    "accuracy-*.jsonl",
+    "bulk_score.json",
+)
 
 
 def preprocessing(root: Path) -> list[str]:
@@ -124,10 +130,42 @@ def accuracy_sweeps(root: Path) -> list[str]:
     return out
 
 
+def bulk_scoring(root: Path) -> list[str]:
+    path = root / "bench/results/bulk_score.json"
+    if not path.exists():
+        return []
+    data = load(path)
+    rows = [
+        [
+            r["case"],
+            f"{r['n']:,}",
+            f"{r['images_per_s_to_output']:,}/s",
+            f"{r['reference']} {r['reference_per_s']:,}/s",
+            f"{r['ratio_to_output']:.2f}",
+            f"{r['ratio']:.2f}",
+            f"{r['peak_tree_rss_mb']:.0f} MB",
+        ]
+        for r in data["rows"]
+    ]
+    return [
+        f"## Bulk scoring (`{path.relative_to(root)}`, `bench/bulk_score.py`)",
+        f"Whole commands on a {data['cores']}-CPU {data['machine']} machine (1-minute load "
+        f"average {data['load_avg_1m']:.1f}); each against its baseline in the same run: "
+        "ONNX Runtime called directly on the same arrays, or cores x one core's "
+        "preprocessing rate for images. 'to output': until the predictions file is in place; "
+        "'to exit': including the MLflow run.",
+        table(
+            ["case", "inputs", "rate to output", "baseline", "to output", "to exit", "peak RSS"],
+            rows,
+        ),
+    ]
+
+
 def bench_sections(root: Path) -> list[str]:
     """Every benchmark's tables, then a line naming result files nothing here reads."""
     results = root / "bench/results"
     parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
+    parts += bulk_scoring(root)
     known = {p for pattern in PATTERNS for p in results.glob(pattern)}
     unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
     if unread:
