@@ -4,7 +4,8 @@
 #
 #   scripts/podman_image.sh base                  # Debian base image with python3 (cached)
 #   scripts/podman_image.sh build [TAG] [CONTEXT] # base + Dockerfile -> TAG (default mnist-mlops)
-#   scripts/podman_image.sh run [TAG]             # serve it on 127.0.0.1:$BENTOML_PORT (3000)
+#   scripts/podman_image.sh run [TAG [ARGS...]]   # serve it on 127.0.0.1:$BENTOML_PORT (3000);
+#                                                 # ARGS go to `podman run` (-d --name x)
 #   scripts/podman_image.sh podman ARGS...        # any podman command with the flags below
 #
 # CONTEXT (default: the repo) needs models/model.onnx and models/model.json (`dvc repro`).
@@ -59,9 +60,11 @@ build() {  # the Dockerfile on $BASE; the host's CA certificates let pip reach t
         -v /etc/ssl/certs:/etc/ssl/certs:ro -f "$PWD/Dockerfile" -t "$tag" "$context"
 }
 
-run() {  # foreground; Ctrl-C (SIGINT) or `podman stop` ends it
+run() {  # foreground and removed on exit unless ARGS say otherwise; `podman stop` ends it
     need podman
-    pm run --rm "${LIMITS[@]}" -e "BENTOML_PORT=${BENTOML_PORT:-3000}" "${1:-mnist-mlops}"
+    local tag=${1:-mnist-mlops}
+    [ $# -gt 1 ] && shift || set -- --rm
+    pm run "${LIMITS[@]}" -e "BENTOML_PORT=${BENTOML_PORT:-3000}" "$@" "$tag"
 }
 
 case ${1:-} in
