@@ -1,28 +1,44 @@
-# Slim serving image: ONNX Runtime + BentoML, no torch, non-root, model baked in.
-# Build after `dvc repro` (it needs models/model.onnx and models/model.json):
+# Slim serving image: ONNX Runtime + BentoML from the lock (requirements/serve.txt), no torch,
+# non-root, model baked in. Build after `dvc repro` (it needs models/model.onnx and model.json).
 #   docker build -t mnist-mlops . && docker run -p 3000:3000 mnist-mlops
-FROM python:3.11-slim
+# Without a Docker engine, scripts/podman_image.sh builds and runs it with podman (README).
+#
+# BASE_IMAGE: any Debian-like image with python3 (3.11, the lock's Python), python3-venv,
+# useradd and CA certificates; podman_image.sh passes one it made with mmdebstrap.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app/src \
     BENTOML_HOME=/home/app/bentoml \
+    BENTOML_HOST=0.0.0.0 \
+    BENTOML_PORT=3000 \
     MNIST_MODEL_PATH=/app/models/model.onnx
 
-RUN useradd --create-home --uid 10001 app
+RUN useradd --create-home --uid 10001 --user-group app
 WORKDIR /app
 
-# Install the serving extra only: numpy, Pillow, OpenCV (headless), ONNX Runtime, BentoML.
-COPY pyproject.toml README.md ./
-COPY src/ src/
-RUN pip install '.[serve]'
+# The exact, hash-checked serving set (numpy, Pillow, OpenCV headless, ONNX Runtime, BentoML
+# and their dependencies), first and alone so code changes reuse this layer.
+COPY requirements/serve.txt requirements/serve.txt
+RUN python3 -m venv /opt/venv \
+    && pip install --no-deps --require-hashes -r requirements/serve.txt \
+    && pip check
 
+# The torch-free library code is imported from /app/src (PYTHONPATH), not installed: the
+# lock above is all that pip puts in the image.
+COPY src/ src/
 COPY serving/ serving/
 COPY models/model.onnx models/model.json models/
 
-USER app
+USER 10001:10001
 EXPOSE 3000
+# BENTOML_HOST/BENTOML_PORT set where `bentoml serve` listens; the check follows the port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=4).status == 200 else 1)"
-CMD ["bentoml", "serve", "serving.service:MnistClassifier", "--host", "0.0.0.0", "--port", "3000"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; sys.exit(u.urlopen(f\"http://127.0.0.1:{os.environ['BENTOML_PORT']}/readyz\", timeout=4).status != 200)"]
+CMD ["bentoml", "serve", "serving.service:MnistClassifier"]

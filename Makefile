@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve bench-score report clean
+.PHONY: help setup lock image repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve bench-score report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup:  ## create .venv and install everything (training, serving, dev tools, browser for UI tests)
+setup:  ## system packages + .venv with the locked versions of everything (MNIST_SKIP_APT=1: no apt)
 	bash scripts/setup.sh
+
+lock:  ## re-resolve requirements/*.txt from pyproject.toml (ARGS=--upgrade for newest releases)
+	bash scripts/lock.sh $(ARGS)
 
 repro:  ## run the whole pipeline (set MNIST_MIRROR=<url or folder> to use another mirror)
 	dvc repro
@@ -26,6 +29,9 @@ lint:  ## ruff lint + format check
 
 serve:  ## serve models/model.onnx on http://127.0.0.1:3000
 	bentoml serve serving.service:MnistClassifier --host 127.0.0.1 --port 3000
+
+image:  ## build the serving image with podman on a Debian base (after dvc repro; README)
+	bash scripts/podman_image.sh build
 
 mlflow-ui:  ## browse runs at http://127.0.0.1:5000 (loopback only)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

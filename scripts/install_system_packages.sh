@@ -4,7 +4,10 @@
 #   wrk                            bench/serve_load.py's HTTP load generator
 #   prometheus                     tests/service/test_prometheus.py scrapes /metrics with it
 #   postgresql                     `make mlflow-server` and its tests run their own cluster
+#   podman, runc, mmdebstrap       build and run the serving image without a Docker engine
+#                                  (scripts/podman_image.sh, tests/service/test_container.py)
 # Idempotent and non-interactive: installs only what is missing. Needs root (or sudo) and apt.
+# On failure it exits non-zero with one last line naming the packages and the command.
 #
 #     scripts/install_system_packages.sh
 set -euo pipefail
@@ -15,21 +18,31 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-liberation)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 have_pg || missing+=(postgresql)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages already installed (chromium, wrk, prometheus, postgresql)"
+    echo "system packages already installed (chromium, wrk, prometheus, postgresql, podman, runc, mmdebstrap)"
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "install_system_packages.sh: run as root or install sudo" >&2; exit 1; }
-    SUDO="sudo"
-fi
-command -v apt-get >/dev/null 2>&1 || {
-    echo "install_system_packages.sh: apt-get not found; install ${missing[*]} yourself" >&2
+fail() {
+    echo "install_system_packages.sh: $1; missing: ${missing[*]}; install them with: sudo apt-get install ${missing[*]} (or set MNIST_SKIP_APT=1 to skip this step)" >&2
     exit 1
 }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || fail "not root and no sudo"
+    SUDO="sudo"
+fi
+command -v apt-get >/dev/null 2>&1 || fail "apt-get not found"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Wait for another apt (unattended upgrades, a second setup) rather than fail on its lock.
+APT=(-o DPkg::Lock::Timeout=300 -qq)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { $SUDO apt-get "${APT[@]}" update && $SUDO apt-get "${APT[@]}" install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    grep -E '^(E|W):' "$log" | head -n 5 >&2 || tail -n 5 "$log" >&2
+    fail "apt-get failed"
+fi
 echo "installed: ${missing[*]}"

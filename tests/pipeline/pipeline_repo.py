@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("pipeline", "src", "serving")
+CODE = ("pipeline", "src", "serving", "requirements")
 FILES = ("dvc.yaml", "bentofile.yaml", ".dvcignore")
 
 

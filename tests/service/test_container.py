@@ -1,8 +1,11 @@
-"""The Dockerfile, tested as far as this machine allows (no Docker engine here).
+"""The serving image, built and run with podman as a user without Docker would (README).
 
-The image's own install command runs in a fresh virtualenv (proving the serving
-extra installs and pulls in no torch), and its CMD, with the image's ENV and the
-files its COPY lines bring, serves a real prediction on a loopback port.
+scripts/podman_image.sh builds the Dockerfile on a Debian base it makes with mmdebstrap
+(cached between runs, as are the image's layers), with a model trained by the real
+pipeline baked in; the container then serves on a free loopback port (host network) and
+must answer like the service does, as the non-root user, without torch, and stop on
+SIGTERM within its grace period. Needs podman, runc and mmdebstrap as root
+(scripts/install_system_packages.sh installs them).
 """
 
 from __future__ import annotations
@@ -13,19 +16,19 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from bento_process import free_port, launch, stop_server, wait_ready
-
-from mnist_mlops.inference.session import inference_session
-
-pytestmark = pytest.mark.slow
+from bento_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "podman_image.sh"
+TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
+UID = 10001
+GRACE_S = 30  # podman stop's SIGTERM -> SIGKILL grace period, as Kubernetes' default
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -40,107 +43,157 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
-def test_dockerfile_is_slim_non_root_and_health_checked():
+def test_dockerfile_installs_the_lock_as_non_root_with_a_health_check():
     steps = _instructions()
     kinds = [k for k, _ in steps]
-    assert steps[0][0] == "FROM" and "slim" in steps[0][1]
+    assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")  # what Docker users get
+    assert ("FROM", "${BASE_IMAGE}") in steps
     user = [v for k, v in steps if k == "USER"]
-    assert user and user[-1] not in ("root", "0")
+    assert user and user[-1].split(":")[0] == str(UID)
     assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
-    health = next(v for k, v in steps if k == "HEALTHCHECK")
-    assert "/readyz" in health
+    assert "/readyz" in next(v for k, v in steps if k == "HEALTHCHECK")
     installs = " ".join(v for k, v in steps if k == "RUN")
-    assert "[serve]" in installs and "torch" not in installs
+    assert "--require-hashes -r requirements/serve.txt" in installs
+    assert "torch" not in installs
 
 
-def _copy(sources: list[Path], dest: Path, into_dir: bool) -> None:
-    """Docker's COPY: a folder's contents go into dest; a file goes into dest/ or to dest."""
-    for src in sources:
-        if src.is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-            shutil.copytree(src, dest, dirs_exist_ok=True, ignore=ignore)
-        else:
-            target = dest / src.name if into_dir else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, target)
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """``podman ARGS`` with the flags scripts/podman_image.sh uses on this host."""
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "podman", *args], capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert proc.returncode == 0, f"podman {shlex.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
 
 
 @pytest.fixture(scope="module")
-def image_root(tmp_path_factory, model_path: Path) -> tuple[Path, dict[str, str], list[str]]:
-    """A fresh venv with the image's install command, and /app laid out as COPY does."""
-    tmp = tmp_path_factory.mktemp("image")
-    # The image bakes in the pipeline's models/; a clean checkout has none, so the
-    # COPY of models/ takes a real exported test model instead.
-    model_dir = model_path.parent
-    app, venv = tmp / "app", tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp)}
-    app.mkdir()
-    cmd: list[str] = []
+def image(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> str:
+    """The Dockerfile built by scripts/podman_image.sh from a context holding what its COPY
+    lines name, the models/ files taken from the trained model."""
+    missing = [tool for tool in ("podman", "runc", "mmdebstrap") if not shutil.which(tool)]
+    if missing:
+        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
+    context = tmp_path_factory.mktemp("context")
+    shutil.copy(ROOT / ".dockerignore", context)
     for kind, args in _instructions():
-        if kind == "ENV":
-            for key, value in re.findall(r"(\w+)=(\S+)", args):
-                env[key] = value.replace("/app", str(app)).replace("/home/app", str(tmp))
-        elif kind == "COPY":
-            *sources, dest = shlex.split(args)
-            paths = [
-                model_dir / Path(src).name if src.startswith("models/") else ROOT / src
-                for src in sources
-            ]
-            _copy(paths, app / dest.lstrip("/"), dest.endswith("/"))
-        elif kind == "RUN" and args.startswith("pip install"):  # not useradd: not on this host
-            proc = subprocess.run(
-                args,
-                shell=True,
-                cwd=app,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            assert proc.returncode == 0, (
-                f"RUN {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-            )
-        elif kind == "CMD":
-            cmd = json.loads(args)
-    return app, env, cmd
-
-
-def test_image_install_pulls_in_no_torch(image_root):
-    _, env, _ = image_root
-    probe = (
-        "import importlib.util as u; "
-        "print(u.find_spec('torch'), u.find_spec('onnxruntime') is not None)"
-    )
-    out = subprocess.run(
-        ["python", "-c", probe],
-        env={**os.environ, **env},
+        if kind != "COPY":
+            continue
+        *sources, _ = shlex.split(args)
+        for src in sources:
+            origin = ROOT / src
+            if src.startswith("models/"):  # a clean checkout has no model: the trained one
+                origin = trained_model.parent / Path(src).name
+            target = context / src
+            if origin.is_dir():
+                ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+                shutil.copytree(origin, target, dirs_exist_ok=True, ignore=ignore)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, target)
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "build", TAG, str(context)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
-    assert out == ["None", "True"]
+        timeout=1200,
+    )
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", TAG).stdout)
+    print(f"\nimage {TAG}: built in {time.monotonic() - started:.0f} s, {size / 1e6:.0f} MB")
+    return TAG
 
 
-def test_image_entrypoint_serves_a_prediction(image_root):
-    app, env, cmd = image_root
-    assert cmd[:2] == ["bentoml", "serve"]
+class Container:
+    """A started container of the image, serving on ``port`` (host network)."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name, self.url = name, f"http://127.0.0.1:{port}"
+
+    def state(self) -> dict:
+        out = podman("inspect", "--format", "{{json .State}}", self.name).stdout
+        return json.loads(out)
+
+    def logs(self) -> str:
+        proc = podman("logs", self.name, check=False)
+        return (proc.stdout + proc.stderr)[-4000:]
+
+    def exec(self, *cmd: str) -> str:
+        return podman("exec", self.name, *cmd).stdout
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[Container]:
     port = free_port()
-    cmd = list(cmd)
-    cmd[cmd.index("--host") + 1] = "127.0.0.1"  # the image binds 0.0.0.0; tests stay on loopback
-    cmd[cmd.index("--port") + 1] = str(port)
-    served = launch(cmd, app, {**os.environ, **env}, app / "serve.log", port)
+    served = Container(f"mnist-mlops-test-{port}", port)
+    podman("rm", "-f", served.name, check=False)
+    subprocess.run(
+        ["bash", str(SCRIPT), "run", image, "-d", "--name", served.name],
+        env={**os.environ, "BENTOML_PORT": str(port)},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
-        wait_ready(served, timeout=90)
-        one = [[255 if 5 <= r < 23 and 13 <= c < 16 else 0 for c in range(28)] for r in range(28)]
-        reply = httpx.post(f"{served.url}/predict_array", json={"pixels": one}, timeout=10)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        pixels = np.asarray(one, dtype=np.float32)[None]
-        offline = inference_session(app / "models/model.onnx").run(None, {"pixels": pixels})[0]
-        assert body["digit"] == int(offline.argmax())
-        assert abs(sum(body["probabilities"]) - 1) < 1e-5
-        meta = json.loads((app / "models/model.json").read_text())
-        assert body["model_version"] == meta["version"]
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if not served.state()["Running"]:
+                pytest.fail(f"container exited before it was ready:\n{served.logs()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"container not ready after 180 s:\n{served.logs()}")
+            time.sleep(0.5)
+        yield served
     finally:
-        stop_server(served)
+        podman("rm", "-f", "--time", "0", served.name, check=False)
+
+
+@pytest.mark.slow
+def test_container_is_ready_and_healthy(container):
+    assert httpx.get(f"{container.url}/readyz", timeout=5).status_code == 200
+    assert podman("healthcheck", "run", container.name, check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_container_predicts_a_drawn_digit(container, digit_png, trained_model):
+    files = {"image": ("seven.png", digit_png, "image/png")}
+    reply = httpx.post(f"{container.url}/predict", files=files, timeout=30)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["digit"] == 7, body
+    card = json.loads(trained_model.with_name("model.json").read_text())
+    assert body["model_version"] == card["version"]
+
+
+@pytest.mark.slow
+def test_container_runs_as_the_non_root_user(container):
+    status = container.exec("cat", "/proc/1/status")  # PID 1 is the server itself
+    uids = re.search(r"^Uid:\s+(.*)$", status, re.M)[1].split()
+    assert uids == [str(UID)] * 4, status
+    assert container.exec("id", "-u").strip() == str(UID)
+
+
+@pytest.mark.slow
+def test_container_has_no_torch(container):
+    probe = (
+        "import importlib.util as u; "
+        "print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)"
+    )
+    assert container.exec("python", "-c", probe).split() == ["True", "True"]
+
+
+@pytest.mark.slow
+def test_container_stops_cleanly_on_sigterm(container):
+    """Last in this module: it stops the container the others share."""
+    started = time.monotonic()
+    podman("stop", "--time", str(GRACE_S), container.name, timeout=GRACE_S + 60)
+    took = time.monotonic() - started
+    state = container.state()
+    code = state["ExitCode"]
+    assert code == 0, f"exit {code} after {took:.1f} s:\n{container.logs()}"
+    assert took < GRACE_S, f"needed SIGKILL: {took:.1f} s >= {GRACE_S} s grace"

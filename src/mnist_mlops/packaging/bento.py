@@ -58,24 +58,6 @@ def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> s
     return tag
 
 
-def serving_requirements(dist: str = "mnist-mlops") -> list[str]:
-    """The packages a Bento must install: ``dist``'s own dependencies and its ``serve`` extra.
-
-    Read from the installed package's metadata, so pyproject.toml stays the one
-    place they are listed; a Bento built without them would not import.
-    """
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
-    wanted: dict[str, str] = {}
-    for line in requires(dist) or []:
-        req = Requirement(line)
-        if req.marker is None or req.marker.evaluate({"extra": "serve"}):
-            wanted.setdefault(req.name.lower(), f"{req.name}{req.specifier}")
-    return sorted(wanted.values())
-
-
 def build_bento(
     bentofile: str | os.PathLike[str], model_tag: str, out: str | os.PathLike[str]
 ) -> str:
@@ -86,7 +68,6 @@ def build_bento(
 
     spec = yaml.safe_load(Path(bentofile).read_text(encoding="utf-8"))
     spec["models"] = [model_tag]  # this model, not whatever is "latest" at serve time
-    spec.setdefault("python", {})["packages"] = serving_requirements()
     spec["envs"] = [e for e in spec.get("envs") or [] if e.get("name") != MODEL_TAG_ENV]
     spec["envs"].append({"name": MODEL_TAG_ENV, "value": model_tag})
     build_ctx = Path(bentofile).resolve().parent
