@@ -60,14 +60,14 @@ class Limits:
 
 
 class ApiFront:
-    """See the module docstring. ``openapi`` builds the document served at ``/docs.json``."""
+    """See the module docstring. ``openapi(routes)`` builds the document at ``/docs.json``."""
 
     def __init__(
         self,
         app: ASGIApp,
         routes: tuple[Route, ...],
         limits: Limits,
-        openapi: Callable[[], dict[str, Any]],
+        openapi: Callable[[tuple[Route, ...]], dict[str, Any]],
     ) -> None:
         self.app = app
         self.routes = {route.path: route for route in routes}
@@ -159,7 +159,7 @@ class ApiFront:
         """Not an API POST: ``/docs.json`` here, the rest to BentoML with one error shape."""
         if scope["type"] == "http" and scope["path"] == "/docs.json":
             if self._openapi_doc is None:
-                self._openapi_doc = self.openapi()
+                self._openapi_doc = self.openapi(tuple(self.routes.values()))
             await JSONResponse(self._openapi_doc)(scope, receive, send)
         elif scope["type"] == "http":
             await self.app(scope, receive, one_error_shape(send))

@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from mnist_mlops import imaging
 
-MAX_BATCH = 256  # images per /predict_batch request: bounds the memory and time of one call
+MAX_BATCH = 256  # images per /predict_batch or /predict_npy request: bounds one call
+# /predict_npy's body: the first is what the OpenAPI document and BentoML's client say.
+NPY_MEDIA_TYPES = ("application/x-npy", "application/octet-stream")
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Pixels = (
@@ -56,6 +59,7 @@ BatchInput = Annotated[
         examples=[[example_pixels()]],
     ),
 ]
+NpyUpload = Annotated[Path, ContentType(NPY_MEDIA_TYPES[0])]
 ReturnInput = Annotated[
     bool,
     Field(
