@@ -3,7 +3,8 @@
 Each server runs alone (never two at once), pinned with ``taskset`` to one core; ``wrk``
 (a C load generator, Debian package) is pinned to another. Per server and payload (a
 28x28 JSON array to /predict_array, a 200x200 PNG to /predict; with ``--payloads`` also
-``batch``, BATCH arrays as JSON to /predict_batch, which only our service answers):
+``batch``, BATCH arrays as JSON to /predict_batch, and ``npy``, the same BATCH arrays as
+one uint8 .npy body to /predict_npy, which only our service answers):
 
 * closed loop at C = 1, 8, 32 connections: req/s, p50, p99 (wrk's own percentiles);
   the best req/s is the server's *peak*;
@@ -23,6 +24,8 @@ images/s for the batch payloads) and writes JSON::
     python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
     # a change to the service against another checkout of it, in the same run:
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
+    # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON
+    python bench/serve_load.py --quick --servers ours --payloads batch,npy
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
 p99 <= 5 ms at C = 1 and <= 25 ms at half the peak.
@@ -66,7 +69,7 @@ SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH
 }  # fmt: skip
 BASELINE = "starlette"  # every ratio is against it, measured in the same run
 BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal service answer
-PAYLOADS = ("array", "png", "batch")
+PAYLOADS = ("array", "png", "batch", "npy")
 BATCH = MAX_BATCH  # images per batch request: the service's bound
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
@@ -98,6 +101,8 @@ def payloads(folder: Path) -> dict[str, tuple[str, str, Path, int]]:
     array.write_text(json.dumps({"pixels": example_pixels()}))
     batch = folder / "batch.json"
     batch.write_text(json.dumps({"images": batch_pixels().tolist()}))
+    npy = folder / "batch.npy"
+    np.save(npy, batch_pixels())
     img = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(img).line([(40, 30), (160, 30), (90, 170)], fill=0, width=14)
     png = folder / "digit.png"
@@ -113,6 +118,7 @@ def payloads(folder: Path) -> dict[str, tuple[str, str, Path, int]]:
         "array": ("/predict_array", "application/json", array, 1),
         "png": ("/predict", f"multipart/form-data; boundary={boundary}", form, 1),
         "batch": ("/predict_batch", "application/json", batch, BATCH),
+        "npy": ("/predict_npy", "application/x-npy", npy, BATCH),
     }
 
 
@@ -202,9 +208,11 @@ def measure(
     bodies = payloads(folder)
     results: dict[str, dict[str, dict]] = {}
     for name, (command, tree) in servers.items():
+        wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS]
+        if not wanted:
+            continue
         home = folder / name
         home.mkdir()
-        wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS]
         with server(command, tree, model, server_core, home) as (url, pid):
             for kind in wanted:
                 payload = bodies[kind]
@@ -248,7 +256,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 def ratios(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per server and payload the baseline answers: peak req/s and CPU/request vs the baseline."""
-    base = results[BASELINE]
+    base = results.get(BASELINE, {})
     eight = CONCURRENCY.index(8)
     return {
         name: {
