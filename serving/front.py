@@ -100,7 +100,8 @@ class ApiFront:
         arguments = await route.parse(scope, body)
         with self._model_slot():
             answer = await route.method(self._instance(), **arguments)
-        return Response(answer.model_dump_json(), media_type="application/json")
+        # exclude_none: a field not asked for (model_input) is left out, never null
+        return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
 
     def _check_headers(self, route: Route, scope: Scope) -> None:
         kind = media_type(scope)

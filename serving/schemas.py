@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from bentoml.validators import ContentType
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from mnist_mlops import imaging
 
@@ -79,19 +79,11 @@ class Prediction(BaseModel):
     )
     model_version: str = Field(description="first 12 hex digits of the model's SHA-256")
     model_input: str | None = Field(
-        default=None,
+        default=None,  # left out of the JSON answer (never null): see serving.front
         description="only with return_input=true: base64 (no data: prefix) of a 28x28 8-bit "
         "grayscale PNG of exactly what the model was given (white digit on black, "
         "before normalisation)",
     )
-
-    @model_serializer(mode="wrap")
-    def _omit_unasked_input(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Leave ``model_input`` out of the JSON unless it was asked for (never ``null``)."""
-        data = handler(self)
-        if data.get("model_input") is None:
-            data.pop("model_input", None)
-        return data
 
 
 class BatchPrediction(BaseModel):

@@ -58,3 +58,14 @@ def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
     for media in content.values():
         assert media["schema"] == {"type": "string", "format": "binary"}
     assert npy["responses"]["200"] == batch["responses"]["200"]
+
+
+def test_answers_are_documented_field_by_field(served):
+    # schemathesis checks each answer against these schemas: an opaque object would let
+    # any answer pass.
+    paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
+    single = paths["/predict_array"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert set(single["schema"]["required"]) == {"digit", "probabilities", "model_version"}
+    assert single["schema"]["properties"]["probabilities"]["maxItems"] == 10
+    batch = paths["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert batch["schema"]["required"] == ["predictions"]
