@@ -129,7 +129,8 @@ def main() -> None:
     print("\n".join(lines))
     write_json(args.out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1min": os.getloadavg()[0]},  # other users share the cores
         "seconds_per_cell": seconds, "results": results, "direct_images_per_s": direct,
         "ratios": {s: c["npy"]["images_per_s"] / c["json"]["images_per_s"]
                    for s, c in results.items()},

@@ -298,10 +298,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(servers, kinds, args.model.resolve(), seconds, Path(tmp))
     print(table(results))
-    out = args.out or REPO / "bench/results" / f"serve_load{'-quick' if args.quick else ''}.json"
+    suffix = "-".join(k for k in kinds) if kinds != ("array", "png") else ""
+    name = "-".join(p for p in ("serve_load", suffix, "quick" if args.quick else "") if p)
+    out = args.out or REPO / "bench/results" / f"{name}.json"
     write_json(out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1min": os.getloadavg()[0]},  # other users share the cores
         "seconds_per_cell": seconds, "servers": {n: str(t) for n, (_, t) in servers.items()},
         "results": results, "ratios_by_server": (by_server := ratios(results)),
         # ours against the baseline, as before: {payload: ratio}
