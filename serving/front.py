@@ -106,7 +106,7 @@ class ApiFront:
     def _check_headers(self, route: Route, scope: Scope) -> None:
         kind = media_type(scope)
         if kind == PICKLE_MEDIA_TYPE:
-            raise ServiceError(415, "pickle bodies are not accepted; send JSON", close=True)
+            raise ServiceError(415, f"pickle bodies are not accepted; {route.hint}", close=True)
         if kind not in route.media_types:
             message = (
                 f"{route.hint} (Content-Type: {route.media_types[0]}), not {kind or 'nothing'}"

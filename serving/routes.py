@@ -69,7 +69,7 @@ def binary_route(
     async def parse(_: Scope, body: bytes) -> dict[str, Any]:
         return {"data": body}
 
-    hint = f"send the body as {media_types[0]}"
+    hint = "send the file itself as the body"
     return Route(service.apis[name].route, media_types, parse, method, hint)
 
 
