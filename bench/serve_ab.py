@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serve_load import OURS, PAYLOADS, REPO, payloads, server, wrk  # bench/ is sys.path[0]
+from http_harness import OURS, PAYLOADS, REPO, payloads, server, wrk  # bench/ is sys.path[0]
 
 from mnist_mlops.core.fileio import write_json
 
@@ -71,7 +71,8 @@ def main() -> None:
                     cells[name].append(cell)
             rows[kind] = {
                 name: {"cpu_us": statistics.median(c["cpu_us"] for c in runs),
-                       "rps": statistics.median(c["rps"] for c in runs), "runs": runs}
+                       "rps": statistics.median(c["rps"] for c in runs),
+                       "failed": sum(c["non_2xx"] + c["errors"] for c in runs), "runs": runs}
                 for name, runs in cells.items()
             }  # fmt: skip
     a, b = trees
@@ -81,6 +82,11 @@ def main() -> None:
         lines.append(f"{kind:7s} | {row[a]['cpu_us']:8.0f} us | {row[b]['cpu_us']:8.0f} us | "
                      f"{row[b]['cpu_us'] / row[a]['cpu_us']:8.3f} | {row[a]['rps']:7.0f} | "
                      f"{row[b]['rps']:7.0f}")  # fmt: skip
+        for name in (a, b):
+            if row[name]["failed"]:  # a 404 or 5xx is cheap: its CPU/request means nothing
+                lines.append(
+                    f"  ! {name} answered {row[name]['failed']} {kind} requests with errors"
+                )
     print("\n".join(lines))
     write_json(args.out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from serve_load import OURS, REPO, cpu_seconds, server  # bench/ is sys.path[0]; sets src/
+from http_harness import OURS, REPO, cpu_seconds, server  # bench/ is sys.path[0]
 
 from mnist_mlops.core.fileio import write_json
 from mnist_mlops.inference.session import inference_session
