@@ -8,7 +8,7 @@ Run it from the repository root (the model and its card come from the export sta
     curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
         http://127.0.0.1:3000/predict_array     # /predict_batch: {"images": [[...], ...]}
     curl -H 'Content-Type: application/x-npy' --data-binary @digits.npy \\
-        http://127.0.0.1:3000/predict_npy       # numpy.save of (N, 28, 28), N <= 256
+        http://127.0.0.1:3000/predict_npy  # numpy.save of (N, 28, 28), N <= MAX_BATCH
 
 ``return_input`` (all but /predict_npy; default false) adds to each prediction
 ``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker runs its own
