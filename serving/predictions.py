@@ -24,12 +24,13 @@ def to_predictions(
     probabilities: np.ndarray, pixels: np.ndarray, version: str, return_input: bool
 ) -> list[Prediction]:
     """One :class:`Prediction` per row; ``model_input`` only when asked for."""
+    digits = probabilities.argmax(axis=1).tolist()  # whole-array calls: a batch is 256 rows
     return [
         Prediction(
-            digit=int(row.argmax()),
-            probabilities=row.tolist(),
+            digit=digit,
+            probabilities=row,
             model_version=version,
             model_input=png_base64(image) if return_input else None,
         )
-        for row, image in zip(probabilities, pixels)
+        for digit, row, image in zip(digits, probabilities.tolist(), pixels)
     ]
