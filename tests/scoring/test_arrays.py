@@ -1,13 +1,26 @@
-"""Raw pixel arrays: the .npy parser the service uses, and the command's one-line errors."""
+"""Raw pixel arrays as the scoring command reads .npy files (header first, then blocks),
+and the command's one-line errors. The service's in-memory parser is tested in tests/inference."""
 
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mnist_mlops.scoring.arrays import ArrayInputError, parse_npy
+from mnist_mlops.scoring.arrays import ArrayInputError, check_pixels, npy_layout
+
+
+def parse_npy(data: bytes) -> np.ndarray:
+    """What the command does with an .npy file: its layout from the header, then the pixels."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "digits.npy"
+        path.write_bytes(data)
+        n, dtype, offset = npy_layout(path)
+        block = np.fromfile(path, dtype=dtype, offset=offset).reshape(n, 28, 28)
+        return check_pixels(block, 0, str(path)).astype(np.float32)
 
 
 def npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:
@@ -70,12 +83,6 @@ def test_truncated_or_junk_bodies_are_refused(pixels: np.ndarray, cut: int) -> N
 def test_trailing_bytes_are_refused(pixels: np.ndarray) -> None:
     with pytest.raises(ArrayInputError, match="trailing"):
         parse_npy(npy(pixels[:2]) + b"\0")
-
-
-def test_the_batch_bound_is_checked_on_the_header() -> None:
-    header_only = npy(np.zeros((1000, 28, 28), np.uint8))[:128]  # the data is not even there
-    with pytest.raises(ArrayInputError, match="at most 256"):
-        parse_npy(header_only, max_images=256)
 
 
 @pytest.mark.parametrize(

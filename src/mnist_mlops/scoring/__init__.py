@@ -13,6 +13,5 @@ The steps, one module each:
 5. :mod:`.local` / :mod:`.ray_engine`  who runs the parts: this machine's cores, or Ray;
 6. :mod:`.job`       ties them together; :mod:`.record` logs the MLflow run.
 
-:func:`.arrays.parse_npy` (numpy only) validates an uploaded ``.npy`` for the service.
-Nothing is imported here, so importing that module pulls in nothing else.
+Nothing is imported here, so importing one module pulls in nothing else.
 """

@@ -1,4 +1,4 @@
-"""Validate raw pixel arrays (``.npy`` bodies and files) before they reach the model.
+"""Validate raw pixel arrays (``.npy`` files, read in blocks) before they reach the model.
 
 The model takes float32 (N, 28, 28) pixels on a 0..255 scale. An array that is
 the wrong shape, a dtype that is not a plain number, or holds NaN, infinity or
@@ -7,16 +7,12 @@ nonsense, so it is refused with a one-line message that names the problem.
 
 The header is read and checked before any data is touched, and pickled
 (object) arrays are never loaded: a ``.npy`` from a stranger cannot run code or
-make us allocate more than its actual size. numpy only, so the service can use
-:func:`parse_npy` for an uploaded body::
-
-    from mnist_mlops.scoring.arrays import parse_npy
-    pixels = parse_npy(body, max_images=256)  # float32 (N, 28, 28), or ArrayInputError
+make us allocate more than its actual size. An uploaded body, small and in memory, goes
+through :func:`mnist_mlops.inference.arrays.parse_npy` instead.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from typing import BinaryIO
 
@@ -92,29 +88,6 @@ def check_pixels(block: np.ndarray, first_row: int, name: str) -> np.ndarray:
     return block.reshape(-1, SIDE, SIDE)
 
 
-def parse_npy(
-    data: bytes, max_images: int | None = None, name: str = "the .npy body"
-) -> np.ndarray:
-    """An uploaded ``.npy`` (N x 28 x 28 or N x 784, numbers in 0..255) -> float32 (N, 28, 28).
-
-    ``max_images`` bounds N (the service's batch bound), checked on the header.
-    Raises :class:`ArrayInputError` with a one-line reason for anything else.
-    """
-    handle = io.BytesIO(data)
-    shape, dtype, offset = read_npy_header(handle, name)
-    n = image_count(shape, name)
-    if max_images is not None and n > max_images:
-        raise ArrayInputError(f"{name}: {n} images; at most {max_images} per request")
-    expected = offset + n * SIDE * SIDE * dtype.itemsize
-    if len(data) != expected:
-        raise ArrayInputError(
-            f"{name}: {len(data)} bytes but its header {shape} {dtype} needs {expected}; "
-            "the array is truncated or has trailing data"
-        )
-    block = np.frombuffer(data, dtype=dtype, offset=offset).reshape(n, SIDE, SIDE)
-    return np.ascontiguousarray(check_pixels(block, 0, name), dtype=np.float32)
-
-
 def npy_layout(path: str | os.PathLike[str]) -> tuple[int, np.dtype, int]:
     """Image count, dtype and data offset of a ``.npy`` file, checked against its size."""
     name = os.fspath(path)
@@ -124,8 +97,9 @@ def npy_layout(path: str | os.PathLike[str]) -> tuple[int, np.dtype, int]:
     expected = offset + n * SIDE * SIDE * dtype.itemsize
     actual = os.path.getsize(path)
     if actual != expected:
+        what = "truncated" if actual < expected else "followed by trailing data"
         raise ArrayInputError(
             f"{name}: {actual} bytes but its header {shape} {dtype} needs {expected}; "
-            "the file is truncated or corrupt"
+            f"the file is {what}"
         )
     return n, dtype, offset
