@@ -53,3 +53,39 @@ def test_an_unknown_point_is_a_programming_error(monkeypatch):
     monkeypatch.delenv(PAUSE_ENV, raising=False)
     with pytest.raises(ValueError, match="unknown pause point"):
         pause_here("chekpoint")
+
+
+@pytest.mark.slow
+def test_training_pauses_once_its_first_checkpoint_is_written(
+    processed_dir, tmp_path, monkeypatch, repo_params
+):
+    import tempfile
+
+    import torch
+
+    from mnist_mlops.core.config import TrainConfig
+    from mnist_mlops.train.pause import pause_hooks
+    from mnist_mlops.train.training import train
+
+    marker, scratch = tmp_path / "paused", tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv(PAUSE_ENV, f"checkpoint:{marker}")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where training keeps checkpoints
+    seen: list[int] = []
+
+    def look_then_resume() -> None:
+        _wait_until(marker.exists, "pause file", timeout=600)
+        for ckpt in scratch.glob("mnist-ckpt-*/*.ckpt"):
+            seen.append(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
+        marker.unlink()
+
+    resumer = threading.Thread(target=look_then_resume, daemon=True)
+    resumer.start()
+    cfg = TrainConfig.from_params(
+        repo_params, hidden=(16,), max_epochs=2, batch_size=64, accelerator="cpu", devices="1"
+    )
+    result = train(cfg, processed_dir, tmp_path / "m.ckpt", None, callbacks=pause_hooks())
+    resumer.join(60)
+    assert seen == [0]  # paused with exactly epoch 1's checkpoint on disk (epochs count from 0)
+    assert result.epochs == 2 and [h["epoch"] for h in result.history] == [1, 2]
+    assert pause_hooks() == []  # the point paused once; later runs in this process do not

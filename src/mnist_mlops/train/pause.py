@@ -2,7 +2,8 @@
 
     MNIST_PAUSE_AT=checkpoint:/tmp/paused python -m pipeline.train ...
 
-holds training still, inside ``trainer.fit``, once its first checkpoint file is on disk.
+holds training still, inside ``trainer.fit``, once its first checkpoint file is on disk
+(at the start of epoch 2).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from mnist_mlops.core.pause import pause_here, pause_requested
 
 
 class PauseAfterCheckpoint(Callback):
-    """Pauses at the end of the first training epoch whose checkpoint file exists.
+    """Pauses when a training epoch starts with a checkpoint file already on disk.
 
-    Lightning ends an epoch after that epoch's validation, and so after the
-    checkpoint the validation triggers has been written.
+    Lightning's ModelCheckpoint saves at the end of an epoch, after every other
+    callback's end-of-epoch hook, so the next epoch's start is the first moment that
+    epoch's checkpoint is sure to be written (and training is not over yet).
     """
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         saver = trainer.checkpoint_callback
         saved = getattr(saver, "best_model_path", "") if saver is not None else ""
         if trainer.global_rank == 0 and saved and Path(saved).is_file():
