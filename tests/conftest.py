@@ -206,6 +206,9 @@ def _tracking_uri_stays_put() -> Iterator[None]:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+SERVER_HANG_S = 600
+
+
 @dataclass(frozen=True)
 class MlflowServer:
     """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
@@ -245,7 +248,8 @@ def mlflow_server() -> Iterator[MlflowServer]:
         )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # A hang guard: the wait ends as soon as the server answers or the script exits.
+        deadline = time.monotonic() + SERVER_HANG_S
         while True:
             text = (folder / "server.log").read_text(errors="replace")[-4000:]
             if proc.poll() is not None:
@@ -254,7 +258,7 @@ def mlflow_server() -> Iterator[MlflowServer]:
                 if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 180 s:\n{text}")
+                pytest.fail(f"mlflow server not healthy after {SERVER_HANG_S} s:\n{text}")
             time.sleep(0.5)
         yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
     finally:
@@ -268,9 +272,18 @@ def mlflow_server() -> Iterator[MlflowServer]:
         pid_file = folder / "pgdata" / "postmaster.pid"
         if pid_file.exists():  # the script was killed before its trap ran
             with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
-            time.sleep(2)
+                postmaster = int(pid_file.read_text().split()[0])
+                os.kill(postmaster, signal.SIGINT)  # fast shutdown
+                _wait_gone(postmaster, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until process ``pid`` has exited (it is not our child: no wait() for it)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout)
 
 
 # The per-epoch metrics every run logs (training.HISTORY_KEYS, spelled out to test it).
