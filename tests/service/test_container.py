@@ -131,7 +131,7 @@ def test_image_entrypoint_serves_a_prediction(image_root):
     cmd[cmd.index("--port") + 1] = str(port)
     served = launch(cmd, app, {**os.environ, **env}, app / "serve.log", port)
     try:
-        wait_ready(served, timeout=90)
+        wait_ready(served)
         one = [[255 if 5 <= r < 23 and 13 <= c < 16 else 0 for c in range(28)] for r in range(28)]
         reply = httpx.post(f"{served.url}/predict_array", json={"pixels": one}, timeout=10)
         assert reply.status_code == 200, reply.text

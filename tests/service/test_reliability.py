@@ -216,7 +216,7 @@ def test_sigterm_lets_requests_in_flight_finish(model_path, tmp_path):
             return [await asyncio.wait_for(reader.read(), 60) for reader, _ in streams]
 
         answers = asyncio.run(in_flight())
-        served.proc.wait(timeout=60)
+        served.proc.wait(timeout=READY_TIMEOUT_S)  # a hang guard, as for start-up
     finally:
         stop_server(served)
     statuses = [a.split(b" ", 2)[1].decode() if a else "closed" for a in answers]

@@ -162,7 +162,7 @@ def test_service_runs_without_torch(model_path):
     )
     env = {**os.environ, "MNIST_MODEL_PATH": str(model_path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().isdigit()
