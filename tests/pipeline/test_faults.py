@@ -1,14 +1,14 @@
 """Faults leave no corrupt state: killed stages and corrupted inputs, with the real pipeline.
 
-Kills: a real ``dvc repro`` runs in its own process group in a temporary git+DVC
-repo (tests/pipeline/pipeline_repo.py, on synthetic data); once the stage is
+Kills: a real ``dvc repro`` runs in its own process group in a copy of the session's
+reproduced git+DVC repo (tests/pipeline/conftest.py, on synthetic data); once the stage is
 demonstrably mid-way, the whole group gets a signal. The test holds the stage still
 there, so the moment does not depend on how fast this machine is: the loopback
 mirror trickles once 32 KB are sent, and training (after its epoch-1 checkpoint)
 and export (with the ONNX staging file written) wait at a pause point
 (``MNIST_PAUSE_AT``, :mod:`mnist_mlops.core.pause`). Then: dvc.lock is untouched,
 no declared output is half-written, nothing partial reached the DVC cache, and the
-next ``dvc repro`` produces outputs identical to an uninterrupted run (CPU training
+next ``dvc repro`` produces outputs identical to the uninterrupted one (CPU training
 with a fixed seed and ``deterministic: true`` is bit-for-bit repeatable, which this
 also checks).
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_repo import build_repo, repo_env, run
+from pipeline_repo import HANG_S, build_repo, repo_env, run
 
 from mnist_mlops.core.pause import PAUSE_ENV
 from mnist_mlops.data.idx import encode_idx
@@ -43,10 +43,6 @@ from mnist_mlops.data.splits import RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW_NAMES = tuple(name for pair in RAW_FILES.values() for name in pair)
-# Training pauses after epoch 1's checkpoint for the kill; one more epoch is left to run.
-EPOCHS = 2
-# Only a guard against a hang: the waits below scale with the baseline's measured time.
-HANG_S = 1800
 
 
 # --------------------------------------------------------------------------- helpers
@@ -81,10 +77,16 @@ def _group_alive(pgid: int) -> list[int]:
 
 
 class Repro:
-    """A ``dvc repro`` in its own session; output goes to a log file (no pipe to fill)."""
+    """A ``dvc repro`` in its own session; output goes to a log file (no pipe to fill).
 
-    def __init__(self, args: list[str], repo: Path, env: dict[str, str], log: Path) -> None:
+    ``budget``: seconds any wait on it may take (the baseline's measured repro, scaled).
+    """
+
+    def __init__(
+        self, args: list[str], repo: Path, env: dict[str, str], log: Path, budget: float
+    ) -> None:
         self.log = log
+        self.budget = budget
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 ["dvc", "repro", *args],
@@ -98,8 +100,8 @@ class Repro:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_for(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.budget
         while not ready():
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
@@ -110,16 +112,17 @@ class Repro:
             time.sleep(0.005)
 
     def kill(self, sig: signal.Signals) -> int:
-        """Signal the whole group; wait until no process of it is left (SIGKILL after 60 s)."""
+        """Signal the whole group; wait until no process of it is left (SIGKILL if it
+        outlasts the budget)."""
         pgid = self.proc.pid
         os.killpg(pgid, sig)
         try:
-            rc = self.proc.wait(timeout=60)
+            rc = self.proc.wait(timeout=self.budget)
         except subprocess.TimeoutExpired:
             os.killpg(pgid, signal.SIGKILL)
-            rc = self.proc.wait(timeout=30)
-            pytest.fail(f"dvc repro ignored {sig.name} for 60 s:\n{self.text()}")
-        deadline = time.monotonic() + 30
+            rc = self.proc.wait(timeout=60)
+            pytest.fail(f"dvc repro ignored {sig.name} for {self.budget:.0f} s:\n{self.text()}")
+        deadline = time.monotonic() + self.budget
         while (left := _group_alive(pgid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         if left:
@@ -207,40 +210,24 @@ def _assert_committed_dirs_clean(repo: Path) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, synthetic_mirror) -> Path:
     """A committed git+DVC repo with the pipeline and tiny params; never run itself."""
-    return build_repo(
-        tmp_path_factory.mktemp("template") / "repo",
-        synthetic_mirror,
-        train={"max_epochs": EPOCHS, "deterministic": True},
-        download={"timeout_s": 5},
-        code=("pipeline", "src"),
-    )
+    return build_repo(tmp_path_factory.mktemp("template") / "repo", synthetic_mirror)
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """The template after one uninterrupted ``dvc repro export``: what a rerun must match."""
+    """The session's reproduced repo (tests/pipeline/conftest.py), which the tests here only
+    copy, and its outputs: what a rerun after a kill must match."""
 
     repo: Path
     outputs: dict[str, object]
-    seconds: float  # that repro's wall time, on this machine under its load of the moment
-
-    @property
-    def budget(self) -> float:
-        """Seconds allowed for any one repro (or wait for one) in these tests: none does
-        more work than the baseline did, so a slower or busier machine gets more."""
-        return 60 + 3 * self.seconds
+    budget: float  # seconds for any one repro or wait here (conftest.Reproduced.budget)
 
 
 @pytest.fixture(scope="module")
-def baseline(template, tmp_path_factory) -> Baseline:
-    repo = tmp_path_factory.mktemp("baseline") / "repo"
-    shutil.copytree(template, repo, symlinks=True)
-    started = time.monotonic()
-    _run(["dvc", "repro", "export"], repo, _env(repo), timeout=HANG_S)
-    seconds = time.monotonic() - started
-    _run(["git", "add", "-A"], repo, _env(repo), timeout=HANG_S)
-    _run(["git", "commit", "-qm", "baseline"], repo, _env(repo), timeout=HANG_S)
-    return Baseline(repo, _outputs(repo), seconds)
+def baseline(reproduced) -> Baseline:
+    epochs = _json(reproduced.path / "metrics/train.json")["epochs"]
+    assert epochs >= 2, "the training kill pauses at the start of epoch 2"
+    return Baseline(reproduced.path, _outputs(reproduced.path), reproduced.budget)
 
 
 def _clone(src: Path, tmp_path: Path) -> Path:
@@ -301,8 +288,8 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     url, sent_enough = slow_mirror
     repo = _clone(template, tmp_path)
     env = {**_env(repo), "MNIST_MIRROR": url}  # the slow mirror is tried first
-    run = repros(["split"], repo, env, tmp_path / "killed.log")
-    run.wait_for(sent_enough.is_set, "32 KB of train-images streamed", budget)
+    run = repros(["split"], repo, env, tmp_path / "killed.log", budget)
+    run.wait_for(sent_enough.is_set, "32 KB of train-images streamed")
     assert run.kill(signal.SIGKILL) == -signal.SIGKILL
 
     assert not (repo / "dvc.lock").exists(), "dvc.lock was written for a killed stage"
@@ -346,8 +333,10 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     env = _env(repo, tmpdir)
     paused = tmp_path / "paused"  # the train stage writes it, then waits until it is deleted
     paused_env = {**env, PAUSE_ENV: f"checkpoint:{paused}"}  # only for the run to kill
-    run = repros(["--force", "--single-item", "train"], repo, paused_env, tmp_path / "killed.log")
-    run.wait_for(paused.exists, "training to pause after its epoch-1 checkpoint", budget)
+    run = repros(
+        ["--force", "--single-item", "train"], repo, paused_env, tmp_path / "killed.log", budget
+    )
+    run.wait_for(paused.exists, "training to pause after its epoch-1 checkpoint")
     assert _temp_checkpoints(tmpdir), "paused, yet no checkpoint on disk"
     assert run.kill(sig) != 0, run.text()
 
@@ -391,8 +380,8 @@ def test_kill_during_export_then_rerun_is_identical(baseline, repros, tmp_path):
     # export_and_verify writes .model.staging.onnx and checks parity before the rename.
     paused = tmp_path / "paused"
     env = {**_env(repo), PAUSE_ENV: f"onnx-staged:{paused}"}
-    run = repros(["--force", "--single-item", "export"], repo, env, tmp_path / "killed.log")
-    run.wait_for(paused.exists, "export to pause with its ONNX staging file written", budget)
+    run = repros(["--force", "--single-item", "export"], repo, env, tmp_path / "killed.log", budget)
+    run.wait_for(paused.exists, "export to pause with its ONNX staging file written")
     assert (models / ".model.staging.onnx").is_file(), sorted(p.name for p in models.iterdir())
     assert run.kill(signal.SIGKILL) == -signal.SIGKILL
 
