@@ -1,4 +1,4 @@
-"""Preprocessing speed: a 200x200 PNG drawing and a 12-megapixel phone JPEG, per image.
+"""Preprocessing speed: a 200x200 PNG drawing, a 12-megapixel phone JPEG and a PNG bomb.
 
     PYTHONPATH=src python bench/preprocess_speed.py
     PYTHONPATH=src python bench/preprocess_speed.py --repeat 50 --out /tmp/x.json
@@ -7,7 +7,10 @@ For each image, in one run: (a) the baseline, Pillow decoding the whole image an
 nothing else (what any server pays to look at an upload), and (b) our
 ``imaging.preprocess_image`` (JPEG draft decode, EXIF, background, threshold,
 components, stroke width, 28x28). Median over ``--repeat`` runs after a warm-up;
-the ratio (b)/(a) is what to compare across machines, not the milliseconds.
+the ratio (b)/(a) is what to compare across machines, not the milliseconds. The
+bomb is a 200-byte PNG whose header claims 20,000x20,000 pixels: (b) is the time to
+refuse it, and its ratio is against decoding the drawing, the cheapest real upload
+(the bomb itself cannot be decoded), so a refusal that read pixel data would show.
 Prints a table and writes JSON (bench/results/preprocess_speed.json by default).
 """
 
@@ -19,7 +22,9 @@ import json
 import os
 import platform
 import statistics
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +61,25 @@ def phone_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A tiny 8x8 PNG whose header (IHDR, CRC fixed) claims ``width`` x ``height`` pixels."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def refuse(data: bytes) -> None:
+    """Preprocess an image that must be refused for its size."""
+    try:
+        imaging.preprocess_image(data)
+    except imaging.ImageTooLargeError:
+        return
+    raise AssertionError("the bomb was not refused")
+
+
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
     fn()  # warm-up
     times = []
@@ -77,9 +101,15 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/preprocess_speed.json")
     args = parser.parse_args()
     rows = []
-    for name, data in (("200x200 PNG drawing", drawing_png()), ("12-MP JPEG photo", phone_jpeg())):
-        decode = median_ms(lambda d=data: full_decode(d), args.repeat)
-        ours = median_ms(lambda d=data: imaging.preprocess_image(d), args.repeat)
+    drawing, bomb = drawing_png(), png_bomb()
+    cases = (
+        ("200x200 PNG drawing", drawing, drawing, imaging.preprocess_image),
+        ("12-MP JPEG photo", (photo := phone_jpeg()), photo, imaging.preprocess_image),
+        ("PNG bomb, refused", bomb, drawing, refuse),
+    )
+    for name, data, baseline, ours_fn in cases:
+        decode = median_ms(lambda d=baseline: full_decode(d), args.repeat)
+        ours = median_ms(lambda d=data, f=ours_fn: f(d), args.repeat)
         rows.append(
             {"image": name, "bytes": len(data), "decode_ms": round(decode, 2),
              "preprocess_ms": round(ours, 2), "ratio": round(ours / decode, 3)}

@@ -17,6 +17,7 @@ from mnist_mlops.core.fileio import write_csv, write_json
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.tracking.runs import prepare_store, resolve_tracking_uri
 from mnist_mlops.train.curves import diagnose
+from mnist_mlops.train.pause import pause_hooks
 from mnist_mlops.train.trainer import HISTORY_KEYS
 from mnist_mlops.train.training import train
 
@@ -50,6 +51,7 @@ def main() -> None:
         run_name=exp,
         extra_tags={"dvc_experiment": exp} if exp else None,
         prepared_dir=args.prepared,
+        callbacks=pause_hooks(),  # only fault-injection tests set its variable
     )
     if result.global_rank != 0:
         return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs

@@ -206,6 +206,9 @@ def _tracking_uri_stays_put() -> Iterator[None]:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+SERVER_HANG_S = 600
+
+
 @dataclass(frozen=True)
 class MlflowServer:
     """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
@@ -245,7 +248,8 @@ def mlflow_server() -> Iterator[MlflowServer]:
         )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # A hang guard: the wait ends as soon as the server answers or the script exits.
+        deadline = time.monotonic() + SERVER_HANG_S
         while True:
             text = (folder / "server.log").read_text(errors="replace")[-4000:]
             if proc.poll() is not None:
@@ -254,7 +258,7 @@ def mlflow_server() -> Iterator[MlflowServer]:
                 if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after 180 s:\n{text}")
+                pytest.fail(f"mlflow server not healthy after {SERVER_HANG_S} s:\n{text}")
             time.sleep(0.5)
         yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
     finally:
@@ -268,9 +272,18 @@ def mlflow_server() -> Iterator[MlflowServer]:
         pid_file = folder / "pgdata" / "postmaster.pid"
         if pid_file.exists():  # the script was killed before its trap ran
             with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
-            time.sleep(2)
+                postmaster = int(pid_file.read_text().split()[0])
+                os.kill(postmaster, signal.SIGINT)  # fast shutdown
+                _wait_gone(postmaster, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until process ``pid`` has exited (it is not our child: no wait() for it)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout)
 
 
 # The per-epoch metrics every run logs (training.HISTORY_KEYS, spelled out to test it).
@@ -309,6 +322,70 @@ def check_complete_run(
 def complete_run_check():
     """``check(client, run_id, epochs, curve=None)``: the assertions above, as a fixture."""
     return check_complete_run
+
+
+# ---- one tracked training run on the synthetic data, for the training and tracking tests ---
+
+# Small and on CPU; the rest (optimizer, schedule, seed, deterministic...) is params.yaml's.
+SMALL_TRAIN = dict(
+    hidden=(32,), max_epochs=3, batch_size=32, lr=3e-3, accelerator="cpu", devices="1"
+)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """``train`` run once, tracked in a sqlite MLflow store, and what it predicted."""
+
+    result: Any  # the TrainResult
+    config: Any  # the TrainConfig it ran with (SMALL_TRAIN over params.yaml)
+    folder: Path  # model.ckpt, and mlflow.db with its mlruns/ artifacts
+    tracking_uri: str
+    test_logits: dict[int, Any]  # epoch (from 0) -> the net's logits on the test split then
+
+
+@pytest.fixture(scope="session")
+def tracked_run(processed_dir, tmp_path_factory, repo_params) -> TrainedRun:
+    """One real training run (SMALL_TRAIN) with MLflow tracking, shared by every test that
+    reads a finished run; system metrics are sampled often so even this short run has some."""
+    import torch
+    from pytorch_lightning.callbacks import Callback
+
+    from mnist_mlops.core.config import MlflowConfig, TrainConfig
+    from mnist_mlops.data.splits import load_splits
+    from mnist_mlops.tracking.runs import prepare_store
+    from mnist_mlops.train.training import train
+
+    class TestSetLogits(Callback):
+        """The net's test-split logits (eval mode) at each epoch's end: ModelCheckpoint
+        saves after this hook and before the next optimizer step, so these are the
+        predictions of the weights that epoch's checkpoint holds."""
+
+        def __init__(self, images: np.ndarray) -> None:
+            self.images = torch.from_numpy(images)
+            self.by_epoch: dict[int, torch.Tensor] = {}
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            net, was_training = pl_module.net, pl_module.net.training
+            net.eval()
+            with torch.no_grad():
+                self.by_epoch[trainer.current_epoch] = net(self.images).clone()
+            net.train(was_training)
+
+    folder = tmp_path_factory.mktemp("tracked_run")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    cfg = TrainConfig.from_params(repo_params, **SMALL_TRAIN)
+    logits = TestSetLogits(load_splits(processed_dir)[0].x_test)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+        prepare_store(uri, "tracked")
+        result = train(
+            cfg,
+            processed_dir,
+            folder / "model.ckpt",
+            MlflowConfig.from_params(repo_params, tracking_uri=uri, experiment="tracked"),
+            callbacks=[logits],
+        )
+    return TrainedRun(result, cfg, folder, uri, logits.by_epoch)
 
 
 # ---- a real trained model, for the browser and model-behaviour tests -----------------------

@@ -1,8 +1,10 @@
 """Mirrors that stall, refuse, truncate or flood are skipped; if none works, one clear error.
 
 Every faulty mirror is a real loopback server (raw sockets, or the
-``http_mirror`` fixture); the good mirror is the synthetic local folder. Each case is bounded by
-a small ``timeout_s`` and asserts how long falling through took.
+``http_mirror`` fixture); the good mirror is the synthetic local folder. Each case uses a
+small ``timeout_s`` and checks which mechanism let the download go on (the logged reason:
+a timeout, the whole-file deadline, a refusal), never how long it took: without the
+mechanism the case would end differently (another reason, or the stall's own end).
 """
 
 from __future__ import annotations
@@ -72,18 +74,11 @@ def gzip_bomb() -> bytes:
     return gzip.compress(b"\0" * (MAX_FILE_BYTES + 1024), compresslevel=9)
 
 
-def _fetch_timed(sha: str, mirrors: list[str], **kwargs) -> tuple[bytes, float]:
-    started = time.monotonic()
-    data = fetch_one(NAME, sha, mirrors, **kwargs)
-    return data, time.monotonic() - started
-
-
 def test_stalled_connection_times_out_and_next_mirror_wins(synthetic_mirror, silent_port, caplog):
     folder, sha = synthetic_mirror
-    data, took = _fetch_timed(sha[NAME], [silent_port, str(folder)], timeout_s=0.5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [silent_port, str(folder)], timeout_s=0.5, retries=0)
     assert len(data) == 8 + 200
-    assert took < 5, f"two 0.5 s timeouts took {took:.1f} s"
-    assert "timed out" in caplog.text
+    assert "timed out" in caplog.text  # the silent port never answers: only a timeout ends it
 
 
 def test_headers_then_stall_times_out_mid_body(synthetic_mirror, http_mirror, caplog):
@@ -92,9 +87,9 @@ def test_headers_then_stall_times_out_mid_body(synthetic_mirror, http_mirror, ca
     good = (folder / f"{NAME}.gz").read_bytes()
     http_mirror.route(f"{NAME}.gz", lambda h: _status(h, good[:10], length=len(good), stall=True))
     # retries=1: the stall is treated as transient and retried once, with a 1 s back-off.
-    data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1)
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1)
     assert len(data) == 8 + 200
-    assert took < 8, f"stalled body took {took:.1f} s to give up on"
+    # The stall's own end (30 s) would log a short body instead: the read timeout cut it.
     assert "timed out" in caplog.text
 
 
@@ -117,20 +112,17 @@ def test_trickling_mirror_hits_the_whole_file_deadline(synthetic_mirror, http_mi
         handler.close_connection = True
 
     http_mirror.route(f"{NAME}.gz", trickle)
-    data, took = _fetch_timed(
-        sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1, deadline_s=1.0
-    )
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=0.5, retries=1, deadline_s=1.0)
     assert len(data) == 8 + 200
-    assert took < 4, f"trickling mirror held the download for {took:.1f} s"
-    assert "too slow" in caplog.text
+    assert "too slow" in caplog.text  # the trickle would have completed: the deadline cut it
 
 
 def test_connection_refused_falls_through_quickly(synthetic_mirror, closed_port, caplog):
     folder, sha = synthetic_mirror
-    data, took = _fetch_timed(sha[NAME], [closed_port, str(folder)], timeout_s=5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [closed_port, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
-    assert took < 3
     assert "Connection refused" in caplog.text or "ConnectionRefusedError" in caplog.text
+    assert "timed out" not in caplog.text  # refused at once, not after waiting for the timeout
 
 
 def test_body_shorter_than_content_length_is_rejected(synthetic_mirror, http_mirror, caplog):
@@ -138,7 +130,7 @@ def test_body_shorter_than_content_length_is_rejected(synthetic_mirror, http_mir
     url = http_mirror.url
     good = (folder / f"{NAME}.gz").read_bytes()
     http_mirror.route(f"{NAME}.gz", lambda h: _status(h, good[:-20], length=len(good)))
-    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert f"{url}{NAME}.gz" in caplog.text
 
@@ -148,7 +140,7 @@ def test_truncated_gzip_with_honest_length_is_rejected(synthetic_mirror, http_mi
     url = http_mirror.url
     cut = (folder / f"{NAME}.gz").read_bytes()[:-30]
     http_mirror.route(f"{NAME}.gz", lambda h: _status(h, cut))
-    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert "corrupt gzip" in caplog.text
 
@@ -157,10 +149,9 @@ def test_oversize_response_is_cut_off(synthetic_mirror, http_mirror, caplog):
     folder, sha = synthetic_mirror
     url = http_mirror.url
     http_mirror.route(f"{NAME}.gz", _flood)
-    data, took = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert f"more than {MAX_FILE_BYTES} bytes" in caplog.text
-    assert took < 20
 
 
 def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, http_mirror, gzip_bomb, caplog):
@@ -168,7 +159,7 @@ def test_gzip_bomb_is_not_inflated_past_the_cap(synthetic_mirror, http_mirror, g
     url = http_mirror.url
     assert len(gzip_bomb) < MAX_FILE_BYTES // 100
     http_mirror.route(f"{NAME}.gz", lambda h: _status(h, gzip_bomb))
-    data, _ = _fetch_timed(sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
+    data = fetch_one(NAME, sha[NAME], [url, str(folder)], timeout_s=5, retries=0)
     assert len(data) == 8 + 200
     assert "decompresses to more than" in caplog.text
 
@@ -181,7 +172,6 @@ def test_every_fault_at_once_is_one_clear_error(
     url = http_mirror.url
     http_mirror.route(f"{NAME}.gz", lambda h: _status(h, gzip_bomb))
     http_mirror.route(NAME, lambda h: _status(h, b"<!doctype html><title>Moved</title>"))
-    started = time.monotonic()
     with pytest.raises(UserError) as err:
         download_mnist(
             tmp_path / "raw",
@@ -190,7 +180,6 @@ def test_every_fault_at_once_is_one_clear_error(
             timeout_s=0.5,
             retries=0,
         )
-    assert time.monotonic() - started < 10
     message = str(err.value)
     assert "\n" not in message
     for reason in (

@@ -19,6 +19,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("pipeline", "src", "serving", "requirements")
+# A guard against a hang, not a guess at how long anything takes: a command that works
+# ends long before. Waits that can scale with measured work do (see conftest.Reproduced).
+HANG_S = 1800
 FILES = ("dvc.yaml", "bentofile.yaml", ".dvcignore")
 
 
@@ -46,7 +49,7 @@ def repo_env(repo: Path, tmpdir: Path | None = None, **extra: str) -> dict[str, 
 
 
 def run(
-    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = HANG_S
 ) -> subprocess.CompletedProcess:
     """Run ``cmd``; fail the test with its output unless it exits 0."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,10 +1,11 @@
 """Two clones share one DVC remote: what one trains, the other pulls and serves without retraining.
 
-Real git and DVC on synthetic data: a bare "origin" repository, Alice's clone runs
-``dvc repro`` and ``dvc push`` to the project's default remote (the folder
-``../mnist-mlops-dvc-remote`` beside the checkout, from ``.dvc/config`` as committed)
-and pushes git; Bob's fresh clone, with its own empty DVC cache, runs ``dvc pull``,
-finds every stage up to date, and serves the pulled model with a real ``bentoml serve``.
+Real git and DVC on synthetic data: Alice's repository is the session's ``reproduced``
+one (tests/pipeline/conftest.py: ``dvc repro`` done); she pushes its outputs with
+``dvc push`` to the project's default remote (the folder ``../mnist-mlops-dvc-remote``
+beside the checkout, from ``.dvc/config`` as committed) and her commit to a bare
+"origin"; Bob's fresh clone, with its own empty DVC cache, runs ``dvc pull``, finds
+every stage up to date, and serves the pulled model with a real ``bentoml serve``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from bento_process import serving
-from pipeline_repo import build_repo, repo_env, run
+from pipeline_repo import repo_env, run
 
 from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
@@ -23,26 +24,22 @@ from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_ses
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(900)
-def test_fresh_clone_pulls_runs_nothing_and_serves(tmp_path, synthetic_mirror):
-    origin = build_repo(tmp_path / "origin", synthetic_mirror)
-    env = repo_env(origin)
-    run(["git", "clone", "-q", "--bare", str(origin), str(tmp_path / "origin.git")], tmp_path, env)
-
-    alice = tmp_path / "alice"
-    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(alice)], tmp_path, env)
-    env_a = repo_env(alice)
-    run(["dvc", "repro"], alice, env_a, timeout=600)
+def test_fresh_clone_pulls_runs_nothing_and_serves(tmp_path, reproduced):
+    alice, env_a = reproduced.path, reproduced.env
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env_a)
+    run(["git", "remote", "add", "shared", str(origin)], alice, env_a)
     pushed = run(["dvc", "push"], alice, env_a).stdout
     run(["git", "add", "-A"], alice, env_a)
     run(["git", "commit", "-qm", "trained"], alice, env_a)
-    run(["git", "push", "-q", "origin", "HEAD"], alice, env_a)
-    remote = tmp_path / "mnist-mlops-dvc-remote"  # ../mnist-mlops-dvc-remote from each clone
+    run(["git", "push", "-q", "shared", "HEAD:refs/heads/main"], alice, env_a)
+    remote = alice.parent / "mnist-mlops-dvc-remote"  # ../mnist-mlops-dvc-remote from a clone
     stored = [p for p in remote.rglob("*") if p.is_file()]
     assert len(stored) >= 10, (pushed, stored)
 
-    bob = tmp_path / "bob"
-    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(bob)], tmp_path, env)
+    # Bob's clone sits beside Alice's, so the committed remote path reaches the same folder.
+    bob = alice.parent / "bob"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(bob)], tmp_path, env_a)
     env_b = repo_env(bob)
     assert not (bob / "models/model.onnx").exists() and not (bob / ".dvc/cache").exists()
     run(["dvc", "pull"], bob, env_b)

@@ -1,13 +1,16 @@
 """Faults leave no corrupt state: killed stages and corrupted inputs, with the real pipeline.
 
-Kills: a real ``dvc repro`` runs in its own process group in a temporary git+DVC
-repo (tests/pipeline/pipeline_repo.py, on synthetic data); once the stage is
-demonstrably mid-way (bytes streamed by a slow loopback mirror, a Lightning
-checkpoint of epoch 1 on disk, the ONNX staging file on disk) the whole group
-gets a signal. Then: dvc.lock is untouched, no declared output is half-written,
-nothing partial reached the DVC cache, and the next ``dvc repro`` produces
-outputs identical to an uninterrupted run (CPU training with a fixed seed and
-``deterministic: true`` is bit-for-bit repeatable, which this also checks).
+Kills: a real ``dvc repro`` runs in its own process group in a copy of the session's
+reproduced git+DVC repo (tests/pipeline/conftest.py, on synthetic data); once the stage is
+demonstrably mid-way, the whole group gets a signal. The test holds the stage still
+there, so the moment does not depend on how fast this machine is: the loopback
+mirror trickles once 32 KB are sent, and training (after its epoch-1 checkpoint)
+and export (with the ONNX staging file written) wait at a pause point
+(``MNIST_PAUSE_AT``, :mod:`mnist_mlops.core.pause`). Then: dvc.lock is untouched,
+no declared output is half-written, nothing partial reached the DVC cache, and the
+next ``dvc repro`` produces outputs identical to the uninterrupted one (CPU training
+with a fixed seed and ``deterministic: true`` is bit-for-bit repeatable, which this
+also checks).
 
 Corruption: the stage CLIs run as subprocesses on broken inputs and must exit 2
 with one ``error:`` line naming the file, and no traceback.
@@ -26,20 +29,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from pipeline_repo import build_repo, repo_env, run
+from pipeline_repo import HANG_S, build_repo, repo_env, run
 
+from mnist_mlops.core.pause import PAUSE_ENV
 from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW_NAMES = tuple(name for pair in RAW_FILES.values() for name in pair)
-# Enough epochs that training is still running well after epoch 1's checkpoint.
-EPOCHS = 12
 
 
 # --------------------------------------------------------------------------- helpers
@@ -56,7 +59,7 @@ def _json(path: Path) -> object:
 _env = repo_env
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     return run(cmd, cwd, env, timeout).stdout
 
 
@@ -74,10 +77,16 @@ def _group_alive(pgid: int) -> list[int]:
 
 
 class Repro:
-    """A ``dvc repro`` in its own session; output goes to a log file (no pipe to fill)."""
+    """A ``dvc repro`` in its own session; output goes to a log file (no pipe to fill).
 
-    def __init__(self, args: list[str], repo: Path, env: dict[str, str], log: Path) -> None:
+    ``budget``: seconds any wait on it may take (the baseline's measured repro, scaled).
+    """
+
+    def __init__(
+        self, args: list[str], repo: Path, env: dict[str, str], log: Path, budget: float
+    ) -> None:
         self.log = log
+        self.budget = budget
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 ["dvc", "repro", *args],
@@ -91,8 +100,8 @@ class Repro:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_for(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.budget
         while not ready():
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
@@ -103,16 +112,17 @@ class Repro:
             time.sleep(0.005)
 
     def kill(self, sig: signal.Signals) -> int:
-        """Signal the whole group; wait until no process of it is left (SIGKILL after 60 s)."""
+        """Signal the whole group; wait until no process of it is left (SIGKILL if it
+        outlasts the budget)."""
         pgid = self.proc.pid
         os.killpg(pgid, sig)
         try:
-            rc = self.proc.wait(timeout=60)
+            rc = self.proc.wait(timeout=self.budget)
         except subprocess.TimeoutExpired:
             os.killpg(pgid, signal.SIGKILL)
-            rc = self.proc.wait(timeout=30)
-            pytest.fail(f"dvc repro ignored {sig.name} for 60 s:\n{self.text()}")
-        deadline = time.monotonic() + 30
+            rc = self.proc.wait(timeout=60)
+            pytest.fail(f"dvc repro ignored {sig.name} for {self.budget:.0f} s:\n{self.text()}")
+        deadline = time.monotonic() + self.budget
         while (left := _group_alive(pgid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         if left:
@@ -200,24 +210,24 @@ def _assert_committed_dirs_clean(repo: Path) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, synthetic_mirror) -> Path:
     """A committed git+DVC repo with the pipeline and tiny params; never run itself."""
-    return build_repo(
-        tmp_path_factory.mktemp("template") / "repo",
-        synthetic_mirror,
-        train={"max_epochs": EPOCHS, "deterministic": True},
-        download={"timeout_s": 5},
-        code=("pipeline", "src"),
-    )
+    return build_repo(tmp_path_factory.mktemp("template") / "repo", synthetic_mirror)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The session's reproduced repo (tests/pipeline/conftest.py), which the tests here only
+    copy, and its outputs: what a rerun after a kill must match."""
+
+    repo: Path
+    outputs: dict[str, object]
+    budget: float  # seconds for any one repro or wait here (conftest.Reproduced.budget)
 
 
 @pytest.fixture(scope="module")
-def baseline(template, tmp_path_factory) -> tuple[Path, dict[str, object]]:
-    """The template after one uninterrupted ``dvc repro``, and its outputs."""
-    repo = tmp_path_factory.mktemp("baseline") / "repo"
-    shutil.copytree(template, repo, symlinks=True)
-    _run(["dvc", "repro", "export"], repo, _env(repo), timeout=400)
-    _run(["git", "add", "-A"], repo, _env(repo))
-    _run(["git", "commit", "-qm", "baseline"], repo, _env(repo))
-    return repo, _outputs(repo)
+def baseline(reproduced) -> Baseline:
+    epochs = _json(reproduced.path / "metrics/train.json")["epochs"]
+    assert epochs >= 2, "the training kill pauses at the start of epoch 2"
+    return Baseline(reproduced.path, _outputs(reproduced.path), reproduced.budget)
 
 
 def _clone(src: Path, tmp_path: Path) -> Path:
@@ -229,22 +239,31 @@ def _clone(src: Path, tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- kills
 
 
+KILL_AFTER_BYTES = 32 * 1024
+
+
 def _serve_slowly(path: Path, sent_enough: threading.Event, release: threading.Event):
-    """A mirror behaviour: ``path``'s bytes 2 KB at a time, 20 ms apart."""
+    """A mirror behaviour: ``path``'s first 32 KB, then a byte a second until released.
+
+    The trickle keeps the download alive (each read gets a byte well inside its
+    timeout) and unfinished for as long as the test takes to kill it.
+    """
 
     def behaviour(handler) -> None:
         body = path.read_bytes()
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
-        for start in range(0, len(body), 2048):
-            if release.is_set():
+        handler.wfile.write(body[:KILL_AFTER_BYTES])
+        handler.wfile.flush()
+        if len(body) <= KILL_AFTER_BYTES:
+            return  # a small file (labels) arrives whole
+        sent_enough.set()  # well into the transfer: time to kill
+        for byte in body[KILL_AFTER_BYTES:-1]:  # never the last byte: never complete
+            if release.wait(1.0):
                 return
-            handler.wfile.write(body[start : start + 2048])
+            handler.wfile.write(bytes([byte]))
             handler.wfile.flush()
-            if start >= 16 * 2048:
-                sent_enough.set()  # well into the transfer: time to kill
-            time.sleep(0.02)
 
     return behaviour
 
@@ -260,16 +279,16 @@ def slow_mirror(synthetic_mirror, http_mirror) -> tuple[str, threading.Event]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(HANG_S, func_only=True)
 def test_kill_during_download_leaves_nothing_and_rerun_matches(
     template, baseline, synthetic_mirror, slow_mirror, repros, tmp_path
 ):
     _, sha = synthetic_mirror
-    base_repo, base = baseline
+    base_repo, base, budget = baseline.repo, baseline.outputs, baseline.budget
     url, sent_enough = slow_mirror
     repo = _clone(template, tmp_path)
     env = {**_env(repo), "MNIST_MIRROR": url}  # the slow mirror is tried first
-    run = repros(["split"], repo, env, tmp_path / "killed.log")
+    run = repros(["split"], repo, env, tmp_path / "killed.log", budget)
     run.wait_for(sent_enough.is_set, "32 KB of train-images streamed")
     assert run.kill(signal.SIGKILL) == -signal.SIGKILL
 
@@ -279,10 +298,10 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     for p in raw.iterdir() if raw.exists() else []:
         # Only complete, verified files may exist (from before the kill): no partial, no temp file.
         assert p.name in sha and _sha(p) == sha[p.name], f"partial/stray file {p.name}"
-    status = _run(["dvc", "status", "--with-deps", "split"], repo, _env(repo))
+    status = _run(["dvc", "status", "--with-deps", "split"], repo, _env(repo), budget)
     assert "download" in status and "up to date" not in status
 
-    _run(["dvc", "repro", "split"], repo, _env(repo))  # back on the good (local) mirror
+    _run(["dvc", "repro", "split"], repo, _env(repo), budget)  # back on the good (local) mirror
     assert {p: _sha(raw / p) for p in RAW_NAMES} == sha
     assert _sha(repo / "data/processed/mnist.npz") == base["data/processed/mnist.npz"]
     assert _json(repo / "data/processed/stats.json") == base["data/processed/stats.json"]
@@ -290,13 +309,13 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     _assert_committed_dirs_clean(repo)
 
 
-def _ckpt_written(tmpdir: Path) -> Callable[[], bool]:
+def _temp_checkpoints(tmpdir: Path) -> list[Path]:
     # training.py keeps Lightning's checkpoints in a mkdtemp dir under $TMPDIR until the end.
-    return lambda: any(tmpdir.glob("mnist-ckpt-*/*.ckpt"))
+    return list(tmpdir.glob("mnist-ckpt-*/*.ckpt"))
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(HANG_S, func_only=True)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path, sig):
     """SIGINT: Lightning's graceful shutdown must still fail the stage (no checkpoint, no lock).
@@ -305,15 +324,20 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     those outputs out of the cache; after SIGKILL the test forces a retrain, which
     shows that CPU training with a fixed seed is deterministic.
     """
-    base_repo, base = baseline
+    base_repo, base, budget = baseline.repo, baseline.outputs, baseline.budget
     repo = _clone(base_repo, tmp_path)
     lock_before = (repo / "dvc.lock").read_bytes()
     cache_before = _cache_files(repo)
     old_ckpt = _sha(repo / "models/model.ckpt")
     tmpdir = tmp_path / "tmp"
     env = _env(repo, tmpdir)
-    run = repros(["--force", "--single-item", "train"], repo, env, tmp_path / "killed.log")
-    run.wait_for(_ckpt_written(tmpdir), "the epoch-1 checkpoint")
+    paused = tmp_path / "paused"  # the train stage writes it, then waits until it is deleted
+    paused_env = {**env, PAUSE_ENV: f"checkpoint:{paused}"}  # only for the run to kill
+    run = repros(
+        ["--force", "--single-item", "train"], repo, paused_env, tmp_path / "killed.log", budget
+    )
+    run.wait_for(paused.exists, "training to pause after its epoch-1 checkpoint")
+    assert _temp_checkpoints(tmpdir), "paused, yet no checkpoint on disk"
     assert run.kill(sig) != 0, run.text()
 
     assert (repo / "dvc.lock").read_bytes() == lock_before, "dvc.lock changed for a killed stage"
@@ -333,29 +357,32 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     assert len(runs) == 2 and statuses.count("FINISHED") == 1, statuses  # killed one not FINISHED
 
     if sig == signal.SIGINT:
-        out = _run(["dvc", "repro", "export"], repo, env, timeout=400)
+        out = _run(["dvc", "repro", "export"], repo, env, budget)
         assert "Stage 'train' is cached" in out or "Running stage 'train'" in out, out
         assert _outputs(repo) == base
-        assert "up to date" in _run(["dvc", "status", "--with-deps", "export"], repo, env)
+        assert "up to date" in _run(["dvc", "status", "--with-deps", "export"], repo, env, budget)
     else:
         # The lock still matches, so a plain repro would just check the old outputs out.
-        out = _run(["dvc", "repro", "--force", "--single-item", "train"], repo, env, timeout=400)
+        out = _run(["dvc", "repro", "--force", "--single-item", "train"], repo, env, budget)
         assert "Running stage 'train'" in out, out
         got = _outputs(repo, downstream=False)
         assert got == {k: v for k, v in base.items() if k in got}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(HANG_S, func_only=True)
 def test_kill_during_export_then_rerun_is_identical(baseline, repros, tmp_path):
-    base_repo, base = baseline
+    base_repo, base, budget = baseline.repo, baseline.outputs, baseline.budget
     repo = _clone(base_repo, tmp_path)
     lock_before = (repo / "dvc.lock").read_bytes()
     cache_before = _cache_files(repo)
     models = repo / "models"
-    # export_and_verify writes .model.staging*.onnx and checks parity before the rename.
-    run = repros(["--force", "--single-item", "export"], repo, _env(repo), tmp_path / "killed.log")
-    run.wait_for(lambda: any(models.glob(".model*")), "the ONNX staging file")
+    # export_and_verify writes .model.staging.onnx and checks parity before the rename.
+    paused = tmp_path / "paused"
+    env = {**_env(repo), PAUSE_ENV: f"onnx-staged:{paused}"}
+    run = repros(["--force", "--single-item", "export"], repo, env, tmp_path / "killed.log", budget)
+    run.wait_for(paused.exists, "export to pause with its ONNX staging file written")
+    assert (models / ".model.staging.onnx").is_file(), sorted(p.name for p in models.iterdir())
     assert run.kill(signal.SIGKILL) == -signal.SIGKILL
 
     assert (repo / "dvc.lock").read_bytes() == lock_before, "dvc.lock changed for a killed stage"
@@ -363,7 +390,7 @@ def test_kill_during_export_then_rerun_is_identical(baseline, repros, tmp_path):
     onnx = models / "model.onnx"
     assert not onnx.exists() or _sha(onnx) == base["models/model.onnx"], "half-written model.onnx"
 
-    out = _run(["dvc", "repro", "export"], repo, _env(repo))
+    out = _run(["dvc", "repro", "export"], repo, _env(repo), budget)
     assert "Running stage 'export'" in out and "Running stage 'train'" not in out
     assert _outputs(repo) == base
     assert not list(models.glob(".model*")), "staging files left after a clean rerun"
@@ -481,7 +508,7 @@ PROCESSED_FAULTS = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(HANG_S, func_only=True)
 @pytest.mark.parametrize(
     ("stage", "broken", "corrupt"),
     PROCESSED_FAULTS,
@@ -494,7 +521,7 @@ PROCESSED_FAULTS = [
 def test_stage_names_the_corrupt_processed_file(
     baseline, tmp_path, stage, broken, corrupt, stage_cli
 ):
-    base_repo, _ = baseline
+    base_repo = baseline.repo
     processed, models = tmp_path / "processed", tmp_path / "models"
     shutil.copytree(base_repo / "data/processed", processed)
     models.mkdir()
@@ -515,7 +542,7 @@ def test_stage_names_the_corrupt_processed_file(
         "evaluate": [str(models / "model.ckpt"), str(processed)],
         "export": [str(models / "model.ckpt"), str(processed), str(models / "model.onnx")],
     }[stage]
-    proc = stage_cli(stage, *args, cwd=tmp_path)
+    proc = stage_cli(stage, *args, cwd=tmp_path, timeout=baseline.budget)
     _assert_clean_error(proc, str(target))
     assert not (models / "new.ckpt").exists() and not (models / "model.onnx").exists()
     assert not (tmp_path / "metrics").exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_repo import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
 N_RUNS = 3
@@ -28,7 +29,7 @@ HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(2 * HANG_S)
 def test_parallel_trainings_share_one_sqlite_store(processed_dir, tmp_path):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
@@ -72,7 +73,7 @@ def test_parallel_trainings_share_one_sqlite_store(processed_dir, tmp_path):
                         out,
                     )
                 )
-        deadline = time.monotonic() + 360
+        deadline = time.monotonic() + HANG_S  # a hang guard: each ends when it has trained
         for proc, _ in procs:
             proc.wait(timeout=max(deadline - time.monotonic(), 1))
     finally:

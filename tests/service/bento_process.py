@@ -23,8 +23,11 @@ import pytest
 
 SERVICE = "serving.service:MnistClassifier"
 REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 60
+# A hang guard, not a guess at start-up time: the wait ends as soon as the server is ready
+# or exits, so only a server that hangs ever waits this long.
+READY_TIMEOUT_S = 600
 LAUNCHED: list[int] = []  # process group ids of every server this test process started
+STOPPED: list[int] = []  # ... and of those it has stopped (all their processes gone)
 
 
 def free_port() -> int:
@@ -114,6 +117,7 @@ def stop_server(served: Served) -> None:
         os.killpg(served.proc.pid, signal.SIGKILL)
     if served.proc.poll() is None:
         served.proc.wait()
+    STOPPED.append(served.proc.pid)
 
 
 @contextlib.contextmanager

@@ -7,11 +7,12 @@ ONNX Runtime run offline on the same input, never with a "right" digit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bento_process import Served, serving
 from digits import draw_digit, encode, png_claiming_size
 from PIL import Image
 
@@ -39,6 +40,18 @@ def write_test_model(folder: Path) -> Path:
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real exported ONNX model (with model.json) in a session temp dir."""
     return write_test_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def served_model(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One ``bentoml serve`` of the test model with default settings, for the whole session.
+
+    Shared by the modules whose tests only send requests (status codes, bodies, the
+    OpenAPI contract); a test that needs other settings, exact metric counts, a cold
+    start or a server to stop starts its own. Stopped when the session ends.
+    """
+    with serving(model_path, tmp_path_factory.mktemp("bentoml_home")) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,12 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from bento_process import serving
+from bento_process import Served
 from digits import animated_gif, draw_digit, encode, png_claiming_size
 from PIL import Image
 
@@ -213,9 +212,9 @@ ACCEPTED = {
 
 
 @pytest.fixture(scope="module")
-def client(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    home = tmp_path_factory.mktemp("bentoml_home")
-    with serving(model_path, home) as served, httpx.Client(base_url=served.url, timeout=30) as c:
+def client(served_model: Served) -> Iterator[httpx.Client]:
+    """The session's shared server (tests/service/conftest.py), as an httpx client."""
+    with httpx.Client(base_url=served_model.url, timeout=30) as c:
         yield c
 
 

@@ -1,7 +1,7 @@
 """End to end through a real ``bentoml serve``: status codes, JSON bodies, health and metrics.
 
-One server for the whole module (startup takes a few seconds); it is always stopped
-in the fixture's teardown, and its log is shown if it fails to become ready.
+Against the session's shared server (``served_model`` in tests/service/conftest.py):
+start-up takes seconds, and these tests only send requests.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import base64
 import io
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from bento_process import serving
+from bento_process import Served
 from PIL import Image
 
 from mnist_mlops import imaging
@@ -25,13 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""
-    home = tmp_path_factory.mktemp("bentoml_home")
-    with (
-        serving(model_path, home) as served,
-        httpx.Client(base_url=served.url, timeout=10) as client,
-    ):
+def server(served_model: Served) -> Iterator[httpx.Client]:
+    """The running ``bentoml serve serving.service:MnistClassifier``, as an httpx client."""
+    with httpx.Client(base_url=served_model.url, timeout=10) as client:
         yield client
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -170,12 +169,14 @@ def test_bad_images_raise_clear_errors(make_digit, encode_image, make, error, me
 
 @pytest.mark.parametrize(("width", "height"), [(20_000, 20_000), (7_000, 7_000)])
 def test_decompression_bomb_is_rejected_before_decoding(png_bomb, width, height):
+    # The file holds 8x8 pixels of data: decoding it would fail on the missing rest with
+    # another error, so this one shows the header alone decided. How fast the refusal
+    # is, bench/preprocess_speed.py measures.
     data = png_bomb(width, height)
     assert len(data) < 200
-    start = time.perf_counter()
-    with pytest.raises(imaging.ImageTooLargeError, match="pixels"):
+    claimed = f"{width}x{height}|{width * height} pixels"  # the error names the header's size
+    with pytest.raises(imaging.ImageTooLargeError, match=claimed):
         imaging.preprocess_image(data)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_pixel_arrays_nested_and_flat_are_the_same_image():

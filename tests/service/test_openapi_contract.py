@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from bento_process import REPO, Served, serving
+from bento_process import REPO, Served
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serving(model_path, tmp_path_factory.mktemp("bentoml_home")) as server:
-        yield server
+def served(served_model: Served) -> Served:
+    """The session's shared server (tests/service/conftest.py)."""
+    return served_model
 
 
 def test_every_error_answer_is_documented_as_an_error_body(served):

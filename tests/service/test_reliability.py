@@ -2,7 +2,9 @@
 
 All against real ``bentoml serve`` processes on 127.0.0.1, each stopped (process
 group) when its test ends. No timing is asserted; the load tests count status codes
-and memory. ``MNIST_SOAK_SECONDS`` sets the soak's length (default 30 s).
+and memory, and every wait is for something the test checks (an answer count, a
+server-side gauge, a status). The soak's halves last ``MNIST_SOAK_REQUESTS`` answers
+(default 2,000) and at least ``MNIST_SOAK_SECONDS`` (default 8) each.
 """
 
 from __future__ import annotations
@@ -11,22 +13,37 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from bento_process import LAUNCHED, serving, start_server, stop_server, wait_ready
+from bento_process import (
+    READY_TIMEOUT_S,
+    STOPPED,
+    Served,
+    serving,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 from mnist_mlops.core.fileio import read_json, write_json
 from serving.schemas import MAX_BATCH, example_pixels
 
 pytestmark = pytest.mark.slow
 
-SOAK_SECONDS = float(os.environ.get("MNIST_SOAK_SECONDS", "30"))
+# A soak half ends once it has both: enough answers for the allocators to settle, and more
+# time than the service keeps each request's timer (its body deadline, 5 s, + 1 s), which
+# holds some request state until it fires, so memory also grows with time until then.
+SOAK_HALF_REQUESTS = int(os.environ.get("MNIST_SOAK_REQUESTS", "2000"))
+SOAK_HALF_SECONDS = float(os.environ.get("MNIST_SOAK_SECONDS", "8"))
 SOAK_CONCURRENCY = 32
+RSS_SAMPLE_S = 0.5  # how often the soak records the server's memory
 
 
 def _stroke() -> list[list[int]]:
@@ -46,17 +63,22 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-async def _load(url: str, seconds: float, concurrency: int, png: bytes) -> dict[str, int]:
-    """Closed-loop mixed load (PNG uploads and JSON arrays); counts answers by status."""
+async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[tuple], int]:
+    """Closed-loop mixed load (PNG uploads and JSON arrays) for two halves.
+
+    Returns the answers by status, the trace of (seconds, answers so far, server RSS)
+    and the index in it where the first half ended.
+    """
     counts: dict[str, int] = {}
+    trace: list[tuple[float, int, int]] = []
+    stop = asyncio.Event()
     body = {"pixels": _stroke()}
-    limits = httpx.Limits(max_connections=concurrency)
+    limits = httpx.Limits(max_connections=SOAK_CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        stop = time.monotonic() + seconds
 
         async def worker(i: int) -> None:
             n = 0
-            while time.monotonic() < stop:
+            while not stop.is_set():
                 try:
                     if (i + n) % 2:
                         r = await client.post("/predict", files={"image": ("d.png", png)})
@@ -68,45 +90,46 @@ async def _load(url: str, seconds: float, concurrency: int, png: bytes) -> dict[
                 counts[key] = counts.get(key, 0) + 1
                 n += 1
 
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return counts
+        async def watch() -> int:
+            """Sample RSS; stop the load once the second half has done what the first did."""
+            start, half = time.monotonic(), -1
+            while True:
+                await asyncio.sleep(RSS_SAMPLE_S)  # the sampling interval: nothing is awaited
+                trace.append((time.monotonic() - start, sum(counts.values()), tree_rss(pid)))
+                seconds, answers, _ = trace[-1]
+                since = trace[half] if half >= 0 else (0.0, 0, 0)
+                done = answers - since[1] >= SOAK_HALF_REQUESTS
+                if done and seconds - since[0] >= SOAK_HALF_SECONDS:
+                    if half >= 0:
+                        stop.set()
+                        return half
+                    half = len(trace) - 1
 
-
-async def _sample_rss(pid: int, samples: list[int], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        samples.append(tree_rss(pid))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-
-
-async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[int]]:
-    samples: list[int] = []
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(_sample_rss(pid, samples, stop))
-    counts = await _load(url, SOAK_SECONDS, SOAK_CONCURRENCY, png)
-    stop.set()
-    await sampler
-    return counts, samples
+        workers = [asyncio.create_task(worker(i)) for i in range(SOAK_CONCURRENCY)]
+        half = await watch()
+        await asyncio.gather(*workers)
+    return counts, trace, half
 
 
 def test_soak_from_cold_start_has_no_errors_and_flat_memory(model_path, tmp_path, digit_png):
     with serving(model_path, tmp_path / "home") as served:  # fresh: no warm-up before
-        counts, samples = asyncio.run(_soak(served.url, served.proc.pid, digit_png))
+        counts, trace, half = asyncio.run(_soak(served.url, served.proc.pid, digit_png))
         alive = httpx.get(f"{served.url}/readyz", timeout=10).status_code
-    half = samples[len(samples) // 2]
+    at_half, at_end = trace[half][2], trace[-1][2]
     report = {
-        "seconds": SOAK_SECONDS,
         "concurrency": SOAK_CONCURRENCY,
         "statuses": counts,
         "requests": sum(counts.values()),
-        "rss_mb_each_second": [round(r / 2**20, 1) for r in samples],
-        "second_half_growth": round(samples[-1] / half - 1, 4),
+        "half": {"seconds": round(trace[half][0], 1), "answers": trace[half][1]},
+        "end": {"seconds": round(trace[-1][0], 1), "answers": trace[-1][1]},
+        "rss_mb": [round(r / 2**20, 1) for _, _, r in trace[:: max(len(trace) // 20, 1)]],
+        "second_half_growth": round(at_end / at_half - 1, 4),
     }
     print("SOAK", json.dumps(report))
     assert set(counts) == {"200"}, report  # no 5xx, no 429, no transport error
     assert alive == 200
-    assert len(samples) >= 4, report
-    assert samples[-1] < 1.05 * half, report  # a leak shows as growth after the ramp-up
+    assert trace[-1][1] - trace[half][1] >= SOAK_HALF_REQUESTS, report
+    assert at_end < 1.05 * at_half, report  # a leak shows as growth after the ramp-up
 
 
 def test_burst_beyond_the_concurrency_limit_gets_429_not_timeouts(
@@ -138,31 +161,70 @@ def test_burst_beyond_the_concurrency_limit_gets_429_not_timeouts(
     assert after.status_code == 200, after.text
 
 
+def _in_progress(url: str, endpoint: str) -> float:
+    """BentoML's gauge of requests the app has started and not yet answered."""
+    pattern = rf'bentoml_service_request_in_progress{{endpoint="{endpoint}".*}} (\S+)'
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(m[1]) for m in re.finditer(pattern, text))
+
+
+def _wait_until(condition, what: str, served: Served, timeout: float = 300) -> None:
+    """Poll ``condition`` until true; fail with the server's log if it exits or never is.
+    The deadline is a hang guard: the wait ends as soon as the condition holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if served.proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"never {what} (server rc {served.proc.poll()}):\n{served.log_text()}")
+        time.sleep(0.05)
+
+
+async def _half_sent(url: str, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST /predict_batch whose headers and first half of body are sent, the rest held."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (f"POST /predict_batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    writer.write(head + body[: len(body) // 2])
+    await writer.drain()
+    return reader, writer
+
+
 def test_sigterm_lets_requests_in_flight_finish(model_path, tmp_path):
-    served = start_server(model_path, tmp_path / "home")
+    """SIGTERM while 8 requests are inside the app (their bodies half sent): all 8 answer 200.
+
+    The test holds each body back until the signal is sent, so the requests are in
+    flight at that moment however fast this machine answers; the body deadline is
+    raised so holding them cannot turn into a 408 on a slow machine.
+    """
+    body = json.dumps(FULL_BATCH).encode()
+    served = start_server(model_path, tmp_path / "home", MNIST_BODY_TIMEOUT_S="600")
     try:
         wait_ready(served)
 
-        async def in_flight() -> list[int | str]:
-            async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+        async def in_flight() -> list[bytes]:
+            streams = [await _half_sent(served.url, body) for _ in range(8)]
+            await asyncio.to_thread(
+                _wait_until,
+                lambda: _in_progress(served.url, "/predict_batch") == 8,
+                "8 requests in progress",
+                served,
+            )
+            os.kill(served.proc.pid, signal.SIGTERM)  # the arbiter only, as `docker stop`
+            for _, writer in streams:
+                writer.write(body[len(body) // 2 :])
+                await writer.drain()
+            return [await asyncio.wait_for(reader.read(), 60) for reader, _ in streams]
 
-                async def one() -> int | str:
-                    try:
-                        return (await client.post("/predict_batch", json=FULL_BATCH)).status_code
-                    except httpx.HTTPError as exc:
-                        return type(exc).__name__
-
-                tasks = [asyncio.ensure_future(one()) for _ in range(8)]
-                await asyncio.sleep(0.3)  # let them reach the server
-                os.kill(served.proc.pid, signal.SIGTERM)  # the arbiter only, as `docker stop`
-                return await asyncio.gather(*tasks)
-
-        statuses = asyncio.run(in_flight())
-        served.proc.wait(timeout=60)
+        answers = asyncio.run(in_flight())
+        served.proc.wait(timeout=READY_TIMEOUT_S)  # a hang guard, as for start-up
     finally:
         stop_server(served)
+    statuses = [a.split(b" ", 2)[1].decode() if a else "closed" for a in answers]
     print("SIGTERM", statuses, "exit", served.proc.returncode)
-    assert statuses == [200] * 8, statuses
+    assert statuses == ["200"] * 8, statuses
+    for answer in answers:
+        predictions = json.loads(answer.partition(b"\r\n\r\n")[2])["predictions"]
+        assert len(predictions) == MAX_BATCH
 
 
 def _broken_model(kind: str, model_path: Path, folder: Path) -> Path:
@@ -182,34 +244,55 @@ def _broken_model(kind: str, model_path: Path, folder: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "checksum", "missing-metadata"])
-def test_bad_model_answers_readyz_503(kind, model_path, tmp_path):
-    bad = _broken_model(kind, model_path, tmp_path / "model")
-    served = start_server(bad, tmp_path / "home")
-    seen: list[int | str] = []
+BAD_MODELS = ("missing", "truncated", "checksum", "missing-metadata")
+
+
+@pytest.fixture(scope="module")
+def bad_model_servers(model_path: Path, tmp_path_factory) -> Iterator[dict[str, Served]]:
+    """A server for each broken model, all started at once so their start-ups overlap."""
+    folder = tmp_path_factory.mktemp("bad_models")
+    servers: dict[str, Served] = {}
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and served.proc.poll() is None:
-            try:
-                status = httpx.get(f"{served.url}/readyz", timeout=10).status_code
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            seen.append(status)
-            assert status != 200, f"a {kind} model became ready:\n{served.log_text()}"
-            if seen.count(503) >= 3:  # the API is up and keeps saying "not ready"
-                predict = httpx.post(
-                    f"{served.url}/predict_array", json={"pixels": _stroke()}, timeout=30
-                )
-                assert predict.status_code == 503, predict.text
-                assert "model not loaded" in predict.json()["error"]
-                break
-            time.sleep(0.5)
-        else:
-            if served.proc.poll() is None:
-                pytest.fail(f"neither failed nor answered 503: {seen}\n{served.log_text()}")
+        for kind in BAD_MODELS:
+            bad = _broken_model(kind, model_path, folder / kind)
+            servers[kind] = start_server(bad, folder / f"{kind}-home")
+        yield servers
+    finally:
+        for served in servers.values():
+            stop_server(served)
+
+
+@pytest.mark.parametrize("kind", BAD_MODELS)
+def test_bad_model_answers_readyz_503(kind, bad_model_servers):
+    served = bad_model_servers[kind]
+    try:
+        _check_not_ready(kind, served)
     finally:
         stop_server(served)
     assert "ModelLoadError" in served.log_text() or served.proc.returncode not in (None, 0)
+
+
+def _check_not_ready(kind: str, served: Served) -> None:
+    """The server exits, or its API comes up and keeps answering 503 (never 200)."""
+    seen: list[int | str] = []
+    deadline = time.monotonic() + READY_TIMEOUT_S  # a hang guard: the API is up long before
+    while served.proc.poll() is None:
+        try:
+            status = httpx.get(f"{served.url}/readyz", timeout=10).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        seen.append(status)
+        assert status != 200, f"a {kind} model became ready:\n{served.log_text()}"
+        if seen.count(503) >= 3:  # the API is up and keeps saying "not ready"
+            predict = httpx.post(
+                f"{served.url}/predict_array", json={"pixels": _stroke()}, timeout=30
+            )
+            assert predict.status_code == 503, predict.text
+            assert "model not loaded" in predict.json()["error"]
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"neither failed nor answered 503: {seen}\n{served.log_text()}")
+        time.sleep(0.2)
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -223,7 +306,8 @@ def _group_members(pgid: int) -> list[int]:
 
 def test_no_server_processes_left_behind(model_path, tmp_path):
     # Start and stop one more server (so this test means something when run alone), then
-    # check that no process of any server this session started is still alive.
+    # check that no process of any server this session stopped is still alive (a server
+    # shared by the whole session, still serving, is not among them).
     served = start_server(model_path, tmp_path / "home")
     try:
         wait_ready(served)
@@ -232,6 +316,6 @@ def test_no_server_processes_left_behind(model_path, tmp_path):
     finally:
         stop_server(served)
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
-    left = {pgid: _group_members(pgid) for pgid in LAUNCHED}
+    left = {pgid: _group_members(pgid) for pgid in STOPPED}
     assert served.proc.pid in left
     assert {g: m for g, m in left.items() if m} == {}

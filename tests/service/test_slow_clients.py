@@ -9,13 +9,16 @@ requests keep getting 200 while hundreds of stalled connections are open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from bento_process import Served, serving
 
@@ -95,22 +98,65 @@ def test_idle_keep_alive_connection_is_closed(served):
     assert raw.count(b"HTTP/1.1") == 1
 
 
-async def _stall(host: str, port: int, half_headers: bool) -> bytes:
+@dataclass
+class Stalls:
+    """The stalled clients' local ports: all of them, and those the server answered."""
+
+    ports: set[int] = field(default_factory=set)
+    answered: set[int] = field(default_factory=set)
+
+
+async def _stall(host: str, port: int, half_headers: bool, stalls: Stalls) -> bytes:
     """Open a connection, send a partial request, wait for what the server answers."""
     reader, writer = await asyncio.open_connection(host, port)
+    local = writer.get_extra_info("sockname")[1]
+    stalls.ports.add(local)
     try:
         writer.write(b"POST /predict_array HTTP/1.1\r\nHost: x\r\n" if half_headers
                      else _stalled_body_request())  # fmt: skip
         await writer.drain()
-        return await reader.read()  # until the server closes
+        answer = await reader.read()  # until the server closes
+        if answer:
+            stalls.answered.add(local)
+        return answer
     finally:
         writer.close()
 
 
+def _accepted_from(served: Served, client_ports: set[int]) -> set[int]:
+    """Which of ``client_ports`` the server's processes hold a connection from right now."""
+    port = _address(served)[1]
+    held = set()
+    for proc in [psutil.Process(served.proc.pid), *psutil.Process(served.proc.pid).children(True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.laddr and conn.laddr.port == port and conn.raddr:
+                    held.add(conn.raddr.port)
+    return held & client_ports
+
+
+async def _until_all_accepted(served: Served, stalls: Stalls) -> int:
+    """Wait until the server has accepted every stalled connection: seen among its sockets,
+    or answered already (the first may time out before the last is in). Returns the most
+    it held at once."""
+    accepted: set[int] = set()
+    most = 0
+    deadline = time.monotonic() + WAIT_S  # a hang guard: each is answered by then anyway
+    while len(accepted) < STALLED:
+        assert time.monotonic() < deadline, f"server accepted {len(accepted)} of {STALLED}"
+        held = await asyncio.to_thread(_accepted_from, served, set(stalls.ports))
+        accepted |= held | stalls.answered
+        most = max(most, len(held))
+        await asyncio.sleep(0.02)  # between two looks at the server's sockets
+    return most
+
+
 async def _stalled_clients_and_valid_requests(served: Served) -> tuple[list[bytes], list[int]]:
     host, port = _address(served)
-    stalled = [asyncio.create_task(_stall(host, port, i % 2 == 0)) for i in range(STALLED)]
-    await asyncio.sleep(1)  # let them all connect and stall
+    stalls = Stalls()
+    stalled = [asyncio.create_task(_stall(host, port, i % 2 == 0, stalls)) for i in range(STALLED)]
+    held = await _until_all_accepted(served, stalls)
+    print(f"{STALLED} stalled clients accepted, at most {held} open at once")
     statuses, seconds = [], []
     async with httpx.AsyncClient(base_url=served.url, timeout=WAIT_S) as client:
         for _ in range(20):

@@ -33,11 +33,82 @@ def test_normalisation_is_inside_the_model():
     assert torch.allclose(net.normalise(x), torch.full((1, 784), 2.0))
 
 
+# Each configurable activation, as torch's own module class (not the functional the layer
+# calls), and the gain its weight initialisation uses: He (kaiming) for the ReLU family,
+# Xavier (Glorot) with the gain torch recommends for tanh and sigmoid.
+REFERENCE_ACTIVATIONS = {
+    "relu": (torch.nn.ReLU(), math.sqrt(2.0)),
+    "leaky_relu": (torch.nn.LeakyReLU(0.01), math.sqrt(2.0 / (1 + 0.01**2))),
+    "gelu": (torch.nn.GELU(), math.sqrt(2.0)),
+    "tanh": (torch.nn.Tanh(), 5.0 / 3.0),
+    "sigmoid": (torch.nn.Sigmoid(), 1.0),
+}
+
+
+def test_every_configurable_activation_has_a_reference():
+    assert set(REFERENCE_ACTIVATIONS) == set(typing.get_args(Activation))
+
+
+def _expected_weight_std(init: str, activation: str, fan_in: int, fan_out: int) -> float:
+    """The spread each init formula gives a layer's weights."""
+    _, gain = REFERENCE_ACTIVATIONS[activation]
+    if init == "he":  # kaiming_normal_: N(0, gain^2 / fan_in), relu gain for the non-leaky
+        return (gain if activation == "leaky_relu" else math.sqrt(2.0)) / math.sqrt(fan_in)
+    if init == "xavier":  # xavier_uniform_: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))
+        xavier_gain = gain if activation in ("tanh", "sigmoid") else math.sqrt(2.0)
+        return xavier_gain * math.sqrt(2.0 / (fan_in + fan_out))
+    return 1.0 / math.sqrt(3.0 * fan_in)  # torch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+
+
 @pytest.mark.parametrize("activation", typing.get_args(Activation))
 @pytest.mark.parametrize("init", typing.get_args(Init))
-def test_every_activation_and_init_builds(activation, init):
-    net = MLP((32,), activation, dropout=0.2, batch_norm=True, init=init)
-    assert net(torch.rand(4, 28, 28) * 255).shape == (4, 10)
+def test_init_gives_each_layer_the_spread_of_its_formula(activation, init):
+    torch.manual_seed(0)
+    net = MLP((512, 256), activation, init=init)
+    linears = [m for m in net.layers if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(512, 784), (256, 512), (10, 256)]
+    for layer in linears:
+        fan_out, fan_in = layer.weight.shape
+        weights = layer.weight.detach()
+        expected = _expected_weight_std(init, activation, fan_in, fan_out)
+        # 2,560 to 401,408 draws per layer: the sample std is within a few % of the formula.
+        assert weights.std().item() == pytest.approx(expected, rel=0.06), (init, layer)
+        assert abs(weights.mean().item()) < 0.1 * expected
+        if init == "default":  # torch's own: uniform within 1/sqrt(fan_in), bias too
+            assert weights.abs().max().item() <= 1 / math.sqrt(fan_in)
+            assert layer.bias.abs().max().item() <= 1 / math.sqrt(fan_in)
+            assert layer.bias.abs().sum().item() > 0
+        else:
+            assert torch.count_nonzero(layer.bias) == 0
+        if init == "xavier":  # uniform: nothing beyond sqrt(3) standard deviations
+            assert weights.abs().max().item() <= math.sqrt(3.0) * expected * 1.0001
+        if init == "he":  # normal: some draws beyond 3 standard deviations, unlike a uniform
+            assert (weights.abs() > 3 * expected).any()
+
+
+@pytest.mark.parametrize("activation", typing.get_args(Activation))
+def test_forward_applies_the_configured_activation_batch_norm_and_dropout(activation):
+    torch.manual_seed(0)
+    net = MLP((32,), activation, dropout=0.5, batch_norm=True, mean=0.2, std=0.3)
+    first, last = (m for m in net.layers if isinstance(m, torch.nn.Linear))
+    (norm,) = (m for m in net.layers if isinstance(m, torch.nn.BatchNorm1d))
+    assert first.bias is None  # batch norm's shift makes the linear bias redundant
+    with torch.no_grad():  # non-trivial batch-norm statistics and affine parameters
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    pixels = torch.rand(6, 28, 28) * 255
+    x = (pixels.reshape(6, 784) / 255 - 0.2) / 0.3
+    h = x @ first.weight.T
+    h = (h - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
+    reference, _ = REFERENCE_ACTIVATIONS[activation]
+    expected = reference(h) @ last.weight.T + last.bias
+    net.eval()  # dropout off, batch norm on its running statistics
+    with torch.no_grad():
+        torch.testing.assert_close(net(pixels), expected, rtol=1e-4, atol=1e-4)
+        net.train()  # dropout on: two passes drop different units
+        assert not torch.allclose(net(pixels), net(pixels))
 
 
 def test_random_shift_moves_ink_and_keeps_mass():

@@ -21,6 +21,7 @@ import torch
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path
+from mnist_mlops.core.pause import pause_here
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, as_model_input, inference_session
 
 __all__ = [
@@ -101,6 +102,7 @@ def export_and_verify(
     staging = target.with_name(f".{target.stem}.staging.onnx")
     try:
         export_onnx(net, staging, opset)
+        pause_here("onnx-staged")  # only fault-injection tests ask it to wait
         parity = check_parity(net, staging, images)
         if not parity.ok(atol):
             raise UserError(
