@@ -107,12 +107,15 @@ def prepare_store(tracking_uri: str, experiment: str) -> str:
     by get-then-create: trainings started together (parallel ``dvc exp run``
     workers) crash with "table ... already exists" (mlflow/mlflow#19943) or
     RESOURCE_ALREADY_EXISTS. Doing both under a file lock first leaves nothing
-    to race on; later connections only read the schema version.
+    to race on; later connections only read the schema version. A server has no
+    lock file: there, a create that loses the race reads the winner's experiment.
 
     A new experiment in a sqlite store keeps its artifacts in ``mlruns/`` beside the
     database (MLflow's default is the working directory, which for a queued
     experiment is a temporary copy). A server (``http://``) decides for itself.
     """
+    from mlflow.exceptions import MlflowException
+
     with _store_lock(tracking_uri):
         c = client(tracking_uri)
         found = c.get_experiment_by_name(experiment)
@@ -120,7 +123,13 @@ def prepare_store(tracking_uri: str, experiment: str) -> str:
             return found.experiment_id
         db = _sqlite_path(tracking_uri)
         location = (db.resolve().parent / "mlruns").as_uri() if db is not None else None
-        return c.create_experiment(experiment, artifact_location=location)
+        try:
+            return c.create_experiment(experiment, artifact_location=location)
+        except MlflowException as exc:
+            # A server has no lock file here: another process may have created it meanwhile.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        return c.get_experiment_by_name(experiment).experiment_id
 
 
 def read_run_ref(path: str | os.PathLike[str]) -> dict[str, str]:
