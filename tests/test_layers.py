@@ -34,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"core", "data", "imaging", "inference"},
     "export": {"core", "inference"},
     "packaging": {"core", "inference"},
+    "monitoring": {"core", "imaging", "inference"},
 }
 
 
