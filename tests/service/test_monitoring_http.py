@@ -10,6 +10,7 @@ No sleeps for synchronisation: tests poll the log or /metrics for what they expe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from bento_process import Served, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.monitoring.feedback import FeedbackStore
-from mnist_mlops.monitoring.logfiles import read_log
+from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
 from serving.schemas import example_pixels
 
 pytestmark = pytest.mark.slow
@@ -182,3 +183,43 @@ def test_a_feedback_flood_gets_429_past_the_bound(broken):
     assert statuses == [404] * 5 + [429] * 25  # the first 5 spend the burst
     samples = metric_samples(broken.url)
     assert samples[("mnist_feedback_total", (("outcome", "rate_limited"),))] == 25
+
+
+def test_two_workers_and_a_burst_of_2000_log_every_request_once(
+    model_path: Path, tmp_path: Path, digit_png: bytes
+):
+    env = {"MNIST_API_WORKERS": "2", "MNIST_INFERENCE_LOG_DIR": str(tmp_path / "inference"),
+           "MNIST_FEEDBACK_DB": f"sqlite:///{tmp_path / 'feedback.sqlite'}"}  # fmt: skip
+    with serving(model_path, tmp_path / "bentoml", **env) as server:
+        statuses, ids = asyncio.run(_burst(server.url, 2000, digit_png))
+        assert statuses == {200: 2000}
+        wait_for_records(tmp_path / "inference", ids)
+    counts = ReadCounts()
+    logged = [r["request_id"] for r in read_log(tmp_path / "inference", counts)]
+    assert counts.corrupt == 0
+    assert len(set(ids)) == 2000 and sorted(logged) == sorted(ids)  # each exactly once
+    writers = {path.stem.rsplit("-", 1)[1] for path in (tmp_path / "inference").glob("*.jsonl")}
+    assert len(writers) == 2, f"one worker took every connection: {writers}"
+
+
+async def _burst(url: str, n: int, png: bytes) -> tuple[dict[int, int], list[str]]:
+    """``n`` requests, 32 at a time, each on a new connection (so both workers accept
+    some), half PNG uploads and half JSON arrays: (status -> count, request ids)."""
+    statuses: dict[int, int] = {}
+    ids: list[str] = []
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                if i % 2:
+                    answer = await client.post("/predict", files={"image": ("d.png", png)})
+                else:
+                    answer = await client.post("/predict_array", json=PIXELS)
+                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                if answer.status_code == 200:
+                    ids.append(answer.json()["request_id"])
+
+        await asyncio.gather(*(worker() for _ in range(32)))
+    return statuses, ids
