@@ -11,6 +11,7 @@ No sleeps for synchronisation: tests poll the log or /metrics for what they expe
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bento_process import Served, serving
+from bento_process import REPO, Served, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.monitoring.feedback import FeedbackStore
@@ -151,6 +152,16 @@ def test_the_feedback_route_is_in_the_openapi_document(served):
     assert {"200", "400", "404", "429"} <= set(post["responses"])
     schema = post["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["required"]) == {"request_id", "digit"}
+
+
+def test_every_metric_the_alert_rules_read_is_on_metrics(served):
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        assert client.post("/predict_array", json=PIXELS).status_code == 200
+        assert client.post("/predict_array", json={"pixels": [1]}).status_code == 400
+    rules = (REPO / "deploy" / "prometheus" / "alerts.yml").read_text()
+    used = set(re.findall(r"\b(?:bentoml_service|mnist)_[a-z_]+\b", rules))
+    exposed = {name for name, _ in metric_samples(served.url)}
+    assert len(used) >= 6 and used <= exposed, sorted(used - exposed)
 
 
 @pytest.fixture(scope="module")
