@@ -7,12 +7,18 @@ BentoML builds from the API's signature). Here: a rate bound per worker (token b
 the corrections store (:mod:`mnist_mlops.monitoring.feedback`) in a worker thread, so a
 slow database never stalls the event loop. Unknown or expired ids are a 404; the same
 correction twice is stored once (the answer says ``duplicate``).
+
+An answer given a moment ago may still wait in a log writer's queue (records are
+written every ``FLUSH_INTERVAL_S``), and a quick click on /ui would get a 404: before
+answering 404, the desk flushes this worker's log and gives the other workers' writers
+two flush intervals, then looks once more.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio
@@ -22,6 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest
+from mnist_mlops.monitoring.inference_log import FLUSH_INTERVAL_S
 from serving.errors import error_response
 
 logger = logging.getLogger(__name__)
@@ -83,17 +90,25 @@ class TokenBucket:
 class FeedbackDesk:
     """Takes corrections for one worker: the rate bound, then the store.
 
-    ``outcomes`` counts each answer by outcome; ``problem`` says why ``store`` is None.
+    ``outcomes`` counts each answer by outcome; ``problem`` says why ``store`` is None;
+    ``flush_log`` writes this worker's queued log records (blocking: run in a thread).
     """
 
     def __init__(
-        self, store: FeedbackStore | None, problem: str, rate: float, burst: int, outcomes: Counter
+        self,
+        store: FeedbackStore | None,
+        problem: str,
+        rate: float,
+        burst: int,
+        outcomes: Counter,
+        flush_log: Callable[[], object],
     ) -> None:
         self._store = store
         self._problem = problem
         self._bucket = TokenBucket(rate, burst)
         self._one_at_a_time = anyio.CapacityLimiter(1)  # the store has one connection
         self._outcomes = outcomes
+        self._flush_log = flush_log
 
     async def receive(self, request_id: str, digit: int) -> FeedbackReceipt | JSONResponse:
         counter = self._outcomes
@@ -104,9 +119,12 @@ class FeedbackDesk:
             counter.labels(outcome="unavailable").inc()
             return error_response(503, f"the corrections store is not available: {self._problem}")
         try:
-            stored = await anyio.to_thread.run_sync(
-                self._store.add, request_id, digit, limiter=self._one_at_a_time
-            )
+            try:
+                stored = await self._add(request_id, digit)
+            except UnknownRequest:  # perhaps not written yet: see the module docstring
+                await anyio.to_thread.run_sync(self._flush_log)
+                await anyio.sleep(2 * FLUSH_INTERVAL_S)
+                stored = await self._add(request_id, digit)
         except UnknownRequest as exc:
             counter.labels(outcome="unknown").inc()
             return error_response(404, str(exc))
@@ -116,3 +134,9 @@ class FeedbackDesk:
             return error_response(503, "the corrections store failed; retry later")
         counter.labels(outcome="stored" if stored else "duplicate").inc()
         return FeedbackReceipt(request_id=request_id, digit=digit, duplicate=not stored)
+
+    async def _add(self, request_id: str, digit: int) -> bool:
+        assert self._store is not None
+        return await anyio.to_thread.run_sync(
+            self._store.add, request_id, digit, limiter=self._one_at_a_time
+        )

@@ -115,6 +115,10 @@ class ServiceLog:
         """Queue the answers for the log; return their request ids."""
         return self.log.record(pixels, probabilities, *ORIGIN.get())
 
+    def flush(self) -> None:
+        """Write what is queued now (waits at most a few seconds; never on the request path)."""
+        self.log.flush(timeout=5.0)
+
     def close(self) -> None:
         self.log.close()
 
@@ -141,7 +145,7 @@ def start_monitoring(
     if model is None:
         settings = settings.model_copy(update={"log_enabled": False})
     version, sha256 = (model.version, model.card.sha256) if model else ("", "")
-    log = InferenceLog(settings, version, sha256, metrics, index=index)
+    log = ServiceLog(InferenceLog(settings, version, sha256, metrics, index=index))
     desk = FeedbackDesk(store, problem, settings.feedback_rate, settings.feedback_burst,
-                        metrics.feedback)  # fmt: skip
-    return ServiceLog(log), desk
+                        metrics.feedback, log.flush)  # fmt: skip
+    return log, desk
