@@ -13,6 +13,12 @@ Each server runs alone (never two at once), pinned with ``taskset`` to one core;
   after one slow answer they all fire together, bursts no independent users make. A
   stall still shows in p99, though a request delayed by it is timed from its send.
 
+"ours-nolog" is our service with the inference log off (``MNIST_INFERENCE_LOG=off``);
+"ours" logs every answer, images included, to a folder under the run's temp dir, so
+the table's last lines say what observing costs: 1 - ours / ours-nolog peak. On a
+shared machine, ``--rounds N`` runs the servers N times in alternating order and
+reports each ratio as the median over the rounds (the table shows the first round).
+
 Each cell also records the server's CPU time per request (user + system seconds of its
 process tree, psutil, over the cell / requests answered): unlike req/s it barely moves
 when other processes share the machine. Prints a table with our/baseline ratios and
@@ -20,20 +26,24 @@ writes JSON::
 
     python bench/serve_load.py --model models/model.onnx          # 10 s a cell, ~5 min
     python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
+    python bench/serve_load.py --servers ours,ours-nolog --rounds 5  # only the log's cost
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
-p99 <= 5 ms at C = 1 and <= 25 ms at half the peak.
+p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost at most
+10 % of the peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +68,14 @@ SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH
                         "bench.minimal_bento:MinimalMnist", "--host", "127.0.0.1", "--port"],
     "ours": [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
              "--host", "127.0.0.1", "--port"],
+    "ours-nolog": [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
+                   "--host", "127.0.0.1", "--port"],
+}  # fmt: skip
+# Per server, on top of the common environment ({home}: the server's temp folder).
+SERVER_ENV = {
+    "ours": {"MNIST_INFERENCE_LOG_DIR": "{home}/inference",
+             "MNIST_FEEDBACK_DB": "sqlite:///{home}/feedback.sqlite"},
+    "ours-nolog": {"MNIST_INFERENCE_LOG": "off"},
 }  # fmt: skip
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
@@ -116,7 +134,8 @@ def server(name: str, model: Path, core: int, home: Path) -> Iterator[tuple[str,
     port = free_port()
     command = [c.format(model=model) for c in SERVERS[name]] + [str(port)]
     env = {**os.environ, "MNIST_MODEL_PATH": str(model), "BENTOML_HOME": str(home),
-           "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}  # fmt: skip
+           "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": f"{REPO / 'src'}:{REPO}",
+           **{k: v.format(home=home) for k, v in SERVER_ENV.get(name, {}).items()}}  # fmt: skip
     log = (home / f"{name}.log").open("wb")
     proc = subprocess.Popen(
         ["taskset", "-c", str(core), *command],
@@ -171,13 +190,14 @@ def wrk(url: str, payload: tuple[str, str, Path], connections: int, seconds: flo
             "cpu_us": 1e6 * cpu / max(raw["requests"], 1)}  # fmt: skip
 
 
-def measure(model: Path, seconds: float, folder: Path) -> dict[str, dict[str, dict]]:
+def measure(
+    model: Path, seconds: float, folder: Path, names: list[str]
+) -> dict[str, dict[str, dict]]:
     server_core, load_core = 0, 1 if (os.cpu_count() or 1) > 1 else 0
     bodies = payloads(folder)
     results: dict[str, dict[str, dict]] = {}
-    for name in SERVERS:
-        home = folder / name
-        home.mkdir()
+    for name in names:
+        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))
         with server(name, model, server_core, home) as (url, pid):
             for kind, payload in bodies.items():
                 wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
@@ -192,6 +212,21 @@ def measure(model: Path, seconds: float, folder: Path) -> dict[str, dict[str, di
     return results
 
 
+def ratio(results: dict, name: str, base: str, kind: str, key: str = "peak_rps") -> float:
+    """``name``'s peak (or C=8 CPU/request) over ``base``'s; NaN if either was not run."""
+    if name not in results or base not in results:
+        return float("nan")
+    if key == "peak_rps":
+        return results[name][kind]["peak_rps"] / results[base][kind]["peak_rps"]
+    at = CONCURRENCY.index(8)
+    return results[name][kind]["closed"][at]["cpu_us"] / results[base][kind]["closed"][at]["cpu_us"]
+
+
+def log_cost(results: dict[str, dict[str, dict]], kind: str) -> float:
+    """Share of the peak the inference log costs: 1 - ours / ours-nolog."""
+    return 1 - ratio(results, "ours", "ours-nolog", kind)
+
+
 def table(results: dict[str, dict[str, dict]]) -> str:
     cols = "".join(f" | C={c:<2d} req/s  p50   p99" for c in CONCURRENCY)
     head = (f"{'server':16s} {'payload':7s}{cols} | half-peak p99 | x base"
@@ -201,11 +236,16 @@ def table(results: dict[str, dict[str, dict]]) -> str:
         for kind, r in kinds.items():
             cells = "".join(f" | {c['rps']:9.0f} {c['p50_ms']:5.1f} {c['p99_ms']:5.1f}"
                             for c in r["closed"])  # fmt: skip
-            ratio = r["peak_rps"] / results["starlette"][kind]["peak_rps"]
             cpu = r["closed"][CONCURRENCY.index(8)]["cpu_us"]
-            base_cpu = results["starlette"][kind]["closed"][CONCURRENCY.index(8)]["cpu_us"]
+            peak, cpu_x = (
+                ratio(results, name, "starlette", kind, key) for key in ("peak_rps", "cpu")
+            )
             lines.append(f"{name:16s} {kind:7s}{cells} | {r['half_peak']['p99_ms']:10.1f} ms"
-                         f" | {ratio:5.2f} | {cpu:8.0f} us | {base_cpu / cpu:10.2f}")  # fmt: skip
+                         f" | {peak:5.2f} | {cpu:8.0f} us | {1 / cpu_x:10.2f}")  # fmt: skip
+    kinds = next(iter(results.values()))
+    lines += [f"inference log cost, {kind}: {100 * log_cost(results, kind):.1f} % of the peak, "
+              f"{ratio(results, 'ours', 'ours-nolog', kind, 'cpu'):.2f}x CPU a request"
+              for kind in kinds]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -215,24 +255,56 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per cell")
     parser.add_argument("--quick", action="store_true", help="3 s a cell: proves it runs")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat, alternating the order")
     args = parser.parse_args()
+    names = args.servers.split(",")
+    if not set(names) <= set(SERVERS):
+        raise SystemExit(f"--servers: choose from {', '.join(SERVERS)}")
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         raise SystemExit("wrk and taskset are needed: run scripts/install_system_packages.sh")
     seconds = 3.0 if args.quick else args.seconds
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure(args.model.resolve(), seconds, Path(tmp))
+        for i in range(args.rounds):
+            order = names if i % 2 == 0 else names[::-1]
+            rounds.append(measure(args.model.resolve(), seconds, Path(tmp), order))
+    results = {name: rounds[0][name] for name in names}
+    kinds = list(next(iter(results.values())))
+    costs = {k: statistics.median(log_cost(r, k) for r in rounds) for k in kinds}
+    cpu_costs = {k: statistics.median(ratio(r, "ours", "ours-nolog", k, "cpu") for r in rounds)
+                 for k in kinds}  # fmt: skip
     print(table(results))
+    for k in kinds:
+        print(
+            f"median of {args.rounds} rounds, {k}: the inference log costs "
+            f"{100 * costs[k]:.1f} % of the peak, {cpu_costs[k]:.2f}x CPU a request"
+        )
     out = args.out or REPO / "bench/results" / f"serve_load{'-quick' if args.quick else ''}.json"
     write_json(out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "seconds_per_cell": seconds, "results": results,
-        "ratios": {k: results["ours"][k]["peak_rps"] / results["starlette"][k]["peak_rps"]
-                   for k in results["ours"]},
-        "cpu_ratios": {k: results["starlette"][k]["closed"][1]["cpu_us"]
-                       / results["ours"][k]["closed"][1]["cpu_us"] for k in results["ours"]},
+        "ratios": {k: _number(ratio(results, "ours", "starlette", k)) for k in kinds},
+        "cpu_ratios": {k: _number(1 / ratio(results, "ours", "starlette", k, "cpu"))
+                       for k in kinds},
+        "log_cost": {k: _number(costs[k]) for k in kinds},
+        "log_cpu_ratio": {k: _number(cpu_costs[k]) for k in kinds},
+        "rounds": [{name: {k: _summary(r[name][k]) for k in kinds} for name in names}
+                   for r in rounds],
     })  # fmt: skip
     print(f"wrote {out}")
+
+
+def _summary(cell: dict) -> dict[str, float]:
+    """One server and payload in one round: its peak and its CPU a request at C = 8."""
+    return {"peak_rps": cell["peak_rps"],
+            "cpu_us_c8": cell["closed"][CONCURRENCY.index(8)]["cpu_us"]}  # fmt: skip
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a ratio of servers not run this time is null."""
+    return None if math.isnan(value) else value
 
 
 if __name__ == "__main__":
