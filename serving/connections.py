@@ -2,35 +2,39 @@
 
 uvicorn arms its keep-alive timer only after a response and cancels it on the first
 byte received, so a client that connects and sends nothing, or half a request line,
-holds its socket forever. :class:`HeaderDeadlineProtocol` is uvicorn's own h11
-protocol plus one timer per connection: armed when the connection opens and again
+holds its socket forever; no ASGI app ever sees such a connection. The deadline must
+live in uvicorn's protocol: :class:`HeaderDeadlineProtocol` is uvicorn's own h11
+protocol plus one timer per connection, armed when the connection opens and again
 whenever a response completes, disarmed once full request headers arrived. When it
-fires, a connection that sent part of a request gets ``408 {"error": ...}``; either
-way it is closed. Body deadlines live in :mod:`serving.guard` (ASGI).
+fires, a connection that sent part of a request gets ``408 {"error": ...}``; either way
+it is closed. Body deadlines live in :mod:`serving.front` (ASGI).
 
-BentoML builds the ``uvicorn.Config`` itself and exposes no protocol option, so
-:func:`install` registers the class under uvicorn's ``"auto"`` protocol name; it has
-to run in the worker before uvicorn loads its config, i.e. when the service module is
-imported (see ``serving/service.py``).
+BentoML builds uvicorn's ``Config`` itself and has no protocol option, so
+:class:`HeaderDeadlines`, an ASGI middleware the service adds, hands the protocol to the
+server at start-up: uvicorn runs the ASGI lifespan before it opens its socket and reads
+``config.http_protocol_class`` for each new connection. Nothing changes at import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import h11
-import uvicorn.config
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serving.errors import REASONS
 from serving.metrics import service_metrics
 
+logger = logging.getLogger(__name__)
 HEADER_TIMEOUT_S = 5.0  # from connect (or the last response) to complete request headers
 
 
 class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with :data:`HEADER_TIMEOUT_S` for request headers."""
+    """uvicorn's h11 protocol with ``header_timeout_s`` for request headers."""
 
     header_timeout_s = HEADER_TIMEOUT_S
     _header_timer: asyncio.TimerHandle | None = None
@@ -41,7 +45,7 @@ class HeaderDeadlineProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # headers are in: the guard takes over
+        if self.conn.their_state is not h11.IDLE:  # headers are in: the front takes over
             self._disarm()
 
     def on_response_complete(self) -> None:
@@ -72,6 +76,35 @@ class HeaderDeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
+class HeaderDeadlines:
+    """ASGI middleware that acts once, at start-up: the server's connections get the deadline.
+
+    Every other message passes straight through.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float = HEADER_TIMEOUT_S) -> None:
+        self.app = app
+        self.protocol = type(
+            HeaderDeadlineProtocol.__name__,
+            (HeaderDeadlineProtocol,),
+            {"header_timeout_s": timeout_s},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            self._install(receive)
+        await self.app(scope, receive, send)
+
+    def _install(self, receive: Receive) -> None:
+        """uvicorn's lifespan ``receive`` is a method of the object holding its ``Config``."""
+        config = getattr(getattr(receive, "__self__", None), "config", None)
+        if not isinstance(config, uvicorn.Config):
+            logger.warning("not served by uvicorn: no deadline for request headers")
+            return
+        config.http_protocol_class = self.protocol
+        logger.info("request headers deadline: %s s", self.protocol.header_timeout_s)
+
+
 def _timeout_response(seconds: float) -> bytes:
     body = json.dumps({"error": f"the request headers did not arrive within {seconds} s"})
     head = (
@@ -79,10 +112,3 @@ def _timeout_response(seconds: float) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return (head + body).encode()
-
-
-def install(header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
-    """Make uvicorn's default (``"auto"``) HTTP protocol :class:`HeaderDeadlineProtocol`."""
-    HeaderDeadlineProtocol.header_timeout_s = header_timeout_s
-    uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:{HeaderDeadlineProtocol.__name__}"
-    uvicorn.config.HTTP_PROTOCOLS["h11"] = f"{__name__}:{HeaderDeadlineProtocol.__name__}"

@@ -1,41 +1,69 @@
-"""Client mistakes -> HTTP status, reason label and the one error body ``{"error": "..."}``.
+"""The service's one error type, and the one JSON body every error answer has.
 
-Every refusal is an :func:`error_response`; the request guard rewrites any other error
-body (BentoML's, Starlette's) through :func:`error_message` and counts it by status.
+Anything on the request path that refuses a request raises :class:`ServiceError`
+(status + one line naming the problem and the fix); :class:`serving.front.ApiFront`
+turns it into ``{"error": "..."}`` in one place. What the input libraries refuse
+(:mod:`mnist_mlops.imaging`) becomes a
+ServiceError through :func:`refusal`, the one map from their error types to a status.
 """
 
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
+from bentoml.exceptions import BentoMLException
 from starlette.responses import JSONResponse
 from starlette.types import Message, Send
 
 from mnist_mlops import imaging
 from serving.metrics import service_metrics
 
-# What the client did wrong -> status. In order: subclasses first.
-IMAGE_ERRORS: tuple[tuple[type[imaging.ImageError], int], ...] = (
+# What the client sent wrong -> status. In order: subclasses first.
+INPUT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (imaging.ImageTooLargeError, 413),
     (imaging.UnsupportedFormatError, 415),
     (imaging.NoInkError, 422),
     (imaging.ImageError, 400),
 )
+INPUT_ERROR_TYPES = tuple(cls for cls, _ in INPUT_ERRORS)
 # Status -> the reason label of ``mnist_rejected_requests``.
 REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
            413: "too_large", 415: "unsupported_media_type", 422: "no_digit", 429: "overloaded",
-           503: "model_not_loaded"}  # fmt: skip
-_REWRITTEN = {b"content-length", b"content-type"}  # headers of an error body that is rewritten
+           500: "internal", 503: "model_not_loaded"}  # fmt: skip
 # Every status an API endpoint can answer besides 200, for the OpenAPI document.
 ERROR_STATUSES = {
     400: "malformed request: bad JSON, wrong shape or range, broken form or image",
     408: "the request headers or body did not arrive in time; the connection is closed",
     413: "body, upload or pixel count over the limit",
-    415: "not multipart/form-data (for /predict), an unsupported image format, or pickle",
+    415: "a body of the wrong media type, an unsupported image format, or pickle",
     422: "a valid image with no digit in it (blank)",
     429: "too many requests in flight at the model; retry later",
     503: "the model failed its checks at start-up; the service is not ready",
 }
+INTERNAL_ERROR = "An unexpected error has occurred, please check the server log."
+_REWRITTEN = {b"content-length", b"content-type"}  # headers of an error body that is rewritten
+
+
+class ServiceError(BentoMLException):
+    """A refused request: HTTP ``status`` and a one-line ``message`` for the client.
+
+    ``close`` ends the connection after the answer (the request body was not read to its
+    end, so the connection cannot carry another request). A BentoMLException, so BentoML's
+    own dispatch (which the front bypasses) would answer the same status.
+    """
+
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+        super().__init__(message, error_code=HTTPStatus(status))
+        self.status = status
+        self.message = message
+        self.close = close
+
+
+def refusal(exc: Exception) -> ServiceError:
+    """The ServiceError for what imaging or the array parser refused (see INPUT_ERRORS)."""
+    status = next(code for cls, code in INPUT_ERRORS if isinstance(exc, cls))
+    return ServiceError(status, str(exc))
 
 
 def error_response(status: int, message: str, close: bool = False) -> JSONResponse:
@@ -44,40 +72,24 @@ def error_response(status: int, message: str, close: bool = False) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def image_error_status(exc: imaging.ImageError) -> int:
-    """The status for what imaging refused."""
-    return next(code for cls, code in IMAGE_ERRORS if isinstance(exc, cls))
-
-
 def error_message(body: bytes) -> str:
-    """The one-line message of any error body BentoML or Starlette produced.
-
-    BentoML answers a pydantic failure with ``{"error": "1 validation error...", "detail":
-    [...]}`` and other client errors with a list ``[{"error": ...}]``; the field-level
-    details are folded into the line so the client still learns which field was wrong.
-    """
+    """The one-line message in an error body from BentoML or Starlette (plain or JSON)."""
     try:
         data = json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace").strip() or "bad request"
     if isinstance(data, list) and data:
         data = data[0]
-    if not isinstance(data, dict):
-        return str(data)
-    message = str(data.get("error") or data.get("detail") or "bad request")
-    details = data.get("detail")
-    if isinstance(details, list):
-        parts = [
-            f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')}"
-            for d in details[:3]
-            if isinstance(d, dict)
-        ]
-        message = f"{message}: {'; '.join(parts)}" if parts else message
-    return message
+    if isinstance(data, dict):
+        return str(data.get("error") or data.get("detail") or "bad request")
+    return str(data)
 
 
 def one_error_shape(send: Send) -> Send:
-    """Pass 1xx-3xx answers through untouched; rewrite error bodies to ``{"error": str}``."""
+    """For the routes BentoML answers (404, 405, /readyz...): error bodies become ``{"error"}``.
+
+    1xx-3xx answers pass through untouched; each rewritten error is counted by status.
+    """
     start: Message | None = None
     chunks: list[bytes] = []
 

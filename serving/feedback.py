@@ -25,11 +25,10 @@ import anyio
 import anyio.to_thread
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
 
 from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest
 from mnist_mlops.monitoring.inference_log import FLUSH_INTERVAL_S
-from serving.errors import error_response
+from serving.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +109,15 @@ class FeedbackDesk:
         self._outcomes = outcomes
         self._flush_log = flush_log
 
-    async def receive(self, request_id: str, digit: int) -> FeedbackReceipt | JSONResponse:
+    async def receive(self, request_id: str, digit: int) -> FeedbackReceipt:
+        """Store the correction; ServiceError 429, 404 or 503 when it cannot be."""
         counter = self._outcomes
         if not self._bucket.take():
             counter.labels(outcome="rate_limited").inc()
-            return error_response(429, "too many corrections right now; retry in a few seconds")
+            raise ServiceError(429, "too many corrections right now; retry in a few seconds")
         if self._store is None:
             counter.labels(outcome="unavailable").inc()
-            return error_response(503, f"the corrections store is not available: {self._problem}")
+            raise ServiceError(503, f"the corrections store is not available: {self._problem}")
         try:
             try:
                 stored = await self._add(request_id, digit)
@@ -127,11 +127,11 @@ class FeedbackDesk:
                 stored = await self._add(request_id, digit)
         except UnknownRequest as exc:
             counter.labels(outcome="unknown").inc()
-            return error_response(404, str(exc))
+            raise ServiceError(404, str(exc)) from None
         except Exception as exc:  # the database is down, locked too long, full...
             counter.labels(outcome="unavailable").inc()
             logger.warning("corrections store failed: %s", exc)  # not to the client: may name hosts
-            return error_response(503, "the corrections store failed; retry later")
+            raise ServiceError(503, "the corrections store failed; retry later") from None
         counter.labels(outcome="stored" if stored else "duplicate").inc()
         return FeedbackReceipt(request_id=request_id, digit=digit, duplicate=not stored)
 

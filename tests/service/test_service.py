@@ -1,6 +1,7 @@
 """The service class, instantiated directly (no server): answers match ONNX Runtime offline.
 
-The endpoints are coroutines; these tests exercise the same code paths minus HTTP.
+The endpoints are coroutines; these tests exercise the same code paths minus HTTP. What
+the service refuses is a :class:`ServiceError` (the HTTP front turns it into the answer).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -23,6 +23,7 @@ from mnist_mlops import imaging
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.session import softmax
+from serving.errors import ServiceError
 from serving.model_loading import ModelLoadError, load_model
 from serving.schemas import MAX_BATCH, BatchPrediction, Prediction, example_pixels
 from serving.service import MnistClassifier
@@ -113,23 +114,28 @@ def test_predict_batch_keeps_order_and_matches_single_calls(service):
         (None, 422, "no ink"),  # a blank PNG, made below
     ],
 )
-def test_bad_upload_answers_4xx_json(service, tmp_path, encode_image, data, status, message):
+def test_bad_upload_is_refused_with_its_status(
+    service, tmp_path, encode_image, data, status, message
+):
     from PIL import Image
 
     upload = tmp_path / "upload"
     upload.write_bytes(data if data is not None else encode_image(Image.new("L", (40, 40), 255)))
-    response = asyncio.run(service.predict(upload))
-    assert response.status_code == status
-    assert message in json.loads(response.body)["error"]
+    with pytest.raises(ServiceError) as refused:
+        asyncio.run(service.predict(upload))
+    assert refused.value.status == status
+    assert message in refused.value.message
 
 
-def test_bad_arrays_answer_400_json(service):
+def test_bad_arrays_are_refused_with_400(service):
     for bad in ([0.0] * 10, [float("nan")] * 784, [[300.0] * 28] * 28):
-        response = asyncio.run(service.predict_array(bad))
-        assert response.status_code == 400
-        assert json.loads(response.body)["error"].startswith("pixels must")
-    response = asyncio.run(service.predict_batch([EXAMPLE_PIXELS, [1.0, 2.0]]))
-    assert response.status_code == 400
+        with pytest.raises(ServiceError) as refused:
+            asyncio.run(service.predict_array(bad))
+        assert refused.value.status == 400
+        assert refused.value.message.startswith("pixels must")
+    with pytest.raises(ServiceError) as refused:
+        asyncio.run(service.predict_batch([EXAMPLE_PIXELS, [1.0, 2.0]]))
+    assert refused.value.status == 400
 
 
 def test_batch_limit_is_in_the_api_schema():
@@ -239,3 +245,56 @@ def test_start_up_objects_are_frozen_out_of_the_garbage_collector(service):
     import gc
 
     assert gc.get_freeze_count() > 10_000
+
+
+def test_without_a_model_every_endpoint_is_refused_with_503(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_MODEL_PATH", str(tmp_path / "missing" / "model.onnx"))
+    broken = MnistClassifier()
+    assert not asyncio.run(broken.__is_ready__())
+    with pytest.raises(ServiceError) as refused:
+        asyncio.run(broken.predict_array(EXAMPLE_PIXELS))
+    assert refused.value.status == 503
+    assert "model not loaded" in refused.value.message
+
+
+def test_importing_the_service_changes_nothing_in_uvicorn():
+    # The header deadline reaches uvicorn at server start-up (serving.connections), never
+    # as a side effect of an import: a test, a notebook or a tool importing the service
+    # keeps stock uvicorn.
+    code = (
+        "import copy, uvicorn.config\n"
+        "before = copy.deepcopy(uvicorn.config.HTTP_PROTOCOLS)\n"
+        "import serving.service\n"
+        "assert uvicorn.config.HTTP_PROTOCOLS == before, uvicorn.config.HTTP_PROTOCOLS\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_header_deadlines_give_uvicorn_the_protocol_at_start_up():
+    # Against the installed uvicorn: its lifespan hands the middleware the Config whose
+    # protocol class each new connection is built from.
+    import uvicorn
+    from uvicorn.lifespan.on import LifespanOn
+
+    from serving.connections import HeaderDeadlineProtocol, HeaderDeadlines
+
+    async def app(scope, receive, send):
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.complete"})
+
+    config = uvicorn.Config(HeaderDeadlines(app, timeout_s=2.5), lifespan="on")
+    config.load()
+    assert not issubclass(config.http_protocol_class, HeaderDeadlineProtocol)
+
+    async def start_up() -> None:
+        lifespan = LifespanOn(config)
+        await lifespan.startup()
+        assert not lifespan.startup_failed
+
+    asyncio.run(start_up())
+    assert issubclass(config.http_protocol_class, HeaderDeadlineProtocol)
+    assert config.http_protocol_class.header_timeout_s == 2.5
