@@ -68,39 +68,46 @@ def decode_png(text: str) -> np.ndarray:
 def build_records(
     batch: list[Answered], model_version: str, model_sha256: str, images: bool
 ) -> list[str]:
-    """One JSON line (no newline) per image of every request in ``batch``, in order."""
+    """One JSON line (no newline) per image of every request in ``batch``, in order.
+
+    Lines are formatted from :data:`_LINE` rather than by ``json.dumps`` per record (a
+    few times faster, and this runs for every answered image): the strings that vary per
+    request are JSON-encoded once per request, the ids are hex, the PNG is base64, and the
+    numbers are finite floats, whose ``repr`` is valid JSON.
+    """
     if not batch:
         return []
     pixels = to_uint8(np.concatenate([a.pixels.reshape(-1, 28, 28) for a in batch]))
     probabilities = np.concatenate([a.probabilities.reshape(-1, 10) for a in batch])
     top2 = np.sort(probabilities, axis=1)[:, -2:]
-    digits = probabilities.argmax(axis=1).tolist()
-    confidence = top2[:, 1].tolist()
-    margin = (top2[:, 1] - top2[:, 0]).tolist()
-    features = {name: values.tolist() for name, values in batch_features(pixels).items()}
+    numbers = zip(
+        probabilities.argmax(axis=1).tolist(),
+        top2[:, 1].tolist(),
+        (top2[:, 1] - top2[:, 0]).tolist(),
+        *(values.tolist() for values in batch_features(pixels).values()),
+    )
+    model = f'"model_version":{json.dumps(model_version)},"model_sha256":{json.dumps(model_sha256)}'
     lines: list[str] = []
     i = 0
     for answered in batch:
         when = datetime.fromtimestamp(answered.time, timezone.utc).isoformat(
             timespec="milliseconds"
         )
-        for request_id in answered.request_ids:
-            record = {
-                "request_id": request_id,
-                "time": when,
-                "model_version": model_version,
-                "model_sha256": model_sha256,
-                "endpoint": answered.endpoint,
-                "source": answered.source,
-                "digit": digits[i],
-                "confidence": confidence[i],
-                "margin": margin[i],
-                **{name: features[name][i] for name in FEATURES},
-                "input_png": encode_png(pixels[i]) if images else None,
-            }
-            lines.append(json.dumps(record, separators=(",", ":")))
+        head = (f'"time":"{when}",{model},"endpoint":{json.dumps(answered.endpoint)},'
+                f'"source":{json.dumps(answered.source)}')  # fmt: skip
+        for request_id, values in zip(answered.request_ids, numbers):
+            png = f'"{encode_png(pixels[i])}"' if images else "null"
+            lines.append(_LINE % (request_id, head, *values, png))
             i += 1
     return lines
+
+
+# One record: request_id, the per-request head, digit, confidence, margin, FEATURES, PNG.
+_LINE = (
+    '{"request_id":"%s",%s,"digit":%d,"confidence":%r,"margin":%r,'
+    + "".join(f'"{name}":%r,' for name in FEATURES)
+    + '"input_png":%s}'
+)
 
 
 def parse_record(line: str) -> dict[str, object] | None:
