@@ -10,7 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BENTOML_HOME=/home/app/bentoml \
     MNIST_MODEL_PATH=/app/models/model.onnx
 
-RUN useradd --create-home --uid 10001 app
+# /app/monitoring: the inference log and the corrections store (docs/monitoring.md), the
+# service's defaults relative to /app; a volume keeps them across containers.
+RUN useradd --create-home --uid 10001 app && mkdir -p /app/monitoring && chown app /app/monitoring
 WORKDIR /app
 
 # Install the serving extra only: numpy, Pillow, OpenCV (headless), ONNX Runtime, BentoML.
@@ -22,6 +24,7 @@ COPY serving/ serving/
 COPY models/model.onnx models/model.json models/
 
 USER app
+VOLUME /app/monitoring
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=4).status == 200 else 1)"

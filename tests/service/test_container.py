@@ -22,10 +22,13 @@ import pytest
 from bento_process import free_port, launch, stop_server, wait_ready
 
 from mnist_mlops.inference.session import inference_session
+from mnist_mlops.monitoring.logfiles import read_log
+from mnist_mlops.monitoring.settings import ENV
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+MONITORING_ENV = (ENV["log_dir"], ENV["feedback_uri"])
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -129,7 +132,9 @@ def test_image_entrypoint_serves_a_prediction(image_root):
     cmd = list(cmd)
     cmd[cmd.index("--host") + 1] = "127.0.0.1"  # the image binds 0.0.0.0; tests stay on loopback
     cmd[cmd.index("--port") + 1] = str(port)
-    served = launch(cmd, app, {**os.environ, **env}, app / "serve.log", port)
+    # The image's own monitoring defaults (relative to /app), not the test session's.
+    outside = {k: v for k, v in os.environ.items() if k not in MONITORING_ENV}
+    served = launch(cmd, app, {**outside, **env}, app / "serve.log", port)
     try:
         wait_ready(served, timeout=90)
         one = [[255 if 5 <= r < 23 and 13 <= c < 16 else 0 for c in range(28)] for r in range(28)]
@@ -143,4 +148,6 @@ def test_image_entrypoint_serves_a_prediction(image_root):
         meta = json.loads((app / "models/model.json").read_text())
         assert body["model_version"] == meta["version"]
     finally:
-        stop_server(served)
+        stop_server(served)  # the worker writes what it queued as it stops
+    logged = [r["request_id"] for r in read_log(app / "monitoring" / "inference")]
+    assert logged == [body["request_id"]]  # in the folder the image makes writable
