@@ -1,13 +1,12 @@
 """The service's side of the inference log: where a request came from, and what is counted.
 
 :class:`RequestOrigin` (ASGI middleware) notes each predict request's route and source in
-a context variable, so the one place that answers (``MnistClassifier._answer``) can log
+a context variable, so the one place that answers (``MnistClassifier._predict``) can log
 them without every endpoint passing them down. The source is the route's kind; the /ui
-page says "ui" with the ``X-Mnist-Source`` header. :func:`start_inference_log` builds the
+page says "ui" with the ``X-Mnist-Source`` header. :func:`start_monitoring` builds the
 worker's :class:`~mnist_mlops.monitoring.inference_log.InferenceLog` with its counters on
 ``/metrics`` and the corrections store as its request index, and the feedback desk
-beside it (:func:`start_monitoring`). Settings:
-:mod:`mnist_mlops.monitoring.settings` (docs/monitoring.md).
+beside it. Settings: :mod:`mnist_mlops.monitoring.settings` (docs/monitoring.md).
 """
 
 from __future__ import annotations

@@ -298,3 +298,12 @@ def test_header_deadlines_give_uvicorn_the_protocol_at_start_up():
     asyncio.run(start_up())
     assert issubclass(config.http_protocol_class, HeaderDeadlineProtocol)
     assert config.http_protocol_class.header_timeout_s == 2.5
+
+
+def test_every_route_logs_a_known_source():
+    from mnist_mlops.monitoring.records import SOURCES
+    from serving.monitoring import ORIGIN, ROUTE_SOURCES
+
+    assert set(ROUTE_SOURCES.values()) | {"ui", ORIGIN.get()[1]} == set(SOURCES)
+    routes = {api.route for api in MnistClassifier.apis.values()}
+    assert routes - {"/feedback"} <= set(ROUTE_SOURCES)  # every predict route has its source
