@@ -30,7 +30,8 @@ images/s for the batch payloads) and writes JSON::
     # a change to the service against another checkout of it, in the same run:
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
     # what the inference log costs:
-    python bench/serve_load.py --servers ours-nolog,ours --rounds 5
+    python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
+        --out bench/results/serve_load-logging.json
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
 p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost at most
@@ -293,6 +294,9 @@ def log_cost(rounds: list[dict[str, dict[str, dict]]], kinds: tuple[str, ...]) -
                 r["ours"][kind]["closed"][eight]["cpu_us"]
                 / r["ours-nolog"][kind]["closed"][eight]["cpu_us"] for r in rounds),
             "rounds": len(rounds),
+            "by_round": [{name: {"peak_rps": r[name][kind]["peak_rps"],
+                                 "cpu_us": r[name][kind]["closed"][eight]["cpu_us"]}
+                          for name in ("ours-nolog", "ours")} for r in rounds],
         }
         for kind in kinds
     }  # fmt: skip
