@@ -64,10 +64,16 @@ class RequestIndex(Protocol):
 
 
 def new_request_ids(n: int) -> list[str]:
-    """``n`` random 128-bit ids as 32 hex digits: unguessable, so feedback cannot target
-    other users' requests; one system call for the lot."""
-    pool = os.urandom(16 * n).hex()
-    return [pool[32 * i : 32 * i + 32] for i in range(n)]
+    """``n`` ids of 32 hex digits: the time in milliseconds (12 digits), then 80 random
+    bits (20 digits; one system call for the lot).
+
+    Random enough that nobody can guess another user's id and send feedback for it; time
+    first, so ids of one moment sit together in the store's index, where appending costs
+    a fraction of inserting at random places (every answered image pays it).
+    """
+    stamp = f"{time.time_ns() // 1_000_000:012x}"[-12:]
+    pool = os.urandom(10 * n).hex()
+    return [stamp + pool[20 * i : 20 * i + 20] for i in range(n)]
 
 
 class InferenceLog:
