@@ -3,7 +3,8 @@
 Each server runs alone (never two at once), pinned with ``taskset`` to one core; ``wrk``
 (a C load generator, Debian package) is pinned to another. Per server and payload (a
 28x28 JSON array to /predict_array, a 200x200 PNG to /predict; with ``--payloads`` also
-``batch``, BATCH arrays as JSON to /predict_batch, which only our service answers):
+``batch``, BATCH arrays as JSON to /predict_batch, and ``npy``, the same BATCH arrays as
+one uint8 .npy body to /predict_npy, which only our service answers):
 
 * closed loop at C = 1, 8, 32 connections: req/s, p50, p99 (wrk's own percentiles);
   the best req/s is the server's *peak*;
@@ -29,6 +30,8 @@ images/s for the batch payloads) and writes JSON::
     python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
     # a change to the service against another checkout of it, in the same run:
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
+    # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON
+    python bench/serve_load.py --quick --servers ours --payloads batch,npy
     # what the inference log costs:
     python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
         --out bench/results/serve_load-logging.json
@@ -41,34 +44,19 @@ p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import psutil
+from http_harness import OURS, PAYLOADS, REPO, payloads, server, wrk  # bench/ is sys.path[0]
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO)]  # run as a script from anywhere
+from mnist_mlops.core.fileio import write_json
 
-from mnist_mlops.core.fileio import write_json  # noqa: E402
-from serving.schemas import MAX_BATCH, example_pixels  # noqa: E402
-
-OURS = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
-        "--host", "127.0.0.1", "--port"]  # fmt: skip
 SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH or --model
     "starlette": [sys.executable, "bench/baseline_server.py", "--model", "{model}", "--port"],
     "bentoml-minimal": [sys.executable, "-m", "bentoml", "serve",
@@ -84,131 +72,8 @@ SERVER_ENV = {
 }  # fmt: skip
 BASELINE = "starlette"  # every ratio is against it, measured in the same run
 BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal service answer
-PAYLOADS = ("array", "png", "batch")
-BATCH = MAX_BATCH  # images per batch request: the service's bound
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
-# Prints wrk's own numbers as one JSON line; `pace_ms` (global) turns on pacing.
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "%(content_type)s"
-local f = io.open("%(body)s", "rb"); wrk.body = f:read("*all"); f:close()
-pace_ms = %(pace_ms)s
-math.randomseed(os.time())
--- Exponential think times: each connection is a Poisson source, so the total is close to
--- open-loop arrivals at the set rate (a fixed delay lines the connections up into bursts).
-if pace_ms > 0 then function delay() return -math.log(1 - math.random()) * pace_ms end end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK {"requests": %%d, "seconds": %%f, "p50_us": %%d, "p99_us": %%d, '
-    .. '"errors": %%d, "non_2xx": %%d}\\n', summary.requests, summary.duration / 1e6,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
-
-
-def payloads(folder: Path) -> dict[str, tuple[str, str, Path, int]]:
-    """name -> (route, content type, body file, images per request)."""
-    from PIL import Image, ImageDraw
-
-    array = folder / "array.json"
-    array.write_text(json.dumps({"pixels": example_pixels()}))
-    batch = folder / "batch.json"
-    batch.write_text(json.dumps({"images": batch_pixels().tolist()}))
-    img = Image.new("L", (200, 200), 255)
-    ImageDraw.Draw(img).line([(40, 30), (160, 30), (90, 170)], fill=0, width=14)
-    png = folder / "digit.png"
-    img.save(png)
-    boundary = "wrkboundary7MA4YWxkTrZu0gW"
-    form = folder / "form.bin"
-    form.write_bytes(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
-        "Content-Type: image/png\r\n\r\n".encode() + png.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )  # fmt: skip
-    return {
-        "array": ("/predict_array", "application/json", array, 1),
-        "png": ("/predict", f"multipart/form-data; boundary={boundary}", form, 1),
-        "batch": ("/predict_batch", "application/json", batch, BATCH),
-    }
-
-
-def batch_pixels() -> np.ndarray:
-    """BATCH different 28x28 images, 0..255 integers (seeded): (BATCH, 28, 28) uint8."""
-    return np.random.default_rng(0).integers(0, 256, size=(BATCH, 28, 28), dtype=np.uint8)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server(
-    command: list[str], tree: Path, model: Path, core: int, home: Path, extra: dict[str, str]
-) -> Iterator[tuple[str, int]]:
-    """Start ``command`` in checkout ``tree``, pinned to ``core``, with ``extra`` in its
-    environment; yield (URL, pid) once /readyz answers; stop its process group."""
-    port = free_port()
-    command = [c.format(model=model) for c in command] + [str(port)]
-    env = {**os.environ, "MNIST_MODEL_PATH": str(model), "BENTOML_HOME": str(home),
-           "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": f"{tree / 'src'}:{tree}",
-           **{k: v.format(home=home) for k, v in extra.items()}}  # fmt: skip
-    log = (home / "server.log").open("wb")
-    proc = subprocess.Popen(
-        ["taskset", "-c", str(core), *command],
-        cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{command} did not start; see {home / 'server.log'}")
-            time.sleep(0.3)
-        yield url, proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its children (BentoML's worker is one)."""
-    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in tree)
-
-
-def wrk(url: str, payload: tuple[str, str, Path, int], connections: int, seconds: float,
-        core: int, pace_ms: float, folder: Path, pid: int) -> dict:  # fmt: skip
-    route, content_type, body, images = payload
-    script = folder / "load.lua"
-    script.write_text(LUA % {"content_type": content_type, "body": body, "pace_ms": pace_ms})
-    cpu = cpu_seconds(pid)
-    out = subprocess.run(
-        ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s",
-         "--timeout", "10s", "-s", str(script), url + route],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
-    cpu = cpu_seconds(pid) - cpu
-    raw = json.loads(next(line for line in out.splitlines() if line.startswith("WRK "))[4:])
-    return {"connections": connections, "rps": raw["requests"] / raw["seconds"],
-            "images_per_s": images * raw["requests"] / raw["seconds"],
-            "p50_ms": raw["p50_us"] / 1e3, "p99_ms": raw["p99_us"] / 1e3,
-            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "paced_ms": pace_ms,
-            "cpu_us": 1e6 * cpu / max(raw["requests"], 1)}  # fmt: skip
 
 
 def measure(
@@ -221,9 +86,11 @@ def measure(
     bodies = payloads(folder)
     results: dict[str, dict[str, dict]] = {}
     for name, (command, tree) in servers.items():
-        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round
         wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS]
-        extra = SERVER_ENV.get(name, {})
+        if not wanted:
+            continue
+        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round
+        extra = {k: v.format(home=home) for k, v in SERVER_ENV.get(name, {}).items()}
         with server(command, tree, model, server_core, home, extra) as (url, pid):
             for kind in wanted:
                 payload = bodies[kind]
@@ -267,7 +134,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 def ratios(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per server and payload the baseline answers: peak req/s and CPU/request vs the baseline."""
-    base = results[BASELINE]
+    base = results.get(BASELINE, {})
     eight = CONCURRENCY.index(8)
     return {
         name: {
@@ -336,16 +203,19 @@ def main() -> None:
         for i in range(args.rounds):
             order = dict(list(servers.items())[:: 1 if i % 2 == 0 else -1])
             rounds.append(measure(order, kinds, args.model.resolve(), seconds, Path(tmp)))
-    results = {name: rounds[0][name] for name in servers}
+    results = {name: rounds[0][name] for name in servers if name in rounds[0]}
     print(table(results))
     costs = log_cost(rounds, kinds)
     for kind, cost in costs.items():
         print(f"inference log, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
               f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
-    out = args.out or REPO / "bench/results" / f"serve_load{'-quick' if args.quick else ''}.json"
+    suffix = "-".join(k for k in kinds) if kinds != ("array", "png") else ""
+    name = "-".join(p for p in ("serve_load", suffix, "quick" if args.quick else "") if p)
+    out = args.out or REPO / "bench/results" / f"{name}.json"
     write_json(out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1min": os.getloadavg()[0]},  # other users share the cores
         "seconds_per_cell": seconds, "servers": {n: str(t) for n, (_, t) in servers.items()},
         "results": results, "ratios_by_server": (by_server := ratios(results)),
         # ours against the baseline, as before: {payload: ratio}

@@ -3,7 +3,7 @@
 Anything on the request path that refuses a request raises :class:`ServiceError`
 (status + one line naming the problem and the fix); :class:`serving.front.ApiFront`
 turns it into ``{"error": "..."}`` in one place. What the input libraries refuse
-(:mod:`mnist_mlops.imaging`) becomes a
+(:mod:`mnist_mlops.imaging`, :mod:`mnist_mlops.inference.arrays`) becomes a
 ServiceError through :func:`refusal`, the one map from their error types to a status.
 """
 
@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Message, Send
 
 from mnist_mlops import imaging
+from mnist_mlops.inference import arrays
 from serving.metrics import service_metrics
 
 # What the client sent wrong -> status. In order: subclasses first.
@@ -25,6 +26,8 @@ INPUT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (imaging.UnsupportedFormatError, 415),
     (imaging.NoInkError, 422),
     (imaging.ImageError, 400),
+    (arrays.TooManyRowsError, 413),
+    (arrays.ArrayFormatError, 400),
 )
 INPUT_ERROR_TYPES = tuple(cls for cls, _ in INPUT_ERRORS)
 # Status -> the reason label of ``mnist_rejected_requests``.
@@ -33,9 +36,9 @@ REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 408: "
            500: "internal", 503: "model_not_loaded"}  # fmt: skip
 # Every status an API endpoint can answer besides 200, for the OpenAPI document.
 ERROR_STATUSES = {
-    400: "malformed request: bad JSON, wrong shape or range, broken form or image",
+    400: "malformed request: bad JSON, wrong shape or range, broken form, image or .npy",
     408: "the request headers or body did not arrive in time; the connection is closed",
-    413: "body, upload or pixel count over the limit",
+    413: "body, upload, pixel count or number of images over the limit",
     415: "a body of the wrong media type, an unsupported image format, or pickle",
     422: "a valid image with no digit in it (blank)",
     429: "too many requests in flight at the model; retry later",

@@ -60,14 +60,14 @@ class Limits:
 
 
 class ApiFront:
-    """See the module docstring. ``openapi`` builds the document served at ``/docs.json``."""
+    """See the module docstring. ``openapi(routes)`` builds the document at ``/docs.json``."""
 
     def __init__(
         self,
         app: ASGIApp,
         routes: tuple[Route, ...],
         limits: Limits,
-        openapi: Callable[[], dict[str, Any]],
+        openapi: Callable[[tuple[Route, ...]], dict[str, Any]],
     ) -> None:
         self.app = app
         self.routes = {route.path: route for route in routes}
@@ -100,12 +100,13 @@ class ApiFront:
         arguments = await route.parse(scope, body)
         with self._model_slot():
             answer = await route.method(self._instance(), **arguments)
-        return Response(answer.model_dump_json(), media_type="application/json")
+        # exclude_none: a field not asked for (model_input) is left out, never null
+        return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
 
     def _check_headers(self, route: Route, scope: Scope) -> None:
         kind = media_type(scope)
         if kind == PICKLE_MEDIA_TYPE:
-            raise ServiceError(415, "pickle bodies are not accepted; send JSON", close=True)
+            raise ServiceError(415, f"pickle bodies are not accepted; {route.hint}", close=True)
         if kind not in route.media_types:
             message = (
                 f"{route.hint} (Content-Type: {route.media_types[0]}), not {kind or 'nothing'}"
@@ -159,7 +160,7 @@ class ApiFront:
         """Not an API POST: ``/docs.json`` here, the rest to BentoML with one error shape."""
         if scope["type"] == "http" and scope["path"] == "/docs.json":
             if self._openapi_doc is None:
-                self._openapi_doc = self.openapi()
+                self._openapi_doc = self.openapi(tuple(self.routes.values()))
             await JSONResponse(self._openapi_doc)(scope, receive, send)
         elif scope["type"] == "http":
             await self.app(scope, receive, one_error_shape(send))

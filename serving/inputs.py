@@ -1,7 +1,8 @@
 """Request data -> the model's input: a float32 (N, 28, 28) batch of 0..255 pixels.
 
 One function per kind of body, each raising what the library behind it refuses
-(:class:`mnist_mlops.imaging.ImageError`); the service times them and maps the errors.
+(:class:`mnist_mlops.imaging.ImageError`, :class:`mnist_mlops.inference.arrays.ArrayFormatError`);
+the service times them and maps the errors.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 from PIL import Image
 
 from mnist_mlops import imaging
+from mnist_mlops.inference.arrays import parse_npy
+from serving.schemas import MAX_BATCH
 
 # Images up to this many pixels (the /ui canvas is 280x280) decode in the event loop:
 # about 1 ms, cheaper than the hop to a thread and back (bench/serve_load.py, PNG rows).
@@ -32,6 +35,11 @@ def one_array(pixels: Any) -> np.ndarray:
 def arrays(images: list[Any]) -> np.ndarray:
     """Raw pixel arrays, each as for :func:`one_array`: (N, 28, 28)."""
     return np.stack([imaging.pixels_from_array(p) for p in images])
+
+
+def npy(data: bytes) -> np.ndarray:
+    """An .npy file of up to MAX_BATCH raw pixel arrays, used as is: (N, 28, 28)."""
+    return parse_npy(data, MAX_BATCH)
 
 
 def decodes_inline(data: bytes) -> bool:

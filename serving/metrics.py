@@ -29,10 +29,16 @@ class ServiceMetrics:
     rejected: Counter
 
     def observe_predictions(self, probabilities: np.ndarray) -> None:
-        """Count each answered image by digit and record its top probability."""
-        for digit, top in zip(probabilities.argmax(axis=1), probabilities.max(axis=1)):
-            self.predictions.labels(digit=str(int(digit))).inc()
-            self.confidence.observe(float(top))
+        """Count each answered image by digit and record its top probability.
+
+        Counted per digit, not per image: a batch of 256 costs 10 counter updates.
+        """
+        counts = np.bincount(probabilities.argmax(axis=1), minlength=10)
+        for digit, count in enumerate(counts.tolist()):
+            if count:
+                self.predictions.labels(digit=str(digit)).inc(count)
+        for top in probabilities.max(axis=1).tolist():
+            self.confidence.observe(top)
 
     def reject(self, reason: str) -> None:
         """Count one refused request; ``reason`` is a short fixed word (``too_large``...)."""

@@ -1,9 +1,11 @@
-"""The OpenAPI document as the contract: BentoML's, plus every error status with its real body.
+"""The OpenAPI document as the contract: BentoML's, made to say what the front really does.
 
 BentoML documents each API with 200 and three exception schemas whose ``detail`` is a
-string; the service really answers the statuses in :data:`serving.errors.ERROR_STATUSES`,
-always as :class:`~serving.schemas.ErrorBody`. :func:`openapi_document` rewrites the API
-operations' responses to say exactly that; the request guard serves it at ``/docs.json``.
+string, and each request body with the one media type of its signature. The front
+(:mod:`serving.front`) answers the statuses in :data:`serving.errors.ERROR_STATUSES`,
+always as :class:`~serving.schemas.ErrorBody`, and takes the media types of its routes
+(:mod:`serving.routes`). :func:`openapi_document` rewrites the API operations to say
+exactly that; the front serves it at ``/docs.json``.
 """
 
 from __future__ import annotations
@@ -15,30 +17,34 @@ import bentoml
 from serving.errors import ERROR_STATUSES
 from serving.feedback import ERROR_STATUSES as FEEDBACK_ERRORS
 from serving.feedback import FEEDBACK_ROUTE
+from serving.routes import Route
 from serving.schemas import ErrorBody
 
 ERROR_REF = "#/components/schemas/ErrorBody"
+BENTOML_ONLY_KEYS = ("root_input",)  # BentoML's own marks in a schema, not JSON Schema
 
 
-def openapi_document(service: bentoml.Service[Any]) -> dict[str, Any]:
-    """``service``'s OpenAPI document with the API operations' error answers made true."""
+def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -> dict[str, Any]:
+    """``service``'s OpenAPI document with the front's ``routes``' bodies and errors made true."""
     doc = service.openapi_spec.asdict()
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ErrorBody.model_json_schema()
     error = {"application/json": {"schema": {"$ref": ERROR_REF}}}
-    routes = {api.route for api in service.apis.values()}
-    for route, item in doc.get("paths", {}).items():
-        if route not in routes or "post" not in item:
-            continue
-        body = item["post"].setdefault("requestBody", {})
+    paths = doc.get("paths", {})
+    for route in routes:
+        operation = paths[route.path]["post"]
+        body = operation.setdefault("requestBody", {})
         body["required"] = True
-        form = body.get("content", {}).get("multipart/form-data", {}).get("schema")
-        if form is not None:  # the guard refuses fields other than 'image' and 'return_input'
-            form["additionalProperties"] = False
-        responses = item["post"]["responses"]
+        (schema,) = body.get("content", {}).values()  # the one media type BentoML knows
+        for key in BENTOML_ONLY_KEYS:
+            schema.get("schema", {}).pop(key, None)
+        if "multipart/form-data" in route.media_types:  # the form takes no other fields
+            schema["schema"]["additionalProperties"] = False
+        body["content"] = {media_type: schema for media_type in route.media_types}
+        responses = operation["responses"]
         for status in [s for s in responses if str(s) != "200"]:
             del responses[status]
-        statuses = FEEDBACK_ERRORS if route == FEEDBACK_ROUTE else ERROR_STATUSES
+        statuses = FEEDBACK_ERRORS if route.path == FEEDBACK_ROUTE else ERROR_STATUSES
         for status, description in statuses.items():
             responses[str(status)] = {"description": description, "content": error}
     return doc

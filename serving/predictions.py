@@ -28,13 +28,16 @@ def to_predictions(
     request_ids: list[str],
 ) -> list[Prediction]:
     """One :class:`Prediction` per row; ``model_input`` only when asked for."""
+    digits = probabilities.argmax(axis=1).tolist()  # whole-array calls: a batch is 256 rows
     return [
         Prediction(
-            digit=int(row.argmax()),
-            probabilities=row.tolist(),
+            digit=digit,
+            probabilities=row,
             model_version=version,
             request_id=request_id,
             model_input=png_base64(image) if return_input else None,
         )
-        for row, image, request_id in zip(probabilities, pixels, request_ids)
+        for digit, row, image, request_id in zip(
+            digits, probabilities.tolist(), pixels, request_ids
+        )
     ]

@@ -53,21 +53,24 @@ def json_route(service: bentoml.Service[Any], name: str) -> Route:
     return Route(api.route, ("application/json",), parse, api.func, "send JSON")
 
 
-def upload_route(path: str, method: Method) -> Route:
-    """A multipart form with one file ``image`` and maybe ``return_input`` -> ``method(data,
-    return_input)``: the bytes go straight to the method (BentoML's own dispatch would copy
-    the upload to a temporary file and parse the form a second time)."""
+def upload_route(service: bentoml.Service[Any], name: str, method: Method) -> Route:
+    """API ``name``'s multipart form (one file ``image``, maybe ``return_input``) ->
+    ``method(data, return_input)``: the bytes go straight to the method (BentoML's own
+    dispatch would copy the upload to a temporary file and parse the form again)."""
     hint = "send the image as multipart/form-data with a file field named 'image'"
-    return Route(path, ("multipart/form-data",), _read_form, method, hint)
+    return Route(service.apis[name].route, ("multipart/form-data",), _read_form, method, hint)
 
 
-def binary_route(path: str, media_types: tuple[str, ...], method: Method) -> Route:
-    """The raw body -> ``method(data)``."""
+def binary_route(
+    service: bentoml.Service[Any], name: str, method: Method, media_types: tuple[str, ...]
+) -> Route:
+    """API ``name``'s raw body, of one of ``media_types`` -> ``method(data)``."""
 
     async def parse(_: Scope, body: bytes) -> dict[str, Any]:
         return {"data": body}
 
-    return Route(path, media_types, parse, method, f"send the body as {media_types[0]}")
+    hint = "send the file itself as the body"
+    return Route(service.apis[name].route, media_types, parse, method, hint)
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from bentoml.validators import ContentType
+from pydantic import BaseModel, Field
 
 from mnist_mlops import imaging
 
-MAX_BATCH = 256  # images per /predict_batch request: bounds the memory and time of one call
+MAX_BATCH = 256  # images per /predict_batch or /predict_npy request: bounds one call
+# /predict_npy's body: the first is what the OpenAPI document and BentoML's client say.
+NPY_MEDIA_TYPES = ("application/x-npy", "application/octet-stream")
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Pixels = (
@@ -56,6 +59,7 @@ BatchInput = Annotated[
         examples=[[example_pixels()]],
     ),
 ]
+NpyUpload = Annotated[Path, ContentType(NPY_MEDIA_TYPES[0])]
 ReturnInput = Annotated[
     bool,
     Field(
@@ -80,19 +84,11 @@ class Prediction(BaseModel):
         "with the right digit if the answer was wrong",
     )
     model_input: str | None = Field(
-        default=None,
+        default=None,  # left out of the JSON answer (never null): see serving.front
         description="only with return_input=true: base64 (no data: prefix) of a 28x28 8-bit "
         "grayscale PNG of exactly what the model was given (white digit on black, "
         "before normalisation)",
     )
-
-    @model_serializer(mode="wrap")
-    def _omit_unasked_input(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Leave ``model_input`` out of the JSON unless it was asked for (never ``null``)."""
-        data = handler(self)
-        if data.get("model_input") is None:
-            data.pop("model_input", None)
-        return data
 
 
 class BatchPrediction(BaseModel):

@@ -7,11 +7,13 @@ Run it from the repository root (the model and its card come from the export sta
     curl -F image=@digit.png http://127.0.0.1:3000/predict
     curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
         http://127.0.0.1:3000/predict_array     # /predict_batch: {"images": [[...], ...]}
+    curl -H 'Content-Type: application/x-npy' --data-binary @digits.npy \\
+        http://127.0.0.1:3000/predict_npy  # numpy.save of (N, 28, 28), N <= MAX_BATCH
 
-Every endpoint takes ``return_input`` (default false): when true each prediction also
-carries ``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker
-runs its own ONNX Runtime session in the event loop (the MLP needs ~0.1 ms an image,
-less than a thread hop); /predict_batch batches on the client's side.
+``return_input`` (all but /predict_npy; default false) adds to each prediction
+``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker runs its own
+ONNX Runtime session in the event loop (the MLP needs ~0.1 ms an image, less than a
+thread hop); /predict_batch and /predict_npy batch on the client's side.
 
 The request path, top to bottom: :class:`serving.front.ApiFront` (added at the end of
 this module) checks the headers, reads the body within its bounds, parses it for the
@@ -54,11 +56,13 @@ from serving.model_loading import LoadedModel, load_configured_model
 from serving.monitoring import RequestOrigin, start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import to_predictions
-from serving.routes import json_route, upload_route
+from serving.routes import binary_route, json_route, upload_route
 from serving.schemas import (
+    NPY_MEDIA_TYPES,
     BatchInput,
     BatchPrediction,
     ImageUpload,
+    NpyUpload,
     PixelsInput,
     Prediction,
     ReturnInput,
@@ -81,7 +85,7 @@ REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
 # BentoML puts every request in an OpenTelemetry span even with tracing off (sample rate
 # 0): on the predict routes that cost more CPU than the model (bench/serve_load.py's CPU
 # column). To trace them, override ``tracing.excluded_urls`` in BentoML's configuration.
-UNTRACED_URLS = "/predict"  # a regex searched in the URL: /predict, _array, _batch
+UNTRACED_URLS = "/predict"  # a regex searched in the URL: all the /predict* routes
 
 
 @bentoml.service(
@@ -123,16 +127,13 @@ class MnistClassifier:
 
     @bentoml.api(route="/predict")
     async def predict(self, image: ImageUpload, return_input: ReturnInput = False) -> Prediction:
-        """Classify an uploaded image (multipart/form-data, field ``image``).
-
-        The image is cropped to the ink, scaled into 20x20 and centred by mass in 28x28,
-        as MNIST digits were. Large images decode in a small thread pool.
-        """
+        """Classify an uploaded image (multipart/form-data, field ``image``): cropped to the
+        ink, scaled into 20x20 and centred by mass in 28x28, as MNIST digits were."""
         return await self.classify_upload(image.read_bytes(), return_input)
 
     async def classify_upload(self, data: bytes, return_input: bool = False) -> Prediction:
         """:meth:`predict` on the upload's bytes (the HTTP front calls this: no temp file)."""
-        in_thread = not inputs.decodes_inline(data)
+        in_thread = not inputs.decodes_inline(data)  # large images: in a small thread pool
         batch = await self._model_input("image", inputs.image, data, in_thread)
         return self._predict(batch, return_input)[0]
 
@@ -151,6 +152,18 @@ class MnistClassifier:
         """Classify up to MAX_BATCH raw pixel arrays in one model call."""
         batch = await self._model_input("array", inputs.arrays, images)
         return BatchPrediction(predictions=self._predict(batch, return_input))
+
+    @bentoml.api(route="/predict_npy")
+    async def predict_npy(self, array: NpyUpload, /) -> BatchPrediction:
+        """Classify as many images as /predict_batch takes, sent as one .npy file (numpy.save)
+        in the body: shape (N, 28, 28) or (N, 784), numbers 0..255 used as is (white ink on
+        black, already MNIST-style), no pickled objects. No JSON numbers to check."""
+        return await self.classify_npy(array.read_bytes())
+
+    async def classify_npy(self, data: bytes) -> BatchPrediction:
+        """:meth:`predict_npy` on the body's bytes (the HTTP front calls this)."""
+        batch = await self._model_input("npy", inputs.npy, data)
+        return BatchPrediction(predictions=self._predict(batch, return_input=False))
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
@@ -186,17 +199,19 @@ class MnistClassifier:
 
 # Declarative, like the decorators above: BentoML applies these when it builds each
 # worker's app; nothing runs here but recording them.
-# Outermost (added first): notes each predict request's route and source for the log.
-MnistClassifier.add_asgi_middleware(RequestOrigin)
+MnistClassifier.add_asgi_middleware(RequestOrigin)  # first = outermost: route, source for the log
 MnistClassifier.add_asgi_middleware(
     HeaderDeadlines, timeout_s=float(os.environ.get("MNIST_HEADER_TIMEOUT_S", HEADER_TIMEOUT_S))
 )
 MnistClassifier.add_asgi_middleware(
     ApiFront,
     routes=(
-        upload_route(MnistClassifier.apis["predict"].route, MnistClassifier.inner.classify_upload),
+        upload_route(MnistClassifier, "predict", MnistClassifier.inner.classify_upload),
         json_route(MnistClassifier, "predict_array"),
         json_route(MnistClassifier, "predict_batch"),
+        binary_route(
+            MnistClassifier, "predict_npy", MnistClassifier.inner.classify_npy, NPY_MEDIA_TYPES
+        ),
         json_route(MnistClassifier, "feedback"),
     ),
     limits=Limits(
@@ -204,7 +219,7 @@ MnistClassifier.add_asgi_middleware(
         body_timeout_s=BODY_TIMEOUT_S,
         max_in_flight=int(os.environ.get("MNIST_MAX_CONCURRENCY", "64")),
     ),
-    openapi=lambda: openapi_document(MnistClassifier),
+    openapi=lambda routes: openapi_document(MnistClassifier, routes),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
 MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)

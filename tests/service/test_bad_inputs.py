@@ -10,6 +10,7 @@ own metrics count no 5xx.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.slow
 JSON = {"content-type": "application/json"}
 METRIC = r'bentoml_service_request_total\{.*http_response_code="(\d)\d\d".*\} (\S+)'
 PICKLE = {"content-type": "application/vnd.bentoml+pickle"}
+NPY = {"content-type": "application/x-npy"}
 
 
 @dataclass
@@ -53,6 +55,12 @@ def _digit(mode: str) -> Image.Image:
 
 def _upload(data: bytes, content_type: str = "image/png", name: str = "x.png") -> dict:
     return {"files": {"image": (name, data, content_type)}}
+
+
+def _npy(array: np.ndarray) -> dict:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return {"content": buffer.getvalue(), "headers": NPY}
 
 
 def _pixels(values: str, count: int = 784) -> bytes:
@@ -160,6 +168,38 @@ CASES: dict[str, Case] = {
     ),
     "batch-one-bad-image": Case("/predict_batch", {"json": {"images": [[0] * 784, [0] * 10]}}),
     "batch-not-a-list": Case("/predict_batch", {"json": {"images": {"a": 1}}}),
+    # ---- /predict_npy: bodies that are not a usable .npy batch
+    "npy-empty-body": Case("/predict_npy", {"content": b"", "headers": NPY}, 400, "not a .npy"),
+    "npy-not-npy": Case(
+        "/predict_npy", {"content": b"7" * 1000, "headers": NPY}, 400, "not a .npy"
+    ),
+    "npy-png": Case(
+        "/predict_npy", {"content": encode(_digit("L")), "headers": NPY}, 400, "not a .npy"
+    ),
+    "npy-truncated": Case(
+        "/predict_npy",
+        {"content": _npy(np.zeros((4, 784), np.uint8))["content"][:-100], "headers": NPY},
+        400,
+        "truncated",
+    ),
+    "npy-pickled-objects": Case(
+        "/predict_npy", _npy(np.array([[{"x": 1}] * 784] * 2, dtype=object)), 400, "dtype"
+    ),
+    "npy-strings": Case("/predict_npy", _npy(np.array([["0"] * 784])), 400, "dtype"),
+    "npy-one-image-without-batch-axis": Case(
+        "/predict_npy", _npy(np.zeros((28, 28))), 400, "shape"
+    ),
+    "npy-wrong-shape": Case("/predict_npy", _npy(np.zeros((3, 32, 32))), 400, "shape"),
+    "npy-no-images": Case("/predict_npy", _npy(np.zeros((0, 784))), 400, "no images"),
+    "npy-nan": Case("/predict_npy", _npy(np.full((2, 784), np.nan)), 400, "NaN"),
+    "npy-over-255": Case("/predict_npy", _npy(np.full((2, 784), 300.0)), 400, "0..255"),
+    "npy-over-the-batch-bound": Case(
+        "/predict_npy", _npy(np.zeros((MAX_BATCH + 1, 784), np.uint8)), 413, "over the limit"
+    ),
+    "npy-as-json": Case("/predict_npy", {"json": {"images": [[0] * 784]}}, 415, "x-npy"),
+    "npy-pickle-media-type": Case(
+        "/predict_npy", {"content": b"\x80\x05N.", "headers": PICKLE}, 415, "pickle"
+    ),
     # ---- routes and methods
     "get-on-post-route": Case("/predict_array", {}, 405, method="GET"),
     "unknown-route": Case("/predict_everything", {"json": {}}, 404),

@@ -19,6 +19,7 @@ from bento_process import serving
 from PIL import Image
 
 from mnist_mlops import imaging
+from serving.schemas import MAX_BATCH
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +118,32 @@ def test_bad_json_is_400(server, route, body):
     assert_error(response, 400)
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("media_type", ["application/x-npy", "application/octet-stream"])
+def test_predict_npy_answers_as_the_json_batch_does(server, offline_logits, media_type):
+    # The same pixels as an .npy body and as JSON: the same predictions, in the same order.
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(MAX_BATCH, 28, 28), dtype=np.uint8)
+    pixels[0] = 0  # a blank image is a valid input here (used as is)
+    binary = server.post("/predict_npy", content=_npy(pixels), headers={"content-type": media_type})
+    batch = server.post("/predict_batch", json={"images": pixels.tolist()})
+    assert binary.status_code == batch.status_code == 200, binary.text
+    assert _without_ids(binary.json()) == _without_ids(batch.json())
+    digits = [p["digit"] for p in binary.json()["predictions"]]
+    assert digits == offline_logits(pixels.astype(np.float32)).argmax(axis=1).tolist()
+    flat = server.post(
+        "/predict_npy",
+        content=_npy(pixels[:5].reshape(5, 784).astype(np.float32)),
+        headers={"content-type": media_type},
+    )
+    assert _without_ids(flat.json()) == _without_ids(binary.json())[:5]
+
+
 def test_return_input_over_http(server, digit_png, stroke_pixels):
     form = server.post(
         "/predict",
@@ -166,3 +193,8 @@ def test_no_request_above_got_a_5xx(server):
             counts[match[1][0] + "xx"] = counts.get(match[1][0] + "xx", 0.0) + float(match[2])
     assert counts.get("4xx", 0) > 0
     assert counts.get("5xx", 0) == 0
+
+
+def _without_ids(answer: dict) -> list[dict]:
+    """A batch answer's predictions without their request ids (new for every answer)."""
+    return [{k: v for k, v in p.items() if k != "request_id"} for p in answer["predictions"]]

@@ -28,7 +28,7 @@ def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def test_every_error_answer_is_documented_as_an_error_body(served):
     doc = httpx.get(f"{served.url}/docs.json").json()
-    for route in ("/predict", "/predict_array", "/predict_batch"):
+    for route in ("/predict", "/predict_array", "/predict_batch", "/predict_npy"):
         responses = doc["paths"][route]["post"]["responses"]
         assert {"200", "400", "408", "413", "415", "422", "429", "503"} <= set(responses)
         for status, response in responses.items():
@@ -46,4 +46,31 @@ def test_schemathesis_finds_nothing_with_all_checks(served, tmp_path):
         command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "Tested: 8" in result.stdout
+    assert "Tested: 9" in result.stdout
+
+
+def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
+    paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
+    npy, batch = paths["/predict_npy"]["post"], paths["/predict_batch"]["post"]
+    content = npy["requestBody"]["content"]
+    assert npy["requestBody"]["required"] is True
+    assert set(content) == {"application/x-npy", "application/octet-stream"}
+    for media in content.values():
+        assert media["schema"] == {"type": "string", "format": "binary"}
+    assert npy["responses"]["200"] == batch["responses"]["200"]
+
+
+def test_answers_are_documented_field_by_field(served):
+    # schemathesis checks each answer against these schemas: an opaque object would let
+    # any answer pass.
+    paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
+    single = paths["/predict_array"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert set(single["schema"]["required"]) == {
+        "digit",
+        "probabilities",
+        "model_version",
+        "request_id",
+    }
+    assert single["schema"]["properties"]["probabilities"]["maxItems"] == 10
+    batch = paths["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert batch["schema"]["required"] == ["predictions"]
