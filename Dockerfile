@@ -20,7 +20,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BENTOML_PORT=3000 \
     MNIST_MODEL_PATH=/app/models/model.onnx
 
-RUN useradd --create-home --uid 10001 --user-group app
+# /app/monitoring: the inference log and the corrections store (docs/monitoring.md), the
+# service's defaults relative to /app; a volume keeps them across containers.
+RUN useradd --create-home --uid 10001 --user-group app \
+    && mkdir -p /app/monitoring && chown 10001:10001 /app/monitoring
 WORKDIR /app
 
 # The exact, hash-checked serving set (numpy, Pillow, OpenCV headless, ONNX Runtime, BentoML
@@ -37,6 +40,7 @@ COPY serving/ serving/
 COPY models/model.onnx models/model.json models/
 
 USER 10001:10001
+VOLUME /app/monitoring
 EXPOSE 3000
 # BENTOML_HOST/BENTOML_PORT set where `bentoml serve` listens; the check follows the port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

@@ -94,14 +94,16 @@ def free_port() -> int:
 
 @contextmanager
 def server(
-    command: list[str], tree: Path, model: Path, core: int, home: Path
-) -> Iterator[tuple[str, int]]:
-    """Start ``command`` in checkout ``tree``, pinned to ``core``; yield (URL, pid) once
-    /readyz answers; stop its process group."""
+    command: list[str], tree: Path, model: Path, core: int, home: Path,
+    extra: dict[str, str] | None = None,
+) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """Start ``command`` in checkout ``tree``, pinned to ``core``, with ``extra`` in its
+    environment; yield (URL, pid) once /readyz answers; stop its process group."""
     port = free_port()
     command = [c.format(model=model) for c in command] + [str(port)]
     env = {**os.environ, "MNIST_MODEL_PATH": str(model), "BENTOML_HOME": str(home),
-           "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": f"{tree / 'src'}:{tree}"}  # fmt: skip
+           "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": f"{tree / 'src'}:{tree}",
+           **(extra or {})}  # fmt: skip
     log = (home / "server.log").open("wb")
     proc = subprocess.Popen(
         ["taskset", "-c", str(core), *command],

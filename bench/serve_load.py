@@ -15,6 +15,12 @@ one uint8 .npy body to /predict_npy, which only our service answers):
   after one slow answer they all fire together, bursts no independent users make. A
   stall still shows in p99, though a request delayed by it is timed from its send.
 
+"ours-nolog" is our service with the inference log off (``MNIST_INFERENCE_LOG=off``);
+"ours" logs every answer, images included, to a folder under the run's temp dir, so
+the last lines say what observing costs: 1 - ours / ours-nolog peak. On a shared
+machine, ``--rounds N`` runs the servers N times in alternating order and reports that
+cost as the median over the rounds (the table shows the first round).
+
 Each cell also records the server's CPU time per request (user + system seconds of its
 process tree, psutil, over the cell / requests answered): unlike req/s it barely moves
 when other processes share the machine. Prints a table with our/baseline ratios (and
@@ -26,9 +32,13 @@ images/s for the batch payloads) and writes JSON::
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
     # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON
     python bench/serve_load.py --quick --servers ours --payloads batch,npy
+    # what the inference log costs:
+    python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
+        --out bench/results/serve_load-logging.json
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
-p99 <= 5 ms at C = 1 and <= 25 ms at half the peak.
+p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost at most
+10 % of the peak.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -51,6 +62,13 @@ SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH
     "bentoml-minimal": [sys.executable, "-m", "bentoml", "serve",
                         "bench.minimal_bento:MinimalMnist", "--host", "127.0.0.1", "--port"],
     "ours": OURS,
+    "ours-nolog": OURS,
+}  # fmt: skip
+# Per server, on top of the common environment ({home}: the server's temp folder).
+SERVER_ENV = {
+    "ours": {"MNIST_INFERENCE_LOG_DIR": "{home}/inference",
+             "MNIST_FEEDBACK_DB": "sqlite:///{home}/feedback.sqlite"},
+    "ours-nolog": {"MNIST_INFERENCE_LOG": "off"},
 }  # fmt: skip
 BASELINE = "starlette"  # every ratio is against it, measured in the same run
 BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal service answer
@@ -71,9 +89,9 @@ def measure(
         wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS]
         if not wanted:
             continue
-        home = folder / name
-        home.mkdir()
-        with server(command, tree, model, server_core, home) as (url, pid):
+        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round
+        extra = {k: v.format(home=home) for k, v in SERVER_ENV.get(name, {}).items()}
+        with server(command, tree, model, server_core, home, extra) as (url, pid):
             for kind in wanted:
                 payload = bodies[kind]
                 wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
@@ -128,6 +146,29 @@ def ratios(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str,
     }  # fmt: skip
 
 
+def log_cost(rounds: list[dict[str, dict[str, dict]]], kinds: tuple[str, ...]) -> dict:
+    """Per payload, the median over rounds of what the inference log costs: the share of
+    the peak (1 - ours / ours-nolog) and CPU a request (ours / ours-nolog, C = 8)."""
+    eight = CONCURRENCY.index(8)
+    if not all({"ours", "ours-nolog"} <= set(r) for r in rounds):
+        return {}
+    return {
+        kind: {
+            "peak_share": statistics.median(
+                1 - r["ours"][kind]["peak_rps"] / r["ours-nolog"][kind]["peak_rps"]
+                for r in rounds),
+            "cpu_ratio": statistics.median(
+                r["ours"][kind]["closed"][eight]["cpu_us"]
+                / r["ours-nolog"][kind]["closed"][eight]["cpu_us"] for r in rounds),
+            "rounds": len(rounds),
+            "by_round": [{name: {"peak_rps": r[name][kind]["peak_rps"],
+                                 "cpu_us": r[name][kind]["closed"][eight]["cpu_us"]}
+                          for name in ("ours-nolog", "ours")} for r in rounds],
+        }
+        for kind in kinds
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/model.onnx")
@@ -138,6 +179,8 @@ def main() -> None:
                         help=f"some of {','.join(SERVERS)} ({BASELINE} always runs)")  # fmt: skip
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
                         help="also serve our service from another checkout, as NAME")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the servers this many times, alternating the order")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
@@ -155,9 +198,17 @@ def main() -> None:
             raise SystemExit(f"--tree {spec}: no serving/service.py under {folder}")
         servers[name] = (OURS, Path(folder).resolve())
     seconds = 3.0 if args.quick else args.seconds
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure(servers, kinds, args.model.resolve(), seconds, Path(tmp))
+        for i in range(args.rounds):
+            order = dict(list(servers.items())[:: 1 if i % 2 == 0 else -1])
+            rounds.append(measure(order, kinds, args.model.resolve(), seconds, Path(tmp)))
+    results = {name: rounds[0][name] for name in servers if name in rounds[0]}
     print(table(results))
+    costs = log_cost(rounds, kinds)
+    for kind, cost in costs.items():
+        print(f"inference log, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
+              f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
     suffix = "-".join(k for k in kinds) if kinds != ("array", "png") else ""
     name = "-".join(p for p in ("serve_load", suffix, "quick" if args.quick else "") if p)
     out = args.out or REPO / "bench/results" / f"{name}.json"
@@ -170,6 +221,7 @@ def main() -> None:
         # ours against the baseline, as before: {payload: ratio}
         "ratios": {k: r["peak"] for k, r in by_server.get("ours", {}).items()},
         "cpu_ratios": {k: r["cpu"] for k, r in by_server.get("ours", {}).items()},
+        "log_cost": costs,
     })  # fmt: skip
     print(f"wrote {out}")
 

@@ -2,7 +2,8 @@
 # Installs the Debian packages the project runs besides Python, in one apt transaction:
 #   chromium (+ fonts-liberation)  the browser tests drive it by path (no `playwright install`)
 #   wrk                            bench/serve_load.py's HTTP load generator
-#   prometheus                     tests/service/test_prometheus.py scrapes /metrics with it
+#   prometheus                     tests/service/test_prometheus.py scrapes /metrics with it;
+#                                  its promtool unit-tests deploy/prometheus/alerts.yml
 #   postgresql                     `make mlflow-server` and its tests run their own cluster
 #   podman, runc, mmdebstrap       build and run the serving image without a Docker engine
 #                                  (scripts/podman_image.sh, tests/service/test_container.py)
@@ -16,7 +17,7 @@ have_pg() { command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-liberation)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 have_pg || missing+=(postgresql)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)

@@ -21,7 +21,11 @@ def png_base64(pixels: np.ndarray) -> str:
 
 
 def to_predictions(
-    probabilities: np.ndarray, pixels: np.ndarray, version: str, return_input: bool
+    probabilities: np.ndarray,
+    pixels: np.ndarray,
+    version: str,
+    return_input: bool,
+    request_ids: list[str],
 ) -> list[Prediction]:
     """One :class:`Prediction` per row; ``model_input`` only when asked for."""
     digits = probabilities.argmax(axis=1).tolist()  # whole-array calls: a batch is 256 rows
@@ -30,7 +34,10 @@ def to_predictions(
             digit=digit,
             probabilities=row,
             model_version=version,
+            request_id=request_id,
             model_input=png_base64(image) if return_input else None,
         )
-        for digit, row, image in zip(digits, probabilities.tolist(), pixels)
+        for digit, row, image, request_id in zip(
+            digits, probabilities.tolist(), pixels, request_ids
+        )
     ]

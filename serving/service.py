@@ -49,9 +49,11 @@ from mnist_mlops import imaging
 from serving import inputs
 from serving.connections import HEADER_TIMEOUT_S, HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
+from serving.feedback import FEEDBACK_ROUTE, Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
 from serving.metrics import service_metrics
 from serving.model_loading import LoadedModel, load_configured_model
+from serving.monitoring import RequestOrigin, start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import to_predictions
 from serving.routes import binary_route, json_route, upload_route
@@ -108,11 +110,16 @@ class MnistClassifier:
             logger.error("ModelLoadError: %s", exc)
         else:
             logger.info("Loaded %s (version %s)", path, self._model.version)
+        self._log, self._feedback = start_monitoring(self._model)  # docs/monitoring.md
         # Everything loaded so far (BentoML, pydantic, ONNX Runtime: ~230k objects) lives as
         # long as the worker; freezing it keeps each full GC pass from scanning it all again,
         # which stalled the event loop for 150-250 ms on a busy 2-core box (issue 11's p99).
         gc.collect()
         gc.freeze()
+
+    @bentoml.on_shutdown
+    def _close_log(self) -> None:  # writes the inference records still queued
+        self._log.close()
 
     async def __is_ready__(self) -> bool:
         """``/readyz``: ready once the model is loaded and checked."""
@@ -181,11 +188,18 @@ class MnistClassifier:
         assert self._model is not None  # checked by _model_input
         probabilities = self._model.probabilities(batch)
         self._metrics.observe_predictions(probabilities)
-        return to_predictions(probabilities, batch, self._model.version, return_input)
+        request_ids = self._log.record(batch, probabilities)
+        return to_predictions(probabilities, batch, self._model.version, return_input, request_ids)
+
+    @bentoml.api(route=FEEDBACK_ROUTE)
+    async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
+        """The digit the image answered as ``request_id`` really shows (kept once per id)."""
+        return await self._feedback.receive(request_id, digit)
 
 
 # Declarative, like the decorators above: BentoML applies these when it builds each
 # worker's app; nothing runs here but recording them.
+MnistClassifier.add_asgi_middleware(RequestOrigin)  # first = outermost: route, source for the log
 MnistClassifier.add_asgi_middleware(
     HeaderDeadlines, timeout_s=float(os.environ.get("MNIST_HEADER_TIMEOUT_S", HEADER_TIMEOUT_S))
 )
@@ -198,6 +212,7 @@ MnistClassifier.add_asgi_middleware(
         binary_route(
             MnistClassifier, "predict_npy", MnistClassifier.inner.classify_npy, NPY_MEDIA_TYPES
         ),
+        json_route(MnistClassifier, "feedback"),
     ),
     limits=Limits(
         max_bytes=MAX_BODY_BYTES,

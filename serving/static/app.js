@@ -8,6 +8,11 @@
 // The field is sent only if the service's OpenAPI document names it: an older service
 // refuses unknown form fields, and the page must keep working against it.
 //
+// After each answer the page offers "Wrong? It was a ..." with ten buttons: a click sends
+// {request_id, digit} to ../feedback and says whether the correction was received
+// (#feedback's data-state: idle | sending | sent | error). Requests carry the header
+// X-Mnist-Source: ui, so the service's inference log can tell the page from other clients.
+//
 // State for tests and assistive tech lives on #result: data-state is
 // empty | done | no-ink | error, and data-busy is "true" while a request is in flight
 // or queued.
@@ -16,11 +21,13 @@
 (() => {
   // Relative to the page (/ui/), so it also works behind a path prefix.
   const PREDICT_URL = new URL("../predict", document.baseURI).href;
+  const FEEDBACK_URL = new URL("../feedback", document.baseURI).href;
   const DOCS_URL = new URL("../docs.json", document.baseURI).href;
-  const canReturnInput = fetch(DOCS_URL)
+  const docsText = fetch(DOCS_URL)
     .then((response) => (response.ok ? response.text() : ""))
-    .then((text) => text.includes("return_input"))
-    .catch(() => false);
+    .catch(() => "");
+  const canReturnInput = docsText.then((text) => text.includes("return_input"));
+  const canCorrect = docsText.then((text) => text.includes('"/feedback"'));
   const THROTTLE_MS = 250; // at most one request this often while the pen moves
   const INK = "#fff"; // white on black, like MNIST itself
   const PAPER = "#000";
@@ -40,6 +47,9 @@
   const penInput = document.getElementById("pen");
   const seen = document.getElementById("seen");
   const seenImg = document.getElementById("seen-img");
+  const feedback = document.getElementById("feedback");
+  const feedbackDigits = document.getElementById("feedback-digits");
+  const feedbackStatus = document.getElementById("feedback-status");
 
   // ---- the bar chart: ten rows, each with a visible text value -------------------------
   const bars = [];
@@ -88,9 +98,74 @@
     }
   }
 
+  // ---- "Wrong? It was a ...": one button per digit ------------------------------------
+  let answeredId = null; // request_id of the answer on screen
+  const aDigit = (d) => `${d === 8 ? "an" : "a"} ${d}`; // "a 7", "an 8"
+  const digitButtons = [];
+  for (let d = 0; d < 10; d++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = String(d);
+    button.dataset.digit = String(d);
+    button.setAttribute("aria-label", `It was ${aDigit(d)}`);
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => void sendCorrection(d));
+    feedbackDigits.appendChild(button);
+    digitButtons.push(button);
+  }
+
+  function showFeedback(requestId) {
+    answeredId = typeof requestId === "string" ? requestId : null;
+    feedback.dataset.state = "idle";
+    feedbackStatus.textContent = "";
+    digitButtons.forEach((b) => b.setAttribute("aria-pressed", "false"));
+    if (answeredId === null) {
+      feedback.hidden = true;
+      return;
+    }
+    void canCorrect.then((ok) => {
+      if (answeredId === requestId) feedback.hidden = !ok;
+    });
+  }
+
+  async function sendCorrection(digit) {
+    const requestId = answeredId;
+    if (requestId === null) return;
+    feedback.dataset.state = "sending";
+    feedbackStatus.textContent = `Sending: it was ${aDigit(digit)}\u2026`;
+    let state = "error";
+    let message;
+    try {
+      const response = await fetch(FEEDBACK_URL, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ request_id: requestId, digit }),
+      });
+      const body = await response.json().catch(() => null);
+      if (response.ok) {
+        state = "sent";
+        message = `Thanks! Correction received: it was ${aDigit(digit)}.`;
+      } else if (response.status === 429) {
+        message = "Too many corrections right now: try again in a moment.";
+      } else {
+        const detail = body && typeof body.error === "string" ? body.error : response.statusText;
+        message = `Correction not received (${response.status}): ${detail}`;
+      }
+    } catch (err) {
+      message = `Correction not received: ${err.message}`;
+    }
+    if (requestId !== answeredId) return; // a newer answer replaced this one
+    feedback.dataset.state = state;
+    feedbackStatus.textContent = message;
+    digitButtons.forEach((b, d) =>
+      b.setAttribute("aria-pressed", String(state === "sent" && d === digit)),
+    );
+  }
+
   function reset() {
     showProbabilities(null, -1);
     showModelInput(null);
+    showFeedback(null);
     showState("empty", "Draw a digit");
   }
 
@@ -125,7 +200,11 @@
         const form = new FormData();
         form.append("image", blob, name);
         if (await canReturnInput) form.append("return_input", "true");
-        const response = await fetch(PREDICT_URL, { method: "POST", body: form });
+        const response = await fetch(PREDICT_URL, {
+          method: "POST",
+          body: form,
+          headers: { "X-Mnist-Source": "ui" },
+        });
         const body = await response.json().catch(() => null);
         if (gen === generation) render(response, body);
       } catch (err) {
@@ -144,10 +223,12 @@
       showState("done", `Looks like a ${body.digit} (${confidence}% sure)`, body.digit);
       versionOut.textContent = body.model_version;
       showModelInput(body.model_input);
+      showFeedback(body.request_id);
       return;
     }
     showProbabilities(null, -1);
     showModelInput(null);
+    showFeedback(null);
     if (response.status === 422) {
       // The service found no ink: a blank canvas or an empty picture.
       showState("no-ink", "No digit found: draw a digit");

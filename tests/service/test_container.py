@@ -171,6 +171,20 @@ def test_container_predicts_a_drawn_digit(container, digit_png, trained_model):
 
 
 @pytest.mark.slow
+def test_container_logs_the_answer_and_takes_its_correction(container, digit_png):
+    """The non-root user can write the inference log and the corrections store in the
+    image's /app/monitoring volume: a correction of the answer is found (200), not 404/503."""
+    files = {"image": ("seven.png", digit_png, "image/png")}
+    answer = httpx.post(f"{container.url}/predict", files=files, timeout=30).json()
+    body = {"request_id": answer["request_id"], "digit": 1}
+    reply = httpx.post(f"{container.url}/feedback", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    logged = container.exec("sh", "-c", "cat /app/monitoring/inference/*")
+    assert answer["request_id"] in logged
+    assert "feedback.sqlite" in container.exec("ls", "/app/monitoring")
+
+
+@pytest.mark.slow
 def test_container_runs_as_the_non_root_user(container):
     status = container.exec("cat", "/proc/1/status")  # PID 1 is the server itself
     uids = re.search(r"^Uid:\s+(.*)$", status, re.M)[1].split()

@@ -44,7 +44,7 @@ def test_schemathesis_finds_nothing_with_all_checks(served, tmp_path):
         command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "Tested: 8" in result.stdout
+    assert "Tested: 9" in result.stdout
 
 
 def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
@@ -63,7 +63,12 @@ def test_answers_are_documented_field_by_field(served):
     # any answer pass.
     paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
     single = paths["/predict_array"]["post"]["responses"]["200"]["content"]["application/json"]
-    assert set(single["schema"]["required"]) == {"digit", "probabilities", "model_version"}
+    assert set(single["schema"]["required"]) == {
+        "digit",
+        "probabilities",
+        "model_version",
+        "request_id",
+    }
     assert single["schema"]["properties"]["probabilities"]["maxItems"] == 10
     batch = paths["/predict_batch"]["post"]["responses"]["200"]["content"]["application/json"]
     assert batch["schema"]["required"] == ["predictions"]

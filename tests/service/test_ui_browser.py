@@ -9,8 +9,9 @@ The server runs a real trained model (the session fixture ``trained_model``: the
 as in CI). The digit and the ten bars the page shows must be what ``/predict`` answers
 for the very PNG on the canvas; every digit 0-9 drawn with mouse strokes must be
 recognised (at least 9 of 10 at each of three pen widths); and the 28x28 image the
-model was given is shown beside the bars. A screenshot of the page goes to the test's
-tmp dir and to ``artifacts/ui-screenshot.png``.
+model was given is shown beside the bars; "Wrong? It was a ..." sends a correction and
+the page confirms it. Screenshots of the page go to the tests' tmp dirs and to
+``artifacts/ui-screenshot.png`` and ``artifacts/ui-feedback.png``.
 
     pytest -m browser tests/service/test_ui_browser.py
 """
@@ -29,6 +30,9 @@ import httpx
 import pytest
 from bento_process import serving
 from PIL import Image
+
+from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.logfiles import read_log
 
 pytestmark = pytest.mark.slow
 
@@ -370,3 +374,40 @@ def test_blank_upload_asks_for_a_digit_and_junk_shows_the_error(page, tmp_path, 
     assert wait_for_answer(page) == "error"
     status = shown(page)["status"]
     assert status.startswith("Error 400") and "not a PNG" in status
+
+
+@pytest.mark.browser
+def test_wrong_answers_can_be_corrected_and_the_page_confirms_it(page, served, tmp_path):
+    assert not page.locator("#feedback").is_visible()  # nothing to correct yet
+    draw_with_mouse(page, STROKES[7])
+    assert wait_for_answer(page) == "done"
+    assert page.locator("#feedback").is_visible()
+    assert page.locator("#feedback-prompt").inner_text() == "Wrong? It was a \u2026"
+    buttons = page.locator("#feedback-digits button")
+    assert buttons.all_inner_texts() == [str(d) for d in range(10)]
+
+    said = (int(shown(page)["digit"]) + 1) % 10  # whatever it read, the user says otherwise
+    a_said = f"{'an' if said == 8 else 'a'} {said}"
+    page.get_by_role("button", name=f"It was {a_said}").click()
+    page.wait_for_function("() => ['sent', 'error'].includes("
+                           "document.getElementById('feedback').dataset.state)")  # fmt: skip
+    status = page.locator("#feedback-status").inner_text()
+    assert page.locator("#feedback").get_attribute("data-state") == "sent", status
+    assert status == f"Thanks! Correction received: it was {a_said}."
+    pressed = buttons.evaluate_all("bs => bs.map(b => b.getAttribute('aria-pressed'))")
+    assert pressed == ["true" if d == said else "false" for d in range(10)]
+
+    shot = tmp_path / "ui-feedback.png"
+    page.screenshot(path=str(shot), full_page=True)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT.with_name("ui-feedback.png"))
+
+    # What the page sent landed in the real store, for the drawing the log has as "ui".
+    store = FeedbackStore.from_uri(os.environ["MNIST_FEEDBACK_DB"])
+    (request_id,) = [r[0] for r in store.corrections() if r[1] == said][-1:]
+    records = {r["request_id"]: r for r in read_log(Path(os.environ["MNIST_INFERENCE_LOG_DIR"]))}
+    assert records[request_id]["source"] == "ui"
+    assert records[request_id]["digit"] == int(shown(page)["digit"]) != said
+
+    clear(page)  # a new drawing starts with a fresh question
+    assert not page.locator("#feedback").is_visible()
