@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, MLFlowLogger
@@ -29,6 +30,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path, sha256_file
+from mnist_mlops.data.corrections import load_part
 from mnist_mlops.data.prepared import load_variants
 from mnist_mlops.tracking.runs import client, git_commit
 from mnist_mlops.train.datamodule import MNISTDataModule
@@ -105,6 +107,26 @@ def build_trainer(
     return pl.Trainer(**kwargs)
 
 
+def extra_training_digits(
+    prepared_dir: str | os.PathLike[str] | None,
+    corrections_dir: str | os.PathLike[str] | None,
+    corrections_weight: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The digits added to the train split: the prepare stage's, then each correction of the
+    train part ``corrections_weight`` times. A few dozen corrections among ~170,000 images
+    would change nothing; repeating them gives what users corrected a say in the loss, and
+    the field stage's gate (holdout, MNIST test, field sets) decides whether that helped."""
+    parts = [load_variants(prepared_dir)] if prepared_dir is not None else []
+    if corrections_dir is not None and corrections_weight > 0:
+        fixes = load_part(corrections_dir, "train")
+        if len(fixes):
+            parts.append((np.repeat(fixes.x, corrections_weight, axis=0),
+                          np.repeat(fixes.y, corrections_weight)))  # fmt: skip
+    if not parts:
+        return None
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
 def train(
     cfg: TrainConfig,
     processed_dir: str | os.PathLike[str],
@@ -115,6 +137,7 @@ def train(
     trainer_kwargs: dict[str, Any] | None = None,
     callbacks: list[Callback] | None = None,
     prepared_dir: str | os.PathLike[str] | None = None,
+    corrections_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
@@ -122,10 +145,11 @@ def train(
     sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
     A tracked run gets each parameter once (flat names), the train/val splits as
     dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
-    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split.
+    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split;
+    ``corrections_dir``: users' corrections (:mod:`mnist_mlops.data.corrections`), likewise.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    extra = load_variants(prepared_dir) if prepared_dir is not None else None
+    extra = extra_training_digits(prepared_dir, corrections_dir, cfg.corrections_weight)
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra)
     _ = dm.splits  # load and validate now: a bad file fails before any run is created
     stats = dm.stats
