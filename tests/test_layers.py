@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "export": {"core", "inference"},
     "packaging": {"core", "inference"},
     "monitoring": {"core", "imaging", "inference"},
+    "drift": {"core", "evaluation", "imaging", "inference", "monitoring"},
+    "corrections": {"core", "data"},
 }
 
 
