@@ -1,0 +1,87 @@
+"""The inference log's and the corrections store's settings: each default here, once.
+
+The service reads them from its environment when a worker starts
+(:meth:`MonitoringSettings.from_env`); the offline commands (drift report, corrections
+export) take the same folder and database URI, so both sides find the same data.
+A bad value stops the worker with one line naming the variable, instead of a service
+that silently logs nowhere.
+
+    MNIST_INFERENCE_LOG        on|off: write the inference log at all (on)
+    MNIST_LOG_IMAGES           on|off: include each 28x28 input as a base64 PNG (on)
+    MNIST_INFERENCE_LOG_DIR    folder of the JSON-lines files (monitoring/inference)
+    MNIST_LOG_ROTATE_MB        start a new file past this size (16)
+    MNIST_LOG_MAX_MB           delete the oldest closed files past this total (1024)
+    MNIST_LOG_RETENTION_DAYS   delete files last written longer ago than this (30)
+    MNIST_LOG_QUEUE            records waiting for the writer before new ones are dropped (10000)
+    MNIST_FEEDBACK_DB          corrections store: sqlite:///path or postgresql://...
+                               (sqlite:///monitoring/feedback.sqlite)
+    MNIST_FEEDBACK_RATE        corrections accepted per second per worker, sustained (2)
+    MNIST_FEEDBACK_BURST       ... and in a burst (20); beyond: 429
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
+
+from mnist_mlops.core.errors import UserError
+
+# Field -> environment variable: the one list of the names.
+ENV: dict[str, str] = {
+    "log_enabled": "MNIST_INFERENCE_LOG",
+    "log_images": "MNIST_LOG_IMAGES",
+    "log_dir": "MNIST_INFERENCE_LOG_DIR",
+    "rotate_mb": "MNIST_LOG_ROTATE_MB",
+    "max_total_mb": "MNIST_LOG_MAX_MB",
+    "retention_days": "MNIST_LOG_RETENTION_DAYS",
+    "queue_records": "MNIST_LOG_QUEUE",
+    "feedback_uri": "MNIST_FEEDBACK_DB",
+    "feedback_rate": "MNIST_FEEDBACK_RATE",
+    "feedback_burst": "MNIST_FEEDBACK_BURST",
+}
+_SWITCH = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
+
+
+class MonitoringSettings(BaseModel):
+    """What the service records about its answers and where the corrections go."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    log_enabled: bool = True
+    # The image is what makes a correction usable for training; off keeps only numbers.
+    log_images: bool = True
+    log_dir: Path = Path("monitoring/inference")
+    rotate_mb: PositiveFloat = 16.0
+    # Bounds the folder: with W workers it never holds more than this + W x rotate_mb.
+    max_total_mb: PositiveFloat = 1024.0
+    retention_days: PositiveFloat = 30.0
+    # A writer that cannot keep up (slow disk) drops records instead of growing memory.
+    queue_records: PositiveInt = 10_000
+    feedback_uri: str = "sqlite:///monitoring/feedback.sqlite"
+    feedback_rate: PositiveFloat = 2.0
+    feedback_burst: PositiveInt = 20
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MonitoringSettings:
+        """The settings the environment sets (unset variables keep their defaults)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field, name in ENV.items():
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            if cls.model_fields[field].annotation in (bool, "bool"):
+                if raw.strip().lower() not in _SWITCH:
+                    raise UserError(f"{name}={raw!r}: use on or off")
+                values[field] = _SWITCH[raw.strip().lower()]
+            else:
+                values[field] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ENV[str(err["loc"][0])]
+            raise UserError(f"{name}={err['input']!r}: {err['msg']}") from None

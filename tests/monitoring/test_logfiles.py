@@ -1,0 +1,85 @@
+"""Bounded disk: files rotate at a size, and the sweep deletes by age and by total size,
+never a file a live writer holds, and tells the corrections store before each deletion."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from logkit import answers
+
+from mnist_mlops.monitoring.logfiles import LogFile, log_files, read_log, sweep
+
+LINE = b'{"x": "' + b"y" * 90 + b'"}\n'  # 100 bytes
+
+
+def test_a_file_rotates_once_it_would_pass_the_size(tmp_path):
+    log = LogFile(tmp_path, rotate_bytes=250)
+    paths = [log.append(LINE) for _ in range(7)]  # two lines a file, the third rotates
+    log.close()
+    assert len(set(paths)) == 4 and paths[0] == paths[1] != paths[2]
+    assert [p.stat().st_size for p in log_files(tmp_path)] == [200, 200, 200, 100]
+
+
+def test_the_sweep_keeps_the_folder_under_its_size_oldest_first(tmp_path):
+    log = LogFile(tmp_path, rotate_bytes=250)
+    for _ in range(9):
+        log.append(LINE)  # 5 files: 4 full (200 bytes), the current one holds 100
+    forgotten: list[str] = []
+    names = [p.name for p in log_files(tmp_path)]
+    deleted = sweep(tmp_path, max_bytes=450, retention_s=3600, forget=forgotten.append)
+    assert deleted == forgotten == names[:3]  # 900 -> 300 bytes
+    assert [p.name for p in log_files(tmp_path)] == names[3:]
+    log.close()
+
+
+def test_the_sweep_deletes_expired_files_but_never_one_being_written(tmp_path):
+    old = LogFile(tmp_path, rotate_bytes=10_000)
+    old_path = old.append(LINE)
+    old.close()
+    live = LogFile(tmp_path, rotate_bytes=10_000)
+    live_path = live.append(LINE)
+    week_ago = time.time() - 7 * 86400
+    for path in (old_path, live_path):
+        os.utime(path, (week_ago, week_ago))
+    deleted = sweep(tmp_path, max_bytes=10**9, retention_s=86400, forget=lambda name: None)
+    assert deleted == [old_path.name]
+    assert live_path.exists()  # held by a live writer: its turn comes after rotation
+    live.close()
+    assert sweep(tmp_path, max_bytes=10**9, retention_s=86400, forget=lambda n: None) == [
+        live_path.name
+    ]
+
+
+def test_a_store_that_fails_to_forget_keeps_the_file(tmp_path):
+    log = LogFile(tmp_path, rotate_bytes=100)
+    first = log.append(LINE)
+    log.append(LINE)
+
+    def refuse(name: str) -> None:
+        raise ConnectionError("database down")
+
+    with pytest.raises(ConnectionError):
+        sweep(tmp_path, max_bytes=0, retention_s=3600, forget=refuse)
+    assert first.exists()  # never a file whose requests the store still accepts feedback for
+    log.close()
+
+
+def test_the_log_writer_applies_the_bounds(make_log, counters, tmp_path):
+    log = make_log(rotate_mb=0.002, max_total_mb=0.005)  # ~2 kB files, ~5 kB in all
+    pixels, probabilities = answers(3)
+    for _ in range(12):
+        log.record(pixels, probabilities, "/predict_batch", "batch")
+        assert log.flush()
+    files = log_files(log.settings.log_dir)
+    total = sum(p.stat().st_size for p in files)
+    assert len(files) >= 2 and total <= 0.005 * 1024 * 1024 + 0.002 * 1024 * 1024
+    kept = sum(1 for _ in read_log(log.settings.log_dir))
+    assert 0 < kept < counters.records == 36  # the oldest records went, by the size bound
+
+
+def test_missing_folder_has_no_files(tmp_path: Path):
+    assert log_files(tmp_path / "none") == []
+    assert sweep(tmp_path / "none", 0, 0, forget=lambda n: None) == []
