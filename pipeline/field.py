@@ -100,6 +100,7 @@ def main() -> None:
             compared,
             sets_sha256=sets_fingerprint(scores, splits.x_test, splits.y_test),
             rescore=on_these_sets,
+            tolerance=cfg.tolerance,
         )
     write_json(args.metrics, summary)
 

@@ -105,9 +105,12 @@ def promote_if_better(
     metrics: dict[str, float],
     sets_sha256: str | None = None,
     rescore: Callable[[Path], dict[str, float]] | None = None,
+    tolerance: float = 0.0,
 ) -> dict:
     """Tag ``version`` with ``metrics``; move the champion alias to it if it is at least as
-    good as the champion on every one of them (a metric the champion lacks does not block).
+    good as the champion on every one of them (a metric the champion lacks does not block),
+    or worse by no more than ``tolerance`` (two trainings on slightly different data differ
+    by a few images either way; a strict gate would refuse every retrained model).
 
     ``sets_sha256`` names the images ``metrics`` were measured on. When the champion was
     scored on other images and ``rescore`` is given, ``rescore(champion's ONNX file)``
@@ -141,7 +144,11 @@ def promote_if_better(
     theirs = {k: float(v) for k, v in tags.items() if k in metrics}
     # Compared as tagged: the champion's tags are rounded, so an equal model is not "worse".
     mine = {k: round(v, TAG_DIGITS) for k, v in metrics.items()}
-    worse = sorted(k for k, v in theirs.items() if not math.isnan(v) and mine[k] < v)
+    worse = sorted(
+        k
+        for k, v in theirs.items()
+        if not math.isnan(v) and mine[k] < round(v - tolerance, TAG_DIGITS)
+    )
     promote = previous == version or not worse
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
