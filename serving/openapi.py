@@ -13,6 +13,8 @@ from typing import Any
 import bentoml
 
 from serving.errors import ERROR_STATUSES
+from serving.feedback import ERROR_STATUSES as FEEDBACK_ERRORS
+from serving.feedback import FEEDBACK_ROUTE
 from serving.schemas import ErrorBody
 
 ERROR_REF = "#/components/schemas/ErrorBody"
@@ -36,6 +38,7 @@ def openapi_document(service: bentoml.Service[Any]) -> dict[str, Any]:
         responses = item["post"]["responses"]
         for status in [s for s in responses if str(s) != "200"]:
             del responses[status]
-        for status, description in ERROR_STATUSES.items():
+        statuses = FEEDBACK_ERRORS if route == FEEDBACK_ROUTE else ERROR_STATUSES
+        for status, description in statuses.items():
             responses[str(status)] = {"description": description, "content": error}
     return doc

@@ -21,7 +21,11 @@ def png_base64(pixels: np.ndarray) -> str:
 
 
 def to_predictions(
-    probabilities: np.ndarray, pixels: np.ndarray, version: str, return_input: bool
+    probabilities: np.ndarray,
+    pixels: np.ndarray,
+    version: str,
+    return_input: bool,
+    request_ids: list[str],
 ) -> list[Prediction]:
     """One :class:`Prediction` per row; ``model_input`` only when asked for."""
     return [
@@ -29,7 +33,8 @@ def to_predictions(
             digit=int(row.argmax()),
             probabilities=row.tolist(),
             model_version=version,
+            request_id=request_id,
             model_input=png_base64(image) if return_input else None,
         )
-        for row, image in zip(probabilities, pixels)
+        for row, image, request_id in zip(probabilities, pixels, request_ids)
     ]

@@ -74,6 +74,11 @@ class Prediction(BaseModel):
         min_length=10, max_length=10, description="softmax over digits 0..9; sums to 1"
     )
     model_version: str = Field(description="first 12 hex digits of the model's SHA-256")
+    request_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="this answer's id in the inference log: send it to POST /feedback "
+        "with the right digit if the answer was wrong",
+    )
     model_input: str | None = Field(
         default=None,
         description="only with return_input=true: base64 (no data: prefix) of a 28x28 8-bit "

@@ -22,8 +22,7 @@ and :mod:`serving.endpoints`. Settings, read from the environment at import:
     MNIST_API_WORKERS      API worker processes (default 1: each holds its own session)
 
 A model that fails its SHA-256 check does not crash the worker (BentoML would restart
-it forever): ``/readyz`` and every endpoint answer 503 instead.
-"""
+it forever): ``/readyz`` and every endpoint answer 503 instead."""
 
 from __future__ import annotations
 
@@ -45,9 +44,11 @@ from mnist_mlops import imaging
 from serving import connections
 from serving.endpoints import Endpoints
 from serving.errors import error_response, image_error_status
+from serving.feedback import FEEDBACK_ROUTE, Digit, FeedbackReceipt, RequestId
 from serving.guard import GuardLimits, RequestGuard
 from serving.metrics import service_metrics
 from serving.model_loading import LoadedModel, load_configured_model
+from serving.monitoring import RequestOrigin, start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import to_predictions
 from serving.schemas import (
@@ -104,11 +105,16 @@ class MnistClassifier:
             logger.error("ModelLoadError: %s", exc)
         else:
             logger.info("Loaded %s (version %s)", path, self._model.version)
+        self._log, self._feedback = start_monitoring(self._model)  # docs/monitoring.md
         # Everything loaded so far (BentoML, pydantic, ONNX Runtime: ~230k objects) lives as
         # long as the worker; freezing it keeps each full GC pass from scanning it all again,
         # which stalled the event loop for 150-250 ms on a busy 2-core box (issue 11's p99).
         gc.collect()
         gc.freeze()
+
+    @bentoml.on_shutdown
+    def _close_log(self) -> None:  # writes the inference records still queued
+        self._log.close()
 
     async def __is_ready__(self) -> bool:
         """``/readyz``: ready once the model is loaded and checked."""
@@ -134,7 +140,8 @@ class MnistClassifier:
             )
         probabilities = self._model.probabilities(batch)
         self._metrics.observe_predictions(probabilities)
-        return to_predictions(probabilities, batch, self._model.version, return_input)
+        request_ids = self._log.record(batch, probabilities)
+        return to_predictions(probabilities, batch, self._model.version, return_input, request_ids)
 
     @bentoml.api(route="/predict")
     async def predict(self, image: ImageUpload, return_input: ReturnInput = False) -> Prediction:
@@ -181,6 +188,11 @@ class MnistClassifier:
         )
         return answer if isinstance(answer, JSONResponse) else BatchPrediction(predictions=answer)  # type: ignore[return-value]
 
+    @bentoml.api(route=FEEDBACK_ROUTE)
+    async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
+        """The digit the image answered as ``request_id`` really shows (kept once per id)."""
+        return await self._feedback.receive(request_id, digit)  # type: ignore[return-value]
+
 
 def _pixels(data: bytes) -> int:
     """The image's pixel count from its header (no decoding); huge if it has none."""
@@ -194,6 +206,8 @@ def _pixels(data: bytes) -> int:
 # Declarative, like the decorators above: BentoML applies these when it builds the app.
 # Before uvicorn loads its config in this worker (see serving.connections).
 connections.install(float(os.environ.get("MNIST_HEADER_TIMEOUT_S", connections.HEADER_TIMEOUT_S)))
+# Outermost (added first): notes each predict request's route and source for the log.
+MnistClassifier.add_asgi_middleware(RequestOrigin)
 MnistClassifier.add_asgi_middleware(
     RequestGuard,
     limits=GuardLimits(

@@ -193,6 +193,24 @@ def http_mirror() -> Iterator[HttpMirror]:
         server.server_close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _monitoring_stays_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point every service a test starts (in process or served) at a temporary inference
+    log and corrections store, never at the defaults under the checkout's monitoring/.
+    Tests that check the log pass their own folder (bento_process's ``env_extra``)."""
+    folder = tmp_path_factory.mktemp("monitoring")
+    names = {"MNIST_INFERENCE_LOG_DIR": str(folder / "inference"),
+             "MNIST_FEEDBACK_DB": f"sqlite:///{folder / 'feedback.sqlite'}"}  # fmt: skip
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_stays_put() -> Iterator[None]:
     """Undo a test's ``$MLFLOW_TRACKING_URI``: MLflow 3's ``set_tracking_uri`` (which

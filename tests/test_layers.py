@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "mnist_mlops"
 TRAINING_ONLY = ("torch", "torchvision", "pytorch_lightning", "lightning", "mlflow", "onnx")
-SERVING_SIDE = ("core", "imaging", "inference")  # what the Bento and the image ship
+SERVING_SIDE = ("core", "imaging", "inference", "monitoring")  # what the Bento and the image ship
 
 # Which rooms each room may import (the data-flow order of docs/architecture.md).
 ALLOWED: dict[str, set[str]] = {

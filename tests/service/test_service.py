@@ -46,6 +46,11 @@ def service(model_path: Path):
             os.environ["MNIST_MODEL_PATH"] = previous
 
 
+def answer(pred: Prediction) -> dict:
+    """A prediction without its request id (new for every answer)."""
+    return pred.model_dump(exclude={"request_id"})
+
+
 def assert_matches_offline(pred: Prediction, pixels: np.ndarray, offline_logits, version: str):
     expected = offline_logits(pixels[None])[0]
     assert isinstance(pred, Prediction)
@@ -85,7 +90,8 @@ def test_predict_array_nested_and_flat(service, model_path, offline_logits):
     nested = asyncio.run(service.predict_array(EXAMPLE_PIXELS))
     flat = asyncio.run(service.predict_array(pixels.ravel().tolist()))
     assert_matches_offline(nested, pixels, offline_logits, version)
-    assert flat == nested
+    assert answer(flat) == answer(nested)
+    assert flat.request_id != nested.request_id  # each answer its own id in the log
 
 
 def test_predict_batch_keeps_order_and_matches_single_calls(service):
@@ -93,7 +99,10 @@ def test_predict_batch_keeps_order_and_matches_single_calls(service):
     images = [rng.integers(0, 256, size=(28, 28)).tolist() for _ in range(5)] + [EXAMPLE_PIXELS]
     out = asyncio.run(service.predict_batch(images))
     assert isinstance(out, BatchPrediction)
-    assert out.predictions == [asyncio.run(service.predict_array(img)) for img in images]
+    singles = [asyncio.run(service.predict_array(img)) for img in images]
+    assert [answer(p) for p in out.predictions] == [answer(p) for p in singles]
+    ids = {p.request_id for p in out.predictions + singles}
+    assert len(ids) == 2 * len(images)
 
 
 @pytest.mark.parametrize(

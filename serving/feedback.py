@@ -1,0 +1,118 @@
+"""``POST /feedback``: a user says which digit an answered image really shows.
+
+The body is ``{"request_id": "<32 hex digits from the answer>", "digit": 0..9}``; a
+malformed body or a digit outside 0-9 is a 400 before this runs (the input model
+BentoML builds from the API's signature). Here: a rate bound per worker (token bucket:
+``MNIST_FEEDBACK_RATE`` a second, bursts of ``MNIST_FEEDBACK_BURST``; beyond, 429), then
+the corrections store (:mod:`mnist_mlops.monitoring.feedback`) in a worker thread, so a
+slow database never stalls the event loop. Unknown or expired ids are a 404; the same
+correction twice is stored once (the answer says ``duplicate``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import anyio
+import anyio.to_thread
+from prometheus_client import Counter
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest
+from serving.errors import error_response
+
+logger = logging.getLogger(__name__)
+
+FEEDBACK_ROUTE = "/feedback"
+RequestId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="the `request_id` of the answer being corrected (32 hex digits)",
+        examples=["0123456789abcdef0123456789abcdef"],
+    ),
+]
+Digit = Annotated[
+    int,
+    Field(strict=True, ge=0, le=9, description="the digit the image really shows", examples=[7]),
+]
+# How a POST /feedback ended, the label of mnist_feedback_total.
+OUTCOMES = ("stored", "duplicate", "unknown", "rate_limited", "unavailable")
+# Every status /feedback can answer besides 200, for the OpenAPI document.
+ERROR_STATUSES = {
+    400: "malformed request: bad JSON, a request_id that is not 32 hex digits, a digit outside 0-9",
+    404: "no logged answer has this request_id (never logged, or its log has expired)",
+    408: "the request headers or body did not arrive in time; the connection is closed",
+    413: "body over the limit",
+    415: "not application/json, or pickle",
+    429: "too many corrections: over the rate bound; retry later",
+    503: "the corrections store cannot be reached",
+}
+
+
+class FeedbackReceipt(BaseModel):
+    """The correction as stored."""
+
+    request_id: str
+    digit: int = Field(ge=0, le=9)
+    duplicate: bool = Field(
+        description="true when this very correction had been stored before (kept once)"
+    )
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; one per accepted correction."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class FeedbackDesk:
+    """Takes corrections for one worker: the rate bound, then the store.
+
+    ``outcomes`` counts each answer by outcome; ``problem`` says why ``store`` is None.
+    """
+
+    def __init__(
+        self, store: FeedbackStore | None, problem: str, rate: float, burst: int, outcomes: Counter
+    ) -> None:
+        self._store = store
+        self._problem = problem
+        self._bucket = TokenBucket(rate, burst)
+        self._one_at_a_time = anyio.CapacityLimiter(1)  # the store has one connection
+        self._outcomes = outcomes
+
+    async def receive(self, request_id: str, digit: int) -> FeedbackReceipt | JSONResponse:
+        counter = self._outcomes
+        if not self._bucket.take():
+            counter.labels(outcome="rate_limited").inc()
+            return error_response(429, "too many corrections right now; retry in a few seconds")
+        if self._store is None:
+            counter.labels(outcome="unavailable").inc()
+            return error_response(503, f"the corrections store is not available: {self._problem}")
+        try:
+            stored = await anyio.to_thread.run_sync(
+                self._store.add, request_id, digit, limiter=self._one_at_a_time
+            )
+        except UnknownRequest as exc:
+            counter.labels(outcome="unknown").inc()
+            return error_response(404, str(exc))
+        except Exception as exc:  # the database is down, locked too long, full...
+            counter.labels(outcome="unavailable").inc()
+            logger.warning("corrections store failed: %s", exc)  # not to the client: may name hosts
+            return error_response(503, "the corrections store failed; retry later")
+        counter.labels(outcome="stored" if stored else "duplicate").inc()
+        return FeedbackReceipt(request_id=request_id, digit=digit, duplicate=not stored)

@@ -1,0 +1,147 @@
+"""The service's side of the inference log: where a request came from, and what is counted.
+
+:class:`RequestOrigin` (ASGI middleware) notes each predict request's route and source in
+a context variable, so the one place that answers (``MnistClassifier._answer``) can log
+them without every endpoint passing them down. The source is the route's kind; the /ui
+page says "ui" with the ``X-Mnist-Source`` header. :func:`start_inference_log` builds the
+worker's :class:`~mnist_mlops.monitoring.inference_log.InferenceLog` with its counters on
+``/metrics`` and the corrections store as its request index, and the feedback desk
+beside it (:func:`start_monitoring`). Settings:
+:mod:`mnist_mlops.monitoring.settings` (docs/monitoring.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.inference_log import DROP_REASONS, STAGES, InferenceLog
+from mnist_mlops.monitoring.settings import MonitoringSettings
+from serving.feedback import OUTCOMES, FeedbackDesk
+from serving.model_loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+# Route -> the ``source`` its records carry (records.SOURCES lists them all).
+ROUTE_SOURCES = {"/predict": "upload", "/predict_array": "json", "/predict_batch": "batch",
+                 "/predict_npy": "npy"}  # fmt: skip
+SOURCE_HEADER = b"x-mnist-source"  # the /ui page sends "ui"; other values are ignored
+# (endpoint, source) of the request being answered; a direct Python call has no route.
+ORIGIN: ContextVar[tuple[str, str]] = ContextVar("mnist_origin", default=("", "python"))
+
+
+class RequestOrigin:
+    """Sets :data:`ORIGIN` for POSTs to the predict routes, then passes the request on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            source = ROUTE_SOURCES.get(scope["path"])
+            if source is not None:
+                if (SOURCE_HEADER, b"ui") in scope["headers"]:
+                    source = "ui"
+                ORIGIN.set((scope["path"], source))
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class MonitoringMetrics:
+    """The log's and the feedback route's counters (created in the worker, like
+    :func:`serving.metrics.service_metrics`); also the log's ``LogCounters``."""
+
+    log_records: Counter
+    log_dropped: Counter
+    log_failures: Counter
+    feedback: Counter
+
+    def written(self, records: int) -> None:
+        self.log_records.inc(records)
+
+    def dropped(self, reason: str, records: int) -> None:
+        self.log_dropped.labels(reason=reason).inc(records)
+
+    def failed(self, stage: str) -> None:
+        self.log_failures.labels(stage=stage).inc()
+
+
+@functools.cache
+def monitoring_metrics() -> MonitoringMetrics:
+    """The process's monitoring metric families (registered once per process).
+
+    Every label value starts at 0, so /metrics shows each series before its first event
+    and alert rules see a rate of 0 rather than no data.
+    """
+    metrics = MonitoringMetrics(
+        log_records=Counter("mnist_inference_log_records", "Records written to the inference log"),
+        log_dropped=Counter(
+            "mnist_inference_log_dropped_records",
+            "Answered images whose record was not written, by reason",
+            ["reason"],
+        ),
+        log_failures=Counter(
+            "mnist_inference_log_failures",
+            "Failed inference-log operations (write, index, retention)",
+            ["stage"],
+        ),
+        feedback=Counter("mnist_feedback", "POST /feedback answers, by outcome", ["outcome"]),
+    )
+    for reason in DROP_REASONS:
+        metrics.log_dropped.labels(reason=reason)
+    for stage in STAGES:
+        metrics.log_failures.labels(stage=stage)
+    for outcome in OUTCOMES:
+        metrics.feedback.labels(outcome=outcome)
+    return metrics
+
+
+class ServiceLog:
+    """The worker's inference log as the service calls it: the route and source of the
+    request being answered come from :data:`ORIGIN`."""
+
+    def __init__(self, log: InferenceLog) -> None:
+        self.log = log
+
+    def record(self, pixels: np.ndarray, probabilities: np.ndarray) -> list[str]:
+        """Queue the answers for the log; return their request ids."""
+        return self.log.record(pixels, probabilities, *ORIGIN.get())
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def start_monitoring(
+    model: LoadedModel | None, settings: MonitoringSettings | None = None
+) -> tuple[ServiceLog, FeedbackDesk]:
+    """This worker's inference log for ``model`` and its feedback desk.
+
+    ``settings`` default to the environment's. No model loaded: a log that never
+    writes. A bad store URI is logged and leaves /feedback answering 503 with the
+    reason; serving goes on either way.
+    """
+    settings = settings if settings is not None else MonitoringSettings.from_env()
+    metrics = monitoring_metrics()
+    try:
+        store: FeedbackStore | None = FeedbackStore.from_uri(settings.feedback_uri)
+        # The log writer's own connection: it runs in the writer thread.
+        index = FeedbackStore.from_uri(settings.feedback_uri, durable=False)
+        problem = ""
+    except UserError as exc:
+        store, index, problem = None, None, str(exc)
+        logger.error("corrections store: %s", exc)
+    if model is None:
+        settings = settings.model_copy(update={"log_enabled": False})
+    version, sha256 = (model.version, model.card.sha256) if model else ("", "")
+    log = InferenceLog(settings, version, sha256, metrics, index=index)
+    desk = FeedbackDesk(store, problem, settings.feedback_rate, settings.feedback_burst,
+                        metrics.feedback)  # fmt: skip
+    return ServiceLog(log), desk
