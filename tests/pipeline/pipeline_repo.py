@@ -61,9 +61,10 @@ def build_repo(
     download: dict[str, Any] | None = None,
     code: tuple[str, ...] = CODE,
     mlflow: dict[str, Any] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Create and commit the pipeline repo at ``repo``; ``train``/``download``/``mlflow``
-    override the params."""
+    override the params, ``sections`` any section's keys (applied last)."""
     folder, sha = mirror
     repo.mkdir(parents=True, exist_ok=True)
     for item in code:
@@ -81,6 +82,8 @@ def build_repo(
     tiny = {"hidden": [32], "max_epochs": 2, "batch_size": 32, "accelerator": "cpu", "devices": "1"}
     params["train"].update({**tiny, **(train or {})})
     params["mlflow"].update(mlflow or {})
+    for name, values in (sections or {}).items():
+        params[name].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = repo_env(repo)
     run(["git", "init", "-q"], repo, env)
