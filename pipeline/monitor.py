@@ -68,6 +68,8 @@ def main() -> None:
         cat_threshold=cfg.cat_threshold,
         drift_share=cfg.drift_share,
         min_rows=cfg.min_rows,
+        column_methods=dict(cfg.column_methods),
+        column_thresholds=dict(cfg.column_thresholds),
     )
     verdict, snapshot = compare(reference, window.frame, settings, skipped=window.skipped)
     write_report(verdict, snapshot, args.html, args.json, window.describe())

@@ -103,3 +103,21 @@ def test_too_few_rows_write_json_only(tmp_path, rows: int) -> None:
     write_report(verdict, snapshot, tmp_path / "d.html", tmp_path / "d.json", {})
     assert not (tmp_path / "d.html").exists()
     assert json.loads((tmp_path / "d.json").read_text())["status"] == "too_few_rows"
+
+
+def test_a_column_can_have_its_own_method_and_threshold() -> None:
+    """Energy distance is in the column's own units: a 0.3 shift of a column whose spread
+    is 1.0 stays under a 0.5 threshold there, though it is 0.3 standard deviations."""
+    from dataclasses import replace
+
+    from mnist_mlops.core.errors import UserError
+
+    current = table(400, 1, com_x=0.3)
+    normed, _ = compare(table(3000, 0), current, SETTINGS)
+    assert "com_x" in normed.drifted
+    own = replace(SETTINGS, column_methods={"com_x": "ed"}, column_thresholds={"com_x": 0.5})
+    verdict, _ = compare(table(3000, 0), current, own)
+    assert "com_x" not in verdict.drifted
+    assert verdict.scores["com_x"]["method"] == "ed" and verdict.scores["com_x"]["threshold"] == 0.5
+    with pytest.raises(UserError, match="no column"):
+        compare(table(3000, 0), current, replace(SETTINGS, column_thresholds={"comx": 1.0}))

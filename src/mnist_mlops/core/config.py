@@ -178,6 +178,9 @@ class MonitorConfig(Section):
     num_threshold: PositiveFloat  # a column drifted when its distance is at least this
     cat_method: CatDriftMethod  # the predicted digit
     cat_threshold: PositiveFloat
+    # Per column (log column names): another method or threshold than the two above.
+    column_methods: dict[str, NumDriftMethod]
+    column_thresholds: dict[str, PositiveFloat]
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)]  # of the columns: drift verdict
 
 

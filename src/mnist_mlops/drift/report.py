@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path, write_json
 from mnist_mlops.monitoring.features import FEATURES
 
@@ -44,6 +45,8 @@ class DriftSettings:
     cat_threshold: float
     drift_share: float
     min_rows: int
+    column_methods: dict[str, str] = field(default_factory=dict)  # overrides, by column
+    column_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +98,10 @@ def compare(
     reference: pd.DataFrame, current: pd.DataFrame, settings: DriftSettings, skipped: int = 0
 ) -> tuple[Verdict, Any]:
     """The verdict and Evidently's snapshot (None when there were too few rows)."""
+    overridden = set(settings.column_methods) | set(settings.column_thresholds)
+    unknown = sorted(overridden - set(COLUMNS))
+    if unknown:
+        raise UserError(f"monitor: no column {unknown}; the columns are {', '.join(COLUMNS)}")
     needed = max(1, math.ceil(settings.drift_share * len(COLUMNS) - 1e-9))
     verdict = Verdict("too_few_rows", len(current), len(reference), skipped, needed=needed)
     if len(current) < settings.min_rows:
@@ -109,6 +116,8 @@ def compare(
         num_threshold=settings.num_threshold,
         cat_method=settings.cat_method,
         cat_threshold=settings.cat_threshold,
+        per_column_method=dict(settings.column_methods) or None,
+        per_column_threshold=dict(settings.column_thresholds) or None,
     )
     snapshot = Report([preset], include_tests=True).run(
         current_data=_dataset(current), reference_data=_dataset(reference)
