@@ -73,7 +73,8 @@ def write_log(folder: Path, model: Path, blobs: list[bytes], source: str) -> int
 
 
 def monitor(log_dir: Path, reference: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     command = [sys.executable, "-m", "pipeline.monitor", "--log-dir", str(log_dir),
                "--reference", str(reference), "--html", str(out / "drift.html"),
                "--json", str(out / "drift.json"), "--params", str(ROOT / "params.yaml"),

@@ -24,7 +24,8 @@ FILES = ("dvc.yaml", "bentofile.yaml", ".dvcignore")
 
 def repo_env(repo: Path, tmpdir: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment a stage sees: this repo's code first, its own BentoML store, no
-    mirror override; ``tmpdir`` (created) becomes TMPDIR, ``extra`` is added last."""
+    mirror override, the repo's own inference log and corrections store (the defaults,
+    under its monitoring/); ``tmpdir`` (created) becomes TMPDIR, ``extra`` is added last."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -36,7 +37,12 @@ def repo_env(repo: Path, tmpdir: Path | None = None, **extra: str) -> dict[str, 
         "GIT_COMMITTER_EMAIL": "t@t",
         "DVC_NO_ANALYTICS": "1",
     }
-    for name in ("MNIST_MIRROR", "MLFLOW_TRACKING_URI"):
+    for name in (
+        "MNIST_MIRROR",
+        "MLFLOW_TRACKING_URI",
+        "MNIST_INFERENCE_LOG_DIR",
+        "MNIST_FEEDBACK_DB",
+    ):
         env.pop(name, None)
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
