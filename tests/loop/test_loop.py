@@ -83,7 +83,7 @@ class Repo:
 
     def export(self) -> str:
         cmd = [sys.executable, "-m", "pipeline.export_corrections", "data/corrections"]
-        return run_in(cmd, self.path, self.env).stdout
+        return run_in(cmd, self.path, self.env, timeout=900).stdout
 
     def champion_sha256(self) -> str:
         import mlflow
