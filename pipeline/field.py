@@ -7,8 +7,9 @@ scores it as the service would (bytes -> imaging -> ONNX Runtime), scores the us
 corrections held out of training (the ``corrections`` set, when there are any), writes
 metrics/field.json and a grid of each set's failures under plots/, logs both to the
 train stage's MLflow run, and moves the registry's ``champion`` alias to this model only
-if it is at least as good on MNIST test and every set. When the champion was scored on
-other images (new corrections, regenerated sets), it is scored again on these first.
+if it is at least as good on MNIST test and every set (beyond sampling noise: field.gate_z).
+When the champion was scored on other images (new corrections, regenerated sets), it is
+scored again on these first.
 """
 
 import argparse
@@ -32,7 +33,11 @@ from mnist_mlops.evaluation.fieldscore import (
 )
 from mnist_mlops.evaluation.fieldsets import build_set
 from mnist_mlops.inference.model_card import ModelCard
-from mnist_mlops.tracking.registry import promote_if_better, registered_version
+from mnist_mlops.tracking.registry import (
+    noise_tolerance,
+    promote_if_better,
+    registered_version,
+)
 from mnist_mlops.tracking.runs import log_to_run, read_run_ref
 
 log = logging.getLogger(__name__)
@@ -100,7 +105,13 @@ def main() -> None:
             compared,
             sets_sha256=sets_fingerprint(scores, splits.x_test, splits.y_test),
             rescore=on_these_sets,
-            tolerance=cfg.tolerance,
+            tolerances={
+                "test_accuracy": noise_tolerance(test_acc, len(splits.y_test), cfg.gate_z),
+                **{
+                    f"field_{k}": noise_tolerance(s.accuracy, len(s.labels), cfg.gate_z)
+                    for k, s in scores.items()
+                },
+            },
         )
     write_json(args.metrics, summary)
 

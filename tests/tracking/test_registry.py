@@ -10,6 +10,7 @@ import pytest
 from mnist_mlops.export.to_onnx import export_onnx
 from mnist_mlops.tracking.registry import (
     CHAMPION,
+    noise_tolerance,
     promote_if_better,
     register_onnx,
     registered_version,
@@ -112,16 +113,26 @@ def _versions(store: Store, n: int) -> list[str]:
     ]
 
 
+def test_noise_tolerance_shrinks_with_the_number_of_images():
+    big, small = noise_tolerance(0.97, 10_000, 2.0), noise_tolerance(0.97, 300, 2.0)
+    assert big == pytest.approx(2 * (2 * 0.9698 * 0.0302 / 10_000) ** 0.5, rel=1e-3)
+    assert 0.004 < big < 0.006 and 0.02 < small < 0.04
+    assert noise_tolerance(1.0, 100, 2.0) > 0.02  # 100 % on 100 images is not certainty
+    assert noise_tolerance(0.9, 300, 0.0) == 0.0 and noise_tolerance(0.9, 0, 2.0) == 0.0
+
+
 def test_a_drop_within_the_tolerance_promotes_a_larger_one_does_not(store):
     uri = store.uri
     v = _versions(store, 3)
     promote_if_better(uri, "digits", v[0], {"test_accuracy": 0.98, "field_photo": 0.90})
     near = promote_if_better(
-        uri, "digits", v[1], {"test_accuracy": 0.976, "field_photo": 0.95}, tolerance=0.005
-    )
+        uri, "digits", v[1], {"test_accuracy": 0.976, "field_photo": 0.95},
+        tolerances={"test_accuracy": 0.005},
+    )  # fmt: skip
     far = promote_if_better(
-        uri, "digits", v[2], {"test_accuracy": 0.97, "field_photo": 0.99}, tolerance=0.005
-    )
+        uri, "digits", v[2], {"test_accuracy": 0.97, "field_photo": 0.99},
+        tolerances={"test_accuracy": 0.005},
+    )  # fmt: skip
     assert near["promoted"] and near["previous"] == v[0]
     assert not far["promoted"] and far["worse_on"] == ["test_accuracy"]
 

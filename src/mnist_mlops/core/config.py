@@ -156,9 +156,10 @@ class FieldConfig(Section):
     sets: Annotated[tuple[str, ...], Field(min_length=1)]
     n_per_set: PositiveInt  # 300 images: about +-1 % on each accuracy
     seed: int
-    # The champion gate: a new model may be worse than the champion by at most this much
-    # on any one set (MNIST test, each field set, the corrections holdout).
-    tolerance: Annotated[float, Field(ge=0.0, lt=1.0)]
+    # The champion gate: a new model is worse on a set (MNIST test, a field set, the
+    # corrections holdout) only when it is lower by more than this many standard errors of
+    # two accuracies on that many images (tracking.registry.noise_tolerance); 0 = strict.
+    gate_z: NonNegativeFloat
 
 
 class ReferenceConfig(Section):

@@ -105,12 +105,13 @@ def promote_if_better(
     metrics: dict[str, float],
     sets_sha256: str | None = None,
     rescore: Callable[[Path], dict[str, float]] | None = None,
-    tolerance: float = 0.0,
+    tolerances: dict[str, float] | None = None,
 ) -> dict:
     """Tag ``version`` with ``metrics``; move the champion alias to it if it is at least as
     good as the champion on every one of them (a metric the champion lacks does not block),
-    or worse by no more than ``tolerance`` (two trainings on slightly different data differ
-    by a few images either way; a strict gate would refuse every retrained model).
+    or worse by no more than ``tolerances[metric]`` (see :func:`noise_tolerance`: two
+    trainings on slightly different data differ by a few images either way, and a strict
+    gate would refuse every retrained model).
 
     ``sets_sha256`` names the images ``metrics`` were measured on. When the champion was
     scored on other images and ``rescore`` is given, ``rescore(champion's ONNX file)``
@@ -147,7 +148,7 @@ def promote_if_better(
     worse = sorted(
         k
         for k, v in theirs.items()
-        if not math.isnan(v) and mine[k] < round(v - tolerance, TAG_DIGITS)
+        if not math.isnan(v) and mine[k] < round(v - (tolerances or {}).get(k, 0.0), TAG_DIGITS)
     )
     promote = previous == version or not worse
     if promote:
@@ -165,6 +166,20 @@ def promote_if_better(
         "worse_on": worse,
         "rescored_previous": rescored,
     }
+
+
+def noise_tolerance(accuracy: float, n: int, z: float) -> float:
+    """How much lower a second model's accuracy on ``n`` images may be before it is worse
+    rather than noise: ``z`` standard errors of the difference of two accuracies near
+    ``accuracy`` (smoothed as (k + 2) / (n + 4), so 100 % on a small set still allows some).
+
+    On the 10,000 MNIST test digits that is a fraction of a point; on a few hundred field
+    images a few points; on a handful of corrections it is wide, and the other sets decide.
+    """
+    if n <= 0:
+        return 0.0
+    p = (accuracy * n + 2) / (n + 4)
+    return z * math.sqrt(2 * p * (1 - p) / n)
 
 
 def _tag(
