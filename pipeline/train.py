@@ -1,6 +1,7 @@
 """Train stage: fit the MLP with Lightning (GPU if present), tracked in MLflow.
 
-    python -m pipeline.train data/processed models/model.ckpt --prepared data/prepared
+    python -m pipeline.train data/processed models/model.ckpt --prepared data/prepared \
+        --corrections data/corrections
 
 Also writes models/run.json (the MLflow run the later stages add to),
 metrics/train.json and plots/learning_curve.csv. Runs go to $MLFLOW_TRACKING_URI
@@ -29,6 +30,10 @@ def main() -> None:
     parser.add_argument(
         "--prepared", help="the prepare stage's folder: its extra digits join the train split"
     )
+    parser.add_argument(
+        "--corrections",
+        help="the users' corrections (pipeline.export_corrections): the train part joins too",
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics", default="metrics/train.json")
     parser.add_argument("--curve", default="plots/learning_curve.csv")
@@ -52,6 +57,7 @@ def main() -> None:
         extra_tags={"dvc_experiment": exp} if exp else None,
         prepared_dir=args.prepared,
         callbacks=pause_hooks(),  # only fault-injection tests set its variable
+        corrections_dir=args.corrections,
     )
     if result.global_rank != 0:
         return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs

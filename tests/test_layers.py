@@ -36,6 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "packaging": {"core", "inference"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},
+    "drift": {"core", "evaluation", "imaging", "inference", "monitoring"},
+    "corrections": {"core", "data"},
 }
 
 

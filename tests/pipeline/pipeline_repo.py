@@ -27,7 +27,8 @@ FILES = ("dvc.yaml", "bentofile.yaml", ".dvcignore")
 
 def repo_env(repo: Path, tmpdir: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment a stage sees: this repo's code first, its own BentoML store, no
-    mirror override; ``tmpdir`` (created) becomes TMPDIR, ``extra`` is added last."""
+    mirror override, the repo's own inference log and corrections store (the defaults,
+    under its monitoring/); ``tmpdir`` (created) becomes TMPDIR, ``extra`` is added last."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -39,7 +40,12 @@ def repo_env(repo: Path, tmpdir: Path | None = None, **extra: str) -> dict[str, 
         "GIT_COMMITTER_EMAIL": "t@t",
         "DVC_NO_ANALYTICS": "1",
     }
-    for name in ("MNIST_MIRROR", "MLFLOW_TRACKING_URI"):
+    for name in (
+        "MNIST_MIRROR",
+        "MLFLOW_TRACKING_URI",
+        "MNIST_INFERENCE_LOG_DIR",
+        "MNIST_FEEDBACK_DB",
+    ):
         env.pop(name, None)
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
@@ -64,9 +70,10 @@ def build_repo(
     download: dict[str, Any] | None = None,
     code: tuple[str, ...] = CODE,
     mlflow: dict[str, Any] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Create and commit the pipeline repo at ``repo``; ``train``/``download``/``mlflow``
-    override the params."""
+    override the params, ``sections`` any section's keys (applied last)."""
     folder, sha = mirror
     repo.mkdir(parents=True, exist_ok=True)
     for item in code:
@@ -84,6 +91,8 @@ def build_repo(
     tiny = {"hidden": [32], "max_epochs": 2, "batch_size": 32, "accelerator": "cpu", "devices": "1"}
     params["train"].update({**tiny, **(train or {})})
     params["mlflow"].update(mlflow or {})
+    for name, values in (sections or {}).items():
+        params[name].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = repo_env(repo)
     run(["git", "init", "-q"], repo, env)

@@ -10,6 +10,7 @@ import pytest
 from mnist_mlops.export.to_onnx import export_onnx
 from mnist_mlops.tracking.registry import (
     CHAMPION,
+    noise_tolerance,
     promote_if_better,
     register_onnx,
     registered_version,
@@ -107,3 +108,67 @@ def test_registered_version_is_found_by_run_and_model_hash(store):
     assert registered_version(store.uri, "digits", run, "a" * 64) == version
     assert registered_version(store.uri, "digits", run, "b" * 64) is None  # another model file
     assert registered_version(store.uri, "digits", store.run(), "a" * 64) is None  # another run
+
+
+def _versions(store: Store, n: int) -> list[str]:
+    return [
+        register_onnx(store.onnx, store.uri, store.run(), "digits", 0.9, promote=False).version
+        for _ in range(n)
+    ]
+
+
+def test_noise_tolerance_shrinks_with_the_number_of_images():
+    big, small = noise_tolerance(0.97, 10_000, 2.0), noise_tolerance(0.97, 300, 2.0)
+    assert big == pytest.approx(2 * (2 * 0.9698 * 0.0302 / 10_000) ** 0.5, rel=1e-3)
+    assert 0.004 < big < 0.006 and 0.02 < small < 0.04
+    assert noise_tolerance(1.0, 100, 2.0) > 0.02  # 100 % on 100 images is not certainty
+    assert noise_tolerance(0.9, 300, 0.0) == 0.0 and noise_tolerance(0.9, 0, 2.0) == 0.0
+
+
+def test_a_drop_within_the_tolerance_promotes_a_larger_one_does_not(store):
+    uri = store.uri
+    v = _versions(store, 3)
+    promote_if_better(uri, "digits", v[0], {"test_accuracy": 0.98, "field_photo": 0.90})
+    near = promote_if_better(
+        uri, "digits", v[1], {"test_accuracy": 0.976, "field_photo": 0.95},
+        tolerances={"test_accuracy": 0.005},
+    )  # fmt: skip
+    far = promote_if_better(
+        uri, "digits", v[2], {"test_accuracy": 0.97, "field_photo": 0.99},
+        tolerances={"test_accuracy": 0.005},
+    )  # fmt: skip
+    assert near["promoted"] and near["previous"] == v[0]
+    assert not far["promoted"] and far["worse_on"] == ["test_accuracy"]
+
+
+def test_a_champion_scored_on_other_sets_is_scored_again_on_these(store):
+    """New corrections (or regenerated sets) change what the models are compared on: the
+    champion's old tags are not comparable, so it is measured again on the current sets."""
+    import onnxruntime
+
+    uri, client = store.uri, store.client
+    v = _versions(store, 3)
+    promote_if_better(uri, "digits", v[0], {"test_accuracy": 0.99}, sets_sha256="a" * 64)
+    seen: list[Path] = []
+
+    def rescore(path: Path) -> dict[str, float]:
+        onnxruntime.InferenceSession(str(path))  # the champion's real model file
+        seen.append(path)
+        return {"test_accuracy": 0.97, "field_corrections": 0.2}
+
+    metrics = {"test_accuracy": 0.975, "field_corrections": 0.8}
+    result = promote_if_better(uri, "digits", v[1], metrics, sets_sha256="b" * 64, rescore=rescore)
+    assert len(seen) == 1 and result["rescored_previous"]
+    assert result["promoted"] and result["previous_metrics"] == {
+        "test_accuracy": 0.97,
+        "field_corrections": 0.2,
+    }  # compared with the new numbers: 0.975 >= 0.97, not with the stale 0.99
+    old = client.get_model_version("digits", v[0]).tags
+    assert old["sets_sha256"] == "b" * 64 and old["field_corrections"] == "0.200000"
+    # Same sets as the champion's: its tags are compared as they are, nothing is rescored.
+    same = promote_if_better(
+        uri, "digits", v[2], {"test_accuracy": 0.974, "field_corrections": 0.9},
+        sets_sha256="b" * 64, rescore=rescore,
+    )  # fmt: skip
+    assert len(seen) == 1 and not same["rescored_previous"]
+    assert not same["promoted"] and same["worse_on"] == ["test_accuracy"]

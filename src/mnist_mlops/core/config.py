@@ -36,6 +36,9 @@ VariantKind = Literal["served", "marker", "fonts"]  # extra training digits: pre
 Optimizer = Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"]
 Schedule = Literal["none", "onecycle", "cosine"]
 Init = Literal["default", "xavier", "he"]
+# Evidently's distance methods (a p-value test would flag smaller shifts as traffic grows).
+NumDriftMethod = Literal["wasserstein", "psi", "kl_div", "jensenshannon", "hellinger", "ed"]
+CatDriftMethod = Literal["jensenshannon", "psi", "kl_div", "hellinger"]
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -133,6 +136,9 @@ class TrainConfig(Section):
     precision: str  # "bf16-mixed" pays off on recent GPUs
     deterministic: StrictBool  # same machine + same seed -> identical metrics
     compile: StrictBool  # torch.compile the MLP (pays off on GPU for long runs)
+    # Each of the users' corrections (data/corrections train part) is seen this many times
+    # per epoch; 0 trains without them.
+    corrections_weight: NonNegativeInt
 
 
 class MlflowConfig(Section):
@@ -150,6 +156,40 @@ class FieldConfig(Section):
     sets: Annotated[tuple[str, ...], Field(min_length=1)]
     n_per_set: PositiveInt  # 300 images: about +-1 % on each accuracy
     seed: int
+    # The champion gate: a new model is worse on a set (MNIST test, a field set, the
+    # corrections holdout) only when it is lower by more than this many standard errors of
+    # two accuracies on that many images (tracking.registry.noise_tolerance); 0 = strict.
+    gate_z: NonNegativeFloat
+
+
+class ReferenceConfig(Section):
+    SECTION: ClassVar[str] = "reference"
+    # The drift reference: the field sets (field params) and this many MNIST test digits.
+    test_n: PositiveInt
+
+
+class MonitorConfig(Section):
+    SECTION: ClassVar[str] = "monitor"
+    # The drift report (python -m pipeline.monitor): a window of the inference log against
+    # the reference stage's table (data/reference.parquet).
+    reference_sets: Annotated[tuple[str, ...], Field(min_length=1)]  # its "set" values
+    window_hours: PositiveFloat  # the log's last this many hours (--since/--until override)
+    min_rows: PositiveInt  # fewer answered images in the window: no verdict
+    num_method: NumDriftMethod  # confidence and the image features
+    num_threshold: PositiveFloat  # a column drifted when its distance is at least this
+    cat_method: CatDriftMethod  # the predicted digit
+    cat_threshold: PositiveFloat
+    # Per column (log column names): another method or threshold than the two above.
+    column_methods: dict[str, NumDriftMethod]
+    column_thresholds: dict[str, PositiveFloat]
+    drift_share: Annotated[float, Field(gt=0.0, le=1.0)]  # of the columns: drift verdict
+
+
+class CorrectionsConfig(Section):
+    SECTION: ClassVar[str] = "corrections"
+    # Held out by a hash of the request id (never in both parts): the field stage's
+    # "corrections" set, which the champion gate compares models on.
+    holdout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class ExportConfig(Section):

@@ -7,6 +7,7 @@ image, so a preprocessing or export bug shows up here as it would for users.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -45,10 +46,43 @@ def score_set(
             ok[i] = True
         except ImageError:  # the service answers 4xx: for the user, a miss
             pass
-    session = inference_session(onnx_path)
-    logits = session.run(None, {INPUT_NAME: as_model_input(inputs)})[0]
-    predictions = np.where(ok, logits.argmax(1), -1)
-    return SetScore(np.asarray(labels), predictions, inputs)
+    return score_inputs(onnx_path, inputs, labels, ok)
+
+
+def score_inputs(
+    onnx_path: str | os.PathLike[str],
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    ok: np.ndarray | None = None,
+) -> SetScore:
+    """Model inputs (N, 28, 28), 0..255, as the service hands them over -> one ONNX batch;
+    ``ok`` False marks images the preprocessing refused (scored as misses)."""
+    ok = np.ones(len(labels), dtype=bool) if ok is None else ok
+    predictions = np.full(len(labels), -1, dtype=np.int64)
+    if len(labels):
+        session = inference_session(onnx_path)
+        logits = session.run(None, {INPUT_NAME: as_model_input(inputs)})[0]
+        predictions = np.where(ok, logits.argmax(1), -1)
+    return SetScore(np.asarray(labels), predictions, np.asarray(inputs, dtype=np.float32))
+
+
+def rescore(onnx_path: str | os.PathLike[str], score: SetScore) -> SetScore:
+    """Another model on exactly the inputs ``score`` was measured on (refusals kept)."""
+    return score_inputs(onnx_path, score.inputs, score.labels, score.predictions >= 0)
+
+
+def sets_fingerprint(scores: dict[str, SetScore], *arrays: np.ndarray) -> str:
+    """SHA-256 of what the models are compared on: each set's name, labels, refusals and
+    model inputs, and ``arrays`` (the test split). Equal fingerprints, equal images."""
+    digest = hashlib.sha256()
+    for name in sorted(scores):
+        score = scores[name]
+        digest.update(name.encode())
+        for part in (score.labels.astype(np.int64), score.predictions >= 0, score.inputs):
+            digest.update(np.ascontiguousarray(part).tobytes())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def plot_failures(

@@ -29,9 +29,9 @@ from pytorch_lightning.utilities import rank_zero_only
 from mnist_mlops.core.config import MlflowConfig, TrainConfig
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path
-from mnist_mlops.data.prepared import load_variants
 from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.datamodule import MNISTDataModule
+from mnist_mlops.train.extra_digits import extra_training_digits
 from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import count_parameters, is_finite_model
 from mnist_mlops.train.run_extras import SystemMetrics, log_datasets, run_logger
@@ -62,6 +62,7 @@ def train(
     trainer_kwargs: dict[str, Any] | None = None,
     callbacks: list[Callback] | None = None,
     prepared_dir: str | os.PathLike[str] | None = None,
+    corrections_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
@@ -69,11 +70,12 @@ def train(
     sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
     A tracked run gets each parameter once (flat names), the train/val splits as
     dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
-    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split.
+    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split;
+    ``corrections_dir``: users' corrections (:mod:`mnist_mlops.data.corrections`), likewise.
     """
     # The order matters for reproducibility: the seed, then the data, then the weights.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = _datamodule(cfg, processed_dir, prepared_dir)
+    dm = _datamodule(cfg, processed_dir, prepared_dir, corrections_dir)
     model = LitMLP(cfg, mean=dm.stats["mean"], std=dm.stats["std"])
     logger = run_logger(mlflow_cfg, processed_dir, run_name, extra_tags) if mlflow_cfg else None
     extras = [SystemMetrics(mlflow_cfg.tracking_uri)] if mlflow_cfg else []
@@ -100,10 +102,11 @@ def _datamodule(
     cfg: TrainConfig,
     processed_dir: str | os.PathLike[str],
     prepared_dir: str | os.PathLike[str] | None,
+    corrections_dir: str | os.PathLike[str] | None,
 ) -> MNISTDataModule:
     """The splits (plus the prepare stage's digits), loaded and validated now: a bad
     file fails before any MLflow run is created."""
-    extra = load_variants(prepared_dir) if prepared_dir is not None else None
+    extra = extra_training_digits(prepared_dir, corrections_dir, cfg.corrections_weight)
     dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra)
     _ = dm.splits
     return dm

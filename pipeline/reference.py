@@ -1,0 +1,52 @@
+"""Reference stage: what the service would log for the images the model was gated on.
+
+    python -m pipeline.reference models/model.onnx data/processed data/reference.parquet
+
+MNIST test digits (``reference.test_n`` of them, uploaded as PNG files) and the field sets
+(``field`` params, the same images the field stage scores), each through the serving path
+(imaging -> ONNX), described by the columns the inference log records
+(src/mnist_mlops/drift/reference.py). ``python -m pipeline.monitor`` compares the log with it.
+"""
+
+import argparse
+import logging
+
+import numpy as np
+
+from mnist_mlops.core.cli import run_stage
+from mnist_mlops.core.config import FieldConfig, ReferenceConfig, load_params
+from mnist_mlops.core.fileio import atomic_path
+from mnist_mlops.data.splits import load_splits
+from mnist_mlops.drift.reference import build_reference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("onnx")
+    parser.add_argument("processed_dir")
+    parser.add_argument("out")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    field, cfg = FieldConfig.from_params(params), ReferenceConfig.from_params(params)
+    splits, _ = load_splits(args.processed_dir)
+    n = min(cfg.test_n, len(splits.y_test))
+    picks = np.random.default_rng(field.seed).choice(len(splits.y_test), n, replace=False)
+    table = build_reference(
+        args.onnx,
+        splits.x_test[np.sort(picks)],
+        splits.y_test[np.sort(picks)],
+        splits.x_test,
+        splits.y_test,
+        field.sets,
+        field.n_per_set,
+        field.seed,
+    )
+    with atomic_path(args.out) as tmp:
+        table.to_parquet(tmp, index=False)
+    counts = table.groupby("set", sort=False).size().to_dict()
+    logging.getLogger(__name__).info("reference rows per set: %s", counts)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,100 @@
+"""The drift reference: what the service would log for images the pipeline knows are fine.
+
+A drift report needs "normal" to compare the inference log with. Normal is what the model
+was gated on: the MNIST test split and the field sets, each image taken through exactly
+the serving path (encoded bytes -> :func:`mnist_mlops.imaging.preprocess_image` -> the
+exported ONNX model), and described with the very columns the service logs: the predicted
+digit, its probability and margin, and :data:`~mnist_mlops.monitoring.features.FEATURES`
+of the input rounded to uint8 as the log stores it. Images the preprocessing refuses get
+an error answer and no log record, so they are left out here too.
+
+The reference stage writes it as one parquet table (one row per image, a ``set`` column
+naming where it came from), so a report can compare with all of it or with some sets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from mnist_mlops.evaluation.fieldsets import build_set, encode
+from mnist_mlops.imaging import ImageError, preprocess_image, to_uint8
+from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
+from mnist_mlops.monitoring.features import FEATURES, batch_features
+
+TEST_SET = "test"  # the reference's name for the MNIST test split
+# The logged answer's columns, in the log's order, and what the report compares.
+ANSWER = ("digit", "confidence", "margin")
+COLUMNS = ("set", "label", *ANSWER, *FEATURES)
+
+
+def answers(session: object, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The service's answer for each (28, 28) 0..255 input: digit, top probability, margin."""
+    if not len(inputs):
+        return {name: np.zeros(0) for name in ANSWER}
+    logits = session.run(None, {INPUT_NAME: as_model_input(inputs)})[0]  # type: ignore[attr-defined]
+    probabilities = softmax(logits)
+    top2 = np.sort(probabilities, axis=1)[:, -2:]
+    return {
+        "digit": probabilities.argmax(axis=1),
+        "confidence": top2[:, 1],
+        "margin": top2[:, 1] - top2[:, 0],
+    }
+
+
+def served_inputs(blobs: Iterable[bytes], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image through the serving preprocessing; refused ones dropped with their labels."""
+    inputs, kept = [], []
+    for blob, label in zip(blobs, labels):
+        try:
+            inputs.append(preprocess_image(blob))
+        except ImageError:  # answered 4xx, never logged
+            continue
+        kept.append(label)
+    if not inputs:
+        return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
+    return np.stack(inputs), np.asarray(kept, dtype=np.int64)
+
+
+def rows(session: object, name: str, inputs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """One reference row per input, with the columns the log has (and ``set``, ``label``)."""
+    table = {
+        "set": np.full(len(labels), name, dtype=object),
+        "label": np.asarray(labels, dtype=np.int64),
+        **answers(session, inputs),
+        **batch_features(to_uint8(inputs)),
+    }
+    return pd.DataFrame(table, columns=list(COLUMNS))
+
+
+def test_blobs(images: np.ndarray) -> list[bytes]:
+    """MNIST test digits as the PNG files a user would upload."""
+    from PIL import Image
+
+    return [encode(Image.fromarray(img, "L"), "PNG") for img in images]
+
+
+def build_reference(
+    onnx_path: str | os.PathLike[str],
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    sets: Iterable[str],
+    n_per_set: int,
+    seed: int,
+) -> pd.DataFrame:
+    """The whole reference: ``test_images`` (MNIST test digits), then each field set built
+    from the whole test split as the field stage builds it (``n_per_set``, ``seed``), all
+    through the serving path."""
+    session = inference_session(onnx_path)
+    parts = [rows(session, TEST_SET, *served_inputs(test_blobs(test_images), test_labels))]
+    for name in sets:
+        blobs, labels = build_set(name, x_test, y_test, n_per_set, seed)
+        parts.append(rows(session, name, *served_inputs(blobs, labels)))
+    table = pd.concat(parts, ignore_index=True)
+    table["digit"] = table["digit"].astype(np.int64)
+    return table
