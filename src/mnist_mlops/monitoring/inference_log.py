@@ -127,7 +127,8 @@ class InferenceLog:
         return ids
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every request queued before this call is written or dropped.
+        """Wait until every request queued before this call is written or dropped (and the
+        retention sweep that writing triggered is done).
 
         For tests and shutdown, never the request path; False if ``timeout`` passed first.
         """
@@ -157,12 +158,14 @@ class InferenceLog:
                 batch, self._queue, self._pending = self._queue, [], 0
                 taken = self._queued
             rotated = self._write(batch) if batch else False
-            with self._lock:
-                self._handled = taken
-                self._lock.notify_all()
             if rotated or time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+            # After the sweep: a flush returns on a folder that rotation and retention
+            # have already tidied, never one whose files are still being deleted.
+            with self._lock:
+                self._handled = taken
+                self._lock.notify_all()
         self._file.close()
 
     def _write(self, batch: list[Answered]) -> bool:
