@@ -94,12 +94,12 @@ async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[tu
             """Sample RSS; stop the load once the second half has done what the first did."""
             start, half = time.monotonic(), -1
             while True:
-                await asyncio.sleep(RSS_SAMPLE_S)  # the sampling interval: nothing is awaited
+                await asyncio.sleep(RSS_SAMPLE_S)  # how often memory is sampled, nothing more
                 trace.append((time.monotonic() - start, sum(counts.values()), tree_rss(pid)))
                 seconds, answers, _ = trace[-1]
                 since = trace[half] if half >= 0 else (0.0, 0, 0)
-                done = answers - since[1] >= SOAK_HALF_REQUESTS
-                if done and seconds - since[0] >= SOAK_HALF_SECONDS:
+                enough = answers - since[1] >= SOAK_HALF_REQUESTS
+                if enough and seconds - since[0] >= SOAK_HALF_SECONDS:
                     if half >= 0:
                         stop.set()
                         return half

@@ -1,6 +1,7 @@
 """Model Registry: every export is a version; the champion alias only moves up, and only to a
 model at least as good on MNIST test AND every field set."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,90 +32,92 @@ class Store:
         return self.client.create_run(self.experiment).info.run_id
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> Store:
-    """A fresh sqlite MLflow store with one experiment, and a tiny exported ONNX model."""
-    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts beside the working directory
-    export_onnx(MLP(hidden=(8,)), tmp_path / "m.onnx")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Iterator[Store]:
+    """One sqlite MLflow store with one experiment, and a tiny exported ONNX model: a new
+    store's schema takes seconds to create, so the tests share it, each under its own
+    registered model name."""
+    folder = tmp_path_factory.mktemp("registry")
+    export_onnx(MLP(hidden=(8,)), folder / "m.onnx")
+    uri = f"sqlite:///{folder}/mlflow.db"
     client = mlflow.MlflowClient(uri)
-    return Store(uri, client, client.create_experiment("reg"), tmp_path / "m.onnx")
+    with pytest.MonkeyPatch.context() as env:
+        env.chdir(folder)  # MLflow puts artifacts beside the working directory
+        yield Store(uri, client, client.create_experiment("reg"), folder / "m.onnx")
 
 
-def test_champion_moves_only_to_a_better_model(store):
+@pytest.fixture
+def name(request) -> str:
+    """A registered model name of this test's own: its versions start at 1."""
+    return f"digits-{request.node.name}"
+
+
+def test_champion_moves_only_to_a_better_model(store, name):
     uri, client = store.uri, store.client
     runs = [store.run() for _ in range(3)]
 
     versions = [
-        register_onnx(store.onnx, uri, runs[0], "digits", 0.98, {"git_commit": "abc"}),
-        register_onnx(store.onnx, uri, runs[1], "digits", 0.97),
-        register_onnx(store.onnx, uri, runs[2], "digits", 0.985),
+        register_onnx(store.onnx, uri, runs[0], name, 0.98, {"git_commit": "abc"}),
+        register_onnx(store.onnx, uri, runs[1], name, 0.97),
+        register_onnx(store.onnx, uri, runs[2], name, 0.985),
     ]
     assert versions == ["1", "2", "3"]
     # Registering alone never moves the alias: only the gate does.
-    assert not any(v.aliases for v in client.search_model_versions("name='digits'"))
+    assert not any(v.aliases for v in client.search_model_versions(f"name='{name}'"))
     first, worse, better = (
-        promote_if_better(uri, "digits", v, {"test_accuracy": acc})
+        promote_if_better(uri, name, v, {"test_accuracy": acc})
         for v, acc in zip(versions, (0.98, 0.97, 0.985), strict=True)
     )
     assert first["promoted"] and first["previous"] is None
     assert not worse["promoted"] and worse["previous_metrics"] == {"test_accuracy": 0.98}
     assert better["promoted"] and better["previous"] == "1"
-    champion = client.get_model_version_by_alias("digits", CHAMPION)
+    champion = client.get_model_version_by_alias(name, CHAMPION)
     assert str(champion.version) == "3" and champion.run_id == runs[2]
-    first = client.get_model_version("digits", "1")
+    first = client.get_model_version(name, "1")
     assert first.tags == {"test_accuracy": "0.980000", "git_commit": "abc"}
     # The registered artifact is a loadable MLflow ONNX model.
-    model = mlflow.pyfunc.load_model(f"models:/digits@{CHAMPION}")
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)
 
 
-def test_champion_needs_test_and_every_field_set(store):
+def test_champion_needs_test_and_every_field_set(store, name):
     uri, client = store.uri, store.client
     versions = [
-        register_onnx(store.onnx, uri, store.run(), "digits", acc)
-        for acc in (0.98, 0.99, 0.985, 0.98)
+        register_onnx(store.onnx, uri, store.run(), name, acc) for acc in (0.98, 0.99, 0.985, 0.98)
     ]
-    assert not any(v.aliases for v in client.search_model_versions("name='digits'"))
+    assert not any(v.aliases for v in client.search_model_versions(f"name='{name}'"))
 
-    first = promote_if_better(
-        uri, "digits", versions[0], {"test_accuracy": 0.98, "field_photo": 0.9}
-    )
+    first = promote_if_better(uri, name, versions[0], {"test_accuracy": 0.98, "field_photo": 0.9})
     # Better on MNIST test, worse on photos: the users would lose, so no promotion.
-    worse = promote_if_better(
-        uri, "digits", versions[1], {"test_accuracy": 0.99, "field_photo": 0.8}
-    )
+    worse = promote_if_better(uri, name, versions[1], {"test_accuracy": 0.99, "field_photo": 0.8})
     # Better on both.
     better = promote_if_better(
-        uri, "digits", versions[2], {"test_accuracy": 0.985, "field_photo": 275 / 300}
+        uri, name, versions[2], {"test_accuracy": 0.985, "field_photo": 275 / 300}
     )
     # Exactly as good as the champion (whose tag is rounded): "at least as good" promotes.
     tie = promote_if_better(
-        uri, "digits", versions[3], {"test_accuracy": 0.985, "field_photo": 275 / 300}
+        uri, name, versions[3], {"test_accuracy": 0.985, "field_photo": 275 / 300}
     )
 
     assert first["promoted"] and first["previous"] is None
     assert not worse["promoted"] and worse["worse_on"] == ["field_photo"]
     assert better["promoted"] and better["previous"] == versions[0]
     assert tie["promoted"] and tie["previous"] == versions[2]
-    champion = client.get_model_version_by_alias("digits", CHAMPION)
+    champion = client.get_model_version_by_alias(name, CHAMPION)
     assert str(champion.version) == versions[3]
-    assert client.get_model_version("digits", versions[1]).tags["field_photo"] == "0.800000"
+    assert client.get_model_version(name, versions[1]).tags["field_photo"] == "0.800000"
 
 
-def test_registered_version_is_found_by_run_and_model_hash(store):
+def test_registered_version_is_found_by_run_and_model_hash(store, name):
     run = store.run()
-    version = register_onnx(store.onnx, store.uri, run, "digits", 0.98, {"sha256": "a" * 64})
-    assert registered_version(store.uri, "digits", run, "a" * 64) == version
-    assert registered_version(store.uri, "digits", run, "b" * 64) is None  # another model file
-    assert registered_version(store.uri, "digits", store.run(), "a" * 64) is None  # another run
+    version = register_onnx(store.onnx, store.uri, run, name, 0.98, {"sha256": "a" * 64})
+    assert registered_version(store.uri, name, run, "a" * 64) == version
+    assert registered_version(store.uri, name, run, "b" * 64) is None  # another model file
+    assert registered_version(store.uri, name, store.run(), "a" * 64) is None  # another run
 
 
-def _versions(store: Store, n: int) -> list[str]:
-    return [
-        register_onnx(store.onnx, store.uri, store.run(), "digits", 0.9, promote=False).version
-        for _ in range(n)
-    ]
+def _versions(store: Store, name: str, n: int) -> list[str]:
+    return [register_onnx(store.onnx, store.uri, store.run(), name, 0.9) for _ in range(n)]
 
 
 def test_noise_tolerance_shrinks_with_the_number_of_images():
@@ -125,30 +128,30 @@ def test_noise_tolerance_shrinks_with_the_number_of_images():
     assert noise_tolerance(0.9, 300, 0.0) == 0.0 and noise_tolerance(0.9, 0, 2.0) == 0.0
 
 
-def test_a_drop_within_the_tolerance_promotes_a_larger_one_does_not(store):
+def test_a_drop_within_the_tolerance_promotes_a_larger_one_does_not(store, name):
     uri = store.uri
-    v = _versions(store, 3)
-    promote_if_better(uri, "digits", v[0], {"test_accuracy": 0.98, "field_photo": 0.90})
+    v = _versions(store, name, 3)
+    promote_if_better(uri, name, v[0], {"test_accuracy": 0.98, "field_photo": 0.90})
     near = promote_if_better(
-        uri, "digits", v[1], {"test_accuracy": 0.976, "field_photo": 0.95},
+        uri, name, v[1], {"test_accuracy": 0.976, "field_photo": 0.95},
         tolerances={"test_accuracy": 0.005},
     )  # fmt: skip
     far = promote_if_better(
-        uri, "digits", v[2], {"test_accuracy": 0.97, "field_photo": 0.99},
+        uri, name, v[2], {"test_accuracy": 0.97, "field_photo": 0.99},
         tolerances={"test_accuracy": 0.005},
     )  # fmt: skip
     assert near["promoted"] and near["previous"] == v[0]
     assert not far["promoted"] and far["worse_on"] == ["test_accuracy"]
 
 
-def test_a_champion_scored_on_other_sets_is_scored_again_on_these(store):
+def test_a_champion_scored_on_other_sets_is_scored_again_on_these(store, name):
     """New corrections (or regenerated sets) change what the models are compared on: the
     champion's old tags are not comparable, so it is measured again on the current sets."""
     import onnxruntime
 
     uri, client = store.uri, store.client
-    v = _versions(store, 3)
-    promote_if_better(uri, "digits", v[0], {"test_accuracy": 0.99}, sets_sha256="a" * 64)
+    v = _versions(store, name, 3)
+    promote_if_better(uri, name, v[0], {"test_accuracy": 0.99}, sets_sha256="a" * 64)
     seen: list[Path] = []
 
     def rescore(path: Path) -> dict[str, float]:
@@ -157,17 +160,17 @@ def test_a_champion_scored_on_other_sets_is_scored_again_on_these(store):
         return {"test_accuracy": 0.97, "field_corrections": 0.2}
 
     metrics = {"test_accuracy": 0.975, "field_corrections": 0.8}
-    result = promote_if_better(uri, "digits", v[1], metrics, sets_sha256="b" * 64, rescore=rescore)
+    result = promote_if_better(uri, name, v[1], metrics, sets_sha256="b" * 64, rescore=rescore)
     assert len(seen) == 1 and result["rescored_previous"]
     assert result["promoted"] and result["previous_metrics"] == {
         "test_accuracy": 0.97,
         "field_corrections": 0.2,
     }  # compared with the new numbers: 0.975 >= 0.97, not with the stale 0.99
-    old = client.get_model_version("digits", v[0]).tags
+    old = client.get_model_version(name, v[0]).tags
     assert old["sets_sha256"] == "b" * 64 and old["field_corrections"] == "0.200000"
     # Same sets as the champion's: its tags are compared as they are, nothing is rescored.
     same = promote_if_better(
-        uri, "digits", v[2], {"test_accuracy": 0.974, "field_corrections": 0.9},
+        uri, name, v[2], {"test_accuracy": 0.974, "field_corrections": 0.9},
         sets_sha256="b" * 64, rescore=rescore,
     )  # fmt: skip
     assert len(seen) == 1 and not same["rescored_previous"]
