@@ -95,6 +95,7 @@ class Repro:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_default_interrupts,
             )
 
     def text(self) -> str:
@@ -133,6 +134,17 @@ class Repro:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.kill(signal.SIGKILL)
+
+
+def _default_interrupts() -> None:
+    """In the child before exec: SIGINT and SIGQUIT back to their defaults.
+
+    A job started in the background of a non-interactive shell (``cmd &``, as some CI
+    runners and tool wrappers do) inherits SIGINT ignored, and Python then never installs
+    its KeyboardInterrupt handler: the SIGINT test would signal a stage that cannot hear it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture
