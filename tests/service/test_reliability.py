@@ -63,17 +63,25 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[tuple], int]:
+async def _soak(
+    url: str, pid: int, png: bytes
+) -> tuple[dict[str, int], list[tuple], int, list[str]]:
     """Closed-loop mixed load (PNG uploads and JSON arrays) for two halves.
 
-    Returns the answers by status, the trace of (seconds, answers so far, server RSS)
-    and the index in it where the first half ended.
+    Returns the answers by status, the trace of (seconds, answers so far, server RSS),
+    the index in it where the first half ended and the first transport errors.
     """
     counts: dict[str, int] = {}
+    errors: list[str] = []  # transport errors, with when they happened, for the report
     trace: list[tuple[float, int, int]] = []
+    began = time.monotonic()
     stop = asyncio.Event()
     body = {"pixels": _stroke()}
-    limits = httpx.Limits(max_connections=SOAK_CONCURRENCY)
+    # One kept-alive connection per worker, as wrk holds them (httpx keeps 20 by default
+    # and closes, then reopens, the rest whenever more than 20 are idle at once).
+    limits = httpx.Limits(
+        max_connections=SOAK_CONCURRENCY, max_keepalive_connections=SOAK_CONCURRENCY
+    )
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
         async def worker(i: int) -> None:
@@ -87,6 +95,7 @@ async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[tu
                     key = str(r.status_code)
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
+                    errors.append(f"{key}: {exc!r} after {time.monotonic() - began:.1f} s")
                 counts[key] = counts.get(key, 0) + 1
                 n += 1
 
@@ -108,13 +117,14 @@ async def _soak(url: str, pid: int, png: bytes) -> tuple[dict[str, int], list[tu
         workers = [asyncio.create_task(worker(i)) for i in range(SOAK_CONCURRENCY)]
         half = await watch()
         await asyncio.gather(*workers)
-    return counts, trace, half
+    return counts, trace, half, errors
 
 
 def test_soak_from_cold_start_has_no_errors_and_flat_memory(model_path, tmp_path, digit_png):
     with serving(model_path, tmp_path / "home") as served:  # fresh: no warm-up before
-        counts, trace, half = asyncio.run(_soak(served.url, served.proc.pid, digit_png))
+        counts, trace, half, errors = asyncio.run(_soak(served.url, served.proc.pid, digit_png))
         alive = httpx.get(f"{served.url}/readyz", timeout=10).status_code
+        server_log = served.log_text() if errors else ""
     at_half, at_end = trace[half][2], trace[-1][2]
     report = {
         "concurrency": SOAK_CONCURRENCY,
@@ -124,9 +134,10 @@ def test_soak_from_cold_start_has_no_errors_and_flat_memory(model_path, tmp_path
         "end": {"seconds": round(trace[-1][0], 1), "answers": trace[-1][1]},
         "rss_mb": [round(r / 2**20, 1) for _, _, r in trace[:: max(len(trace) // 20, 1)]],
         "second_half_growth": round(at_end / at_half - 1, 4),
+        "errors": errors[:5],
     }
     print("SOAK", json.dumps(report))
-    assert set(counts) == {"200"}, report  # no 5xx, no 429, no transport error
+    assert set(counts) == {"200"}, (report, server_log)  # no 5xx, no 429, no transport error
     assert alive == 200
     assert trace[-1][1] - trace[half][1] >= SOAK_HALF_REQUESTS, report
     assert at_end < 1.05 * at_half, report  # a leak shows as growth after the ramp-up
