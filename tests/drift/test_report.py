@@ -99,9 +99,10 @@ def test_report_files_hold_the_verdict_and_evidently_result(tmp_path) -> None:
 
 @pytest.mark.parametrize("rows", [0, 5])
 def test_too_few_rows_write_json_only(tmp_path, rows: int) -> None:
+    (tmp_path / "d.html").write_text("<html>an earlier window's drift verdict</html>")
     verdict, snapshot = compare(table(3000, 0), table(rows, 1), SETTINGS)
     write_report(verdict, snapshot, tmp_path / "d.html", tmp_path / "d.json", {})
-    assert not (tmp_path / "d.html").exists()
+    assert not (tmp_path / "d.html").exists()  # never an old verdict beside the new JSON
     assert json.loads((tmp_path / "d.json").read_text())["status"] == "too_few_rows"
 
 

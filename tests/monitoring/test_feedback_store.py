@@ -109,9 +109,17 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_bad_uri_says_what_to_use():
-    with pytest.raises(UserError, match="use sqlite:///path/to/file.sqlite or postgresql://"):
-        FeedbackStore.from_uri("mysql://somewhere/db")
+def test_a_bad_uri_says_what_to_use_and_never_echoes_a_password():
+    with pytest.raises(UserError, match="use sqlite:///path/to/file.sqlite or postgresql://") as e:
+        FeedbackStore.from_uri("postgresq://team:s3cret@db.internal/x")  # a typo'd scheme
+    assert "s3cret" not in str(e.value) and "db.internal" not in str(e.value)
+
+
+def test_an_unreadable_store_is_one_clear_error(tmp_path):
+    path = tmp_path / "f.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(UserError, match="cannot read the SQLite corrections store"):
+        load_corrections(f"sqlite:///{path}", tmp_path / "inference")
 
 
 def test_load_corrections_joins_each_with_its_logged_input(store_uri, make_log, tmp_path):

@@ -1,15 +1,18 @@
 """Bounded disk: files rotate at a size, and the sweep deletes by age and by total size,
-never a file a live writer holds, and tells the corrections store before each deletion."""
+never a file a live writer holds, and tells the corrections store before each deletion;
+the service's log keeps its bounds even when that store fails."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from logkit import answers
 
+from mnist_mlops.monitoring.feedback import FeedbackStore
 from mnist_mlops.monitoring.logfiles import LogFile, log_files, read_log, sweep
 
 LINE = b'{"x": "' + b"y" * 90 + b'"}\n'  # 100 bytes
@@ -53,7 +56,7 @@ def test_the_sweep_deletes_expired_files_but_never_one_being_written(tmp_path):
     ]
 
 
-def test_a_store_that_fails_to_forget_keeps_the_file(tmp_path):
+def test_the_sweep_itself_stops_when_forget_raises(tmp_path):
     log = LogFile(tmp_path, rotate_bytes=100)
     first = log.append(LINE)
     log.append(LINE)
@@ -63,8 +66,30 @@ def test_a_store_that_fails_to_forget_keeps_the_file(tmp_path):
 
     with pytest.raises(ConnectionError):
         sweep(tmp_path, max_bytes=0, retention_s=3600, forget=refuse)
-    assert first.exists()  # never a file whose requests the store still accepts feedback for
+    assert first.exists()  # the sweep deletes nothing it could not announce ...
     log.close()
+
+
+class FailingIndex(FeedbackStore):
+    """A real SQLite store whose deletions fail, as when its disk or server is gone."""
+
+    def forget_log_file(self, log_file: str) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_failing_store_never_stops_the_size_bound(make_log, counters, tmp_path):
+    # ... so the service's log announces what it can and deletes regardless: a store that
+    # is down must not fill the disk (its corrections for those files export as skipped).
+    index = FailingIndex(f"sqlite:///{tmp_path / 'f.sqlite'}", durable=False)
+    log = make_log(index=index, rotate_mb=0.002, max_total_mb=0.005)
+    pixels, probabilities = answers(3)
+    for _ in range(12):
+        log.record(pixels, probabilities, "/predict_batch", "batch")
+        assert log.flush()
+    total = sum(p.stat().st_size for p in log_files(log.settings.log_dir))
+    assert total <= 0.005 * 1024 * 1024 + 0.002 * 1024 * 1024
+    assert counters.failures["index"] > 0 and counters.failures["retention"] == 0
+    index.close()
 
 
 def test_the_log_writer_applies_the_bounds(make_log, counters, tmp_path):

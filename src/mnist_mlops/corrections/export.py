@@ -5,8 +5,9 @@ part it goes to is decided by a hash of its request id alone, so a correction ne
 moves between parts as more arrive, and never sits in both: the holdout measures what
 training on the train part did to digits the model never trained on.
 
-Corrections are anonymous, untrusted input. A request corrected to two different digits
-is dropped (nobody can say which is right); the rest go through, and the champion gate,
+Corrections are anonymous, untrusted input. The service's store keeps one digit per
+request (the last); given two different digits for one request from anywhere else, this
+module drops it (nobody can say which is right). The rest go through, and the champion gate,
 not this module, decides whether a model trained on them may serve.
 """
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -160,10 +161,16 @@ def write_report(
     json_path: str | os.PathLike[str],
     window: dict[str, str],
 ) -> None:
-    """Evidently's HTML (when there was a comparison) and the JSON, each written atomically."""
+    """Evidently's HTML (when there was a comparison) and the JSON, each written atomically.
+
+    Without a comparison an earlier window's HTML is removed: left beside the new JSON it
+    would show an old verdict as the current one.
+    """
     if snapshot is not None:
         with atomic_path(html_path) as tmp:
             snapshot.save_html(str(tmp))
+    else:
+        Path(html_path).unlink(missing_ok=True)
     payload = {
         **asdict(verdict),
         "window": window,

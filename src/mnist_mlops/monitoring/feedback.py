@@ -64,9 +64,9 @@ class FeedbackStore:
         self.uri = uri
         self.is_postgres = uri.startswith(("postgresql://", "postgres://"))
         if not self.is_postgres and not uri.startswith("sqlite:///"):
-            raise UserError(
-                f"feedback store URI {uri!r}: use sqlite:///path/to/file.sqlite "
-                "or postgresql://user@host:port/database"
+            raise UserError(  # the scheme only: the rest may hold a password
+                f"feedback store URI scheme {uri.split('://')[0][:20]!r} is not supported: "
+                "use sqlite:///path/to/file.sqlite or postgresql://user@host:port/database"
             )
         # Corrections are fsynced; the request index (rewritable from the log) need not be.
         self.durable = durable
@@ -201,6 +201,12 @@ def load_corrections(
     store = FeedbackStore.from_uri(store_uri)
     try:
         rows = store.corrections()
+    except Exception as exc:  # sqlite3 or psycopg: unreachable, corrupt, read-only, ...
+        kind = "PostgreSQL" if store.is_postgres else "SQLite"
+        raise UserError(
+            f"cannot read the {kind} corrections store: {type(exc).__name__}: {exc}; "
+            "check MNIST_FEEDBACK_DB or --store"
+        ) from None
     finally:
         store.close()
     files = sorted({Path(log_dir) / row[3] for row in rows if row[3] is not None})

@@ -197,7 +197,7 @@ class InferenceLog:
 
     def _sweep(self) -> None:
         settings = self.settings
-        forget = self._index.forget_log_file if self._index is not None else _keep
+        forget = self._forget if self._index is not None else _keep
         try:
             sweep(settings.log_dir, int(settings.max_total_mb * MB),
                   settings.retention_days * 86400, forget)  # fmt: skip
@@ -205,6 +205,15 @@ class InferenceLog:
             self._trouble("retention", f"cannot apply retention in {settings.log_dir}: {exc}")
         else:
             self._recovered("retention")
+
+    def _forget(self, log_file: str) -> None:
+        """The index forgets a file about to be deleted; a failing store is counted and
+        the file deleted anyway (its corrections then export as 'without a logged input'),
+        so retention and the size bound hold whatever the store does."""
+        try:
+            self._index.forget_log_file(log_file)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._trouble("index", f"the corrections index cannot forget {log_file}: {exc}")
 
     def _trouble(self, stage: str, message: str) -> None:
         """Count every failure; log only the first of an episode (no log flood)."""

@@ -92,9 +92,11 @@ def sweep(
     """Delete expired files, then the oldest until under ``max_bytes``; return their names.
 
     ``forget(name)`` runs before each deletion (the corrections store stops accepting
-    feedback for the requests in it). Files another writer holds are skipped.
+    feedback for the requests in it); it must not raise, so that a failing store never
+    stops retention. Files another writer holds are skipped, and so are files another
+    worker's sweep deleted first.
     """
-    files = [(p, p.stat()) for p in log_files(folder)]
+    files = [(p, st) for p in log_files(folder) if (st := _stat(p)) is not None]
     total = sum(st.st_size for _, st in files)
     now = time.time()
     deleted: list[str] = []
@@ -105,6 +107,13 @@ def sweep(
             total -= st.st_size
             deleted.append(path.name)
     return deleted
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
 
 
 def _delete_unless_held(path: Path, forget: Callable[[str], None]) -> bool:

@@ -83,6 +83,8 @@ _PNG_END = _chunk(b"IEND", b"")
 def decode_png(text: str) -> np.ndarray:
     """One of :func:`encode_pngs` reversed: a (28, 28) uint8 array; ValueError if not one."""
     buffer = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    if buffer.size == 0:  # cv2.imdecode raises its own error type on an empty buffer
+        raise ValueError("input_png is empty")
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None or image.shape != (28, 28) or image.dtype != np.uint8:
         raise ValueError("input_png is not a 28x28 8-bit grayscale PNG")
