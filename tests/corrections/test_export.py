@@ -64,7 +64,26 @@ def test_conflicting_corrections_are_dropped_duplicates_kept_once() -> None:
     ids = [*sets["train"].request_id, *sets["holdout"].request_id]
     assert sorted(ids) == sorted([base[0].request_id, base[2].request_id])
     assert summary.conflicting == 1 and summary.no_input == 4
-    assert "dropped 1 conflicting, 4 without a logged input" in summary.line()
+    assert "dropped 1 conflicting, 0 repeated images, 4 without a logged input" in summary.line()
+
+
+def test_an_image_sent_again_is_kept_once_and_never_in_both_parts() -> None:
+    image = fixes(1)[0]
+    ids = [f"{i:032x}" for i in range(1000, 1040)]  # new ids, as each resend gets
+    held = [i for i in ids if holdout_share(i) < 0.3]
+    trained = [i for i in ids if holdout_share(i) >= 0.3]
+    assert held and trained  # the same image's requests fall on both sides
+    resent = [Fix(i, image.digit, image.pixels.copy(), 3) for i in ids]
+    others = fixes(20, seed=1)
+    sets, summary = split_corrections([*resent, *others], 0.3)
+    copies = {part: sum(np.array_equal(x, image.pixels) for x in sets[part].x) for part in PARTS}
+    assert copies == {"train": 0, "holdout": 1}  # held out: training never sees it
+    assert summary.repeated == len(ids) - 1
+    assert summary.parts["train"] + summary.parts["holdout"] == 1 + len(others)
+    # Resent with two different digits: nobody can say which is right.
+    flipped = [Fix(f"{i:032x}", (image.digit + 1) % 10, image.pixels, 3) for i in range(3)]
+    sets, summary = split_corrections([*resent, *flipped], 0.3)
+    assert summary.conflicting == len(ids) + 3 and len(sets["train"]) + len(sets["holdout"]) == 0
 
 
 def test_the_same_corrections_give_the_same_bytes(tmp_path) -> None:

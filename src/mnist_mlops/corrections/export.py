@@ -38,7 +38,8 @@ class ExportSummary:
 
     parts: dict[str, int] = field(default_factory=dict)
     per_digit: dict[str, dict[int, int]] = field(default_factory=dict)
-    conflicting: int = 0  # requests corrected to different digits: dropped
+    conflicting: int = 0  # requests (or one image's requests) corrected to different digits
+    repeated: int = 0  # the same image corrected again under another request id: kept once
     no_input: int = 0  # corrections whose logged input is gone (expired, images off)
     confirmed: int = 0  # "corrections" that agree with what the model answered
 
@@ -46,7 +47,8 @@ class ExportSummary:
         parts = ", ".join(f"{name} {n}" for name, n in self.parts.items())
         return (
             f"corrections exported: {parts}; dropped {self.conflicting} conflicting, "
-            f"{self.no_input} without a logged input; {self.confirmed} agree with the model"
+            f"{self.repeated} repeated images, {self.no_input} without a logged input; "
+            f"{self.confirmed} agree with the model"
         )
 
 
@@ -59,26 +61,47 @@ def holdout_share(request_id: str) -> float:
 def split_corrections(
     corrections: Iterable[CorrectionLike], holdout_fraction: float, no_input: int = 0
 ) -> tuple[dict[str, CorrectionSet], ExportSummary]:
-    """Both parts, each ordered by request id (the same corrections give the same bytes)."""
+    """Both parts, each ordered by request id (the same corrections give the same bytes).
+
+    One image sent again (a client's retry, a poisoner's loop) gets a new request id each
+    time; it is kept once, in the holdout when any of its requests fall there (the holdout
+    must hold only images training never saw), and dropped as conflicting when its
+    requests were corrected to different digits.
+    """
     by_id: dict[str, list[CorrectionLike]] = defaultdict(list)
     for correction in corrections:
         by_id[correction.request_id].append(correction)
     summary = ExportSummary(no_input=no_input)
-    chosen: dict[str, list[CorrectionLike]] = {part: [] for part in PARTS}
+    by_image: dict[bytes, list[tuple[str, CorrectionLike]]] = defaultdict(list)
     for request_id in sorted(by_id):
         same = by_id[request_id]
         if len({c.digit for c in same}) > 1:
             summary.conflicting += 1
             continue
         part = "holdout" if holdout_share(request_id) < holdout_fraction else "train"
-        chosen[part].append(same[0])
-        summary.confirmed += int(same[0].digit == same[0].predicted)
-    sets = {part: _as_set(items) for part, items in chosen.items()}
+        by_image[_image_key(same[0])].append((part, same[0]))
+    chosen: dict[str, list[CorrectionLike]] = {part: [] for part in PARTS}
+    for group in by_image.values():
+        if len({c.digit for _, c in group}) > 1:
+            summary.conflicting += len(group)
+            continue
+        part, kept = min(group, key=lambda pc: (pc[0] != "holdout", pc[1].request_id))
+        chosen[part].append(kept)
+        summary.repeated += len(group) - 1
+        summary.confirmed += int(kept.digit == kept.predicted)
+    sets = {part: _as_set(sorted(items, key=lambda c: c.request_id))
+            for part, items in chosen.items()}  # fmt: skip
     summary.parts = {part: len(data) for part, data in sets.items()}
     summary.per_digit = {
         part: dict(sorted(Counter(int(d) for d in data.y).items())) for part, data in sets.items()
     }
     return sets, summary
+
+
+def _image_key(correction: CorrectionLike) -> bytes:
+    """The image's identity: its exact 28x28 pixels."""
+    pixels = np.ascontiguousarray(correction.pixels, dtype=np.uint8)
+    return hashlib.sha256(pixels.tobytes()).digest()
 
 
 def _as_set(items: list[CorrectionLike]) -> CorrectionSet:
