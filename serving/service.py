@@ -24,7 +24,8 @@ raise :class:`serving.errors.ServiceError` for what they refuse; the front turns
     MNIST_MODEL_PATH       the exported model.onnx (model.json beside it)
     MNIST_MAX_CONCURRENCY  requests past their body read, per API worker, before a 429 (64)
     MNIST_BODY_TIMEOUT_S   seconds from request headers to the last body byte before a 408 (5)
-    MNIST_HEADER_TIMEOUT_S seconds from connect (or the last answer) to full headers (5)
+    MNIST_HEADER_TIMEOUT_S seconds from connect (or a request's first byte) to full headers (5)
+    MNIST_KEEPALIVE_S      seconds a kept-alive connection may be silent between requests (75)
     MNIST_API_WORKERS      API worker processes (default 1: each holds its own session)
 
 A model that fails its SHA-256 check does not crash the worker (BentoML would restart
@@ -47,7 +48,7 @@ import numpy as np
 
 from mnist_mlops import imaging
 from serving import inputs
-from serving.connections import HEADER_TIMEOUT_S, HeaderDeadlines
+from serving.connections import HEADER_TIMEOUT_S, KEEPALIVE_S, HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
 from serving.feedback import FEEDBACK_ROUTE, Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
@@ -201,7 +202,9 @@ class MnistClassifier:
 # worker's app; nothing runs here but recording them.
 MnistClassifier.add_asgi_middleware(RequestOrigin)  # first = outermost: route, source for the log
 MnistClassifier.add_asgi_middleware(
-    HeaderDeadlines, timeout_s=float(os.environ.get("MNIST_HEADER_TIMEOUT_S", HEADER_TIMEOUT_S))
+    HeaderDeadlines,
+    timeout_s=float(os.environ.get("MNIST_HEADER_TIMEOUT_S", HEADER_TIMEOUT_S)),
+    keepalive_s=float(os.environ.get("MNIST_KEEPALIVE_S", KEEPALIVE_S)),
 )
 MnistClassifier.add_asgi_middleware(
     ApiFront,

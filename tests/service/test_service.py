@@ -352,7 +352,7 @@ def test_header_deadlines_give_uvicorn_the_protocol_at_start_up():
         assert message["type"] == "lifespan.startup"
         await send({"type": "lifespan.startup.complete"})
 
-    config = uvicorn.Config(HeaderDeadlines(app, timeout_s=2.5), lifespan="on")
+    config = uvicorn.Config(HeaderDeadlines(app, timeout_s=2.5, keepalive_s=40), lifespan="on")
     config.load()
     assert not issubclass(config.http_protocol_class, HeaderDeadlineProtocol)
 
@@ -364,6 +364,7 @@ def test_header_deadlines_give_uvicorn_the_protocol_at_start_up():
     asyncio.run(start_up())
     assert issubclass(config.http_protocol_class, HeaderDeadlineProtocol)
     assert config.http_protocol_class.header_timeout_s == 2.5
+    assert config.http_protocol_class.keepalive_s == 40 and config.timeout_keep_alive == 40
 
 
 def test_every_route_logs_a_known_source():

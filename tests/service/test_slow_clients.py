@@ -25,6 +25,7 @@ from bento_process import Served, serving
 pytestmark = pytest.mark.slow
 
 HEADER_TIMEOUT_S = 2
+KEEPALIVE_S = 8  # idle kept-alive connections: longer than the header deadline, as served
 BODY_TIMEOUT_S = 3
 STALLED = 500
 WAIT_S = 60  # the most a stalled connection may stay open (issue 11)
@@ -34,7 +35,8 @@ WAIT_S = 60  # the most a stalled connection may stay open (issue 11)
 def served(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("bentoml_home")
     env = {"MNIST_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-           "MNIST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}  # fmt: skip
+           "MNIST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+           "MNIST_KEEPALIVE_S": str(KEEPALIVE_S)}  # fmt: skip
     with serving(model_path, home, **env) as server:
         yield server
 
@@ -87,15 +89,43 @@ def test_body_shorter_than_its_content_length_gets_408_then_close(served, path):
     assert "body" in error
 
 
-def test_idle_keep_alive_connection_is_closed(served):
+def _array_request() -> bytes:
     body = json.dumps({"pixels": [0] * 784}).encode()
-    request = (b"POST /predict_array HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s") % (len(body), body)  # fmt: skip
+    return (b"POST /predict_array HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s") % (len(body), body)  # fmt: skip
+
+
+def _read_one_response(sock: socket.socket) -> bytes:
+    raw = b""
+    while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < _length(raw):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole answer: {raw!r}"
+        raw += chunk
+    return raw
+
+
+def _length(raw: bytes) -> int:
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    return int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+
+
+def test_idle_keep_alive_connection_is_closed(served):
     with socket.create_connection(_address(served)) as sock:
-        sock.sendall(request)
+        sock.sendall(_array_request())
         raw = _read_until_closed(sock)  # the answer, then the server hangs up when idle
     assert raw.startswith(b"HTTP/1.1 200")
     assert raw.count(b"HTTP/1.1") == 1
+
+
+def test_a_kept_alive_connection_outlives_the_header_deadline(served):
+    # The header deadline counts from a request's first byte, not from the last answer: a
+    # client reusing its connection after a pause (under the keep-alive time) is answered.
+    with socket.create_connection(_address(served)) as sock:
+        sock.sendall(_array_request())
+        assert _read_one_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT_S + 2)  # the pause itself: past the header deadline
+        sock.sendall(_array_request())
+        assert _read_one_response(sock).startswith(b"HTTP/1.1 200")
 
 
 @dataclass
