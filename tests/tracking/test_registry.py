@@ -175,3 +175,47 @@ def test_a_champion_scored_on_other_sets_is_scored_again_on_these(store, name):
     )  # fmt: skip
     assert len(seen) == 1 and not same["rescored_previous"]
     assert not same["promoted"] and same["worse_on"] == ["test_accuracy"]
+
+
+def test_two_gates_at_once_decide_one_after_the_other(store, name, caplog):
+    """Queued experiments run their gates in parallel (``dvc queue start --jobs 2``): the
+    second must compare against the first's outcome, not the champion both started from.
+    Gate A is held inside its decision (rescoring the old champion) until gate B is either
+    done (the race: B compared against v1 and won) or waiting for A's lock."""
+    import logging
+    import threading
+
+    uri = store.uri
+    v = _versions(store, name, 3)
+    promote_if_better(uri, name, v[0], {"test_accuracy": 0.90}, sets_sha256="a" * 64)
+    inside, release = threading.Event(), threading.Event()
+
+    def held(_path: Path) -> dict[str, float]:
+        inside.set()
+        assert release.wait(120), "the test never released gate A"
+        return {"test_accuracy": 0.90}
+
+    results: dict[str, dict] = {}
+
+    def gate(key: str, version: str, accuracy: float, rescore) -> None:
+        metrics = {"test_accuracy": accuracy}
+        results[key] = promote_if_better(uri, name, version, metrics, "b" * 64, rescore)
+
+    a = threading.Thread(target=gate, args=("a", v[1], 0.99, held))
+    b = threading.Thread(target=gate, args=("b", v[2], 0.95, lambda _p: {"test_accuracy": 0.9}))
+    caplog.set_level(logging.INFO, logger="mnist_mlops.tracking.runs")
+    a.start()
+    assert inside.wait(120), "gate A never reached its decision"
+    b.start()
+    waiting = "waiting for another champion decision"
+    while b.is_alive() and not any(waiting in r.getMessage() for r in caplog.records):
+        b.join(0.05)
+    release.set()
+    a.join(120)
+    b.join(120)
+    assert results["a"]["promoted"] and results["a"]["previous"] == v[0]
+    # B saw A's outcome: 0.95 is worse than the new champion's 0.99, so it was refused.
+    assert results["b"]["previous"] == v[1], results["b"]
+    assert not results["b"]["promoted"] and results["b"]["worse_on"] == ["test_accuracy"]
+    champion = store.client.get_model_version_by_alias(name, CHAMPION)
+    assert str(champion.version) == v[1]

@@ -18,8 +18,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from mnist_mlops.tracking.runs import promotion_lock
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +102,25 @@ def promote_if_better(
     measures it again on these, and those numbers (tagged on the champion) are compared.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     _tag(client, model_name, version, metrics, sets_sha256)
+    with promotion_lock(tracking_uri, model_name):  # read, compare and move as one step
+        return _decide(client, model_name, version, metrics, sets_sha256, rescore, tolerances)
+
+
+def _decide(
+    client: Any,
+    model_name: str,
+    version: str,
+    metrics: dict[str, float],
+    sets_sha256: str | None,
+    rescore: Callable[[Path], dict[str, float]] | None,
+    tolerances: dict[str, float] | None,
+) -> dict:
+    """The gate's decision against the champion as it is now (under the promotion lock)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         current = client.get_model_version_by_alias(model_name, CHAMPION)
         previous: str | None = str(current.version)
@@ -118,7 +136,7 @@ def promote_if_better(
     )
     if rescored:
         with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-            path = _download_onnx(tracking_uri, model_name, str(previous), Path(tmp))
+            path = _download_onnx(client.tracking_uri, model_name, str(previous), Path(tmp))
             remeasured = rescore(path)
         _tag(client, model_name, str(previous), remeasured, sets_sha256)
         tags.update({k: f"{v:.{TAG_DIGITS}f}" for k, v in remeasured.items()})

@@ -8,9 +8,11 @@ artifacts, so the MLflow UI shows one complete record per pipeline run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,11 +93,46 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
+    with _flock(db.with_name(db.name + ".lock"), what=f"the store {db.name}"):
+        yield
+
+
+@contextlib.contextmanager
+def promotion_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
+    """Serialise champion decisions for ``model_name`` in one store across this machine.
+
+    The gate reads the champion, compares and moves the alias; MLflow has no
+    compare-and-set, so two gates that interleave (``dvc queue start --jobs 2``) both
+    compare against the old champion and the last write wins, or the first alias insert
+    fails on a duplicate key. The lock sits beside a sqlite store (so it also covers
+    machines sharing it over a file system) and, for a server, in the user's cache
+    folder, keyed by server and model: processes on one machine wait for each other;
+    gates on different machines promoting into one server at the same moment are not
+    serialised (docs/pipeline.md).
+    """
+    db = _sqlite_path(tracking_uri)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-mlops"
+    if db is None and not os.access(cache.parent if not cache.exists() else cache, os.W_OK):
+        cache = Path(tempfile.gettempdir()) / f"mnist-mlops-{os.getuid()}"  # a read-only home
+    store = str(db.resolve()) if db is not None else tracking_uri
+    key = hashlib.sha256(f"{store}\n{model_name}".encode()).hexdigest()[:16]
+    path = (db.parent if db is not None else cache) / f"promote-{key}.lock"
+    with _flock(path, what=f"another champion decision for {model_name}"):
+        yield
+
+
+@contextlib.contextmanager
+def _flock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``, saying so in the log when it has to wait."""
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:  # the lock is released when the file is closed
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for %s to finish (%s)", what, path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
