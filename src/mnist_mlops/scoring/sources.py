@@ -107,7 +107,8 @@ class ImageFolder:
         ids, pixels, errors, digests = [], [], [], []
         for rel in self.files[start:stop]:
             try:
-                data = (Path(self.root) / rel).read_bytes()
+                with open(os.path.join(self.root, rel), "rb") as handle:
+                    data = handle.read()
             except OSError as exc:
                 errors.append((rel, f"cannot read: {exc.strerror or exc}"))
                 digests.append(f"{rel}\tunreadable".encode())
@@ -125,9 +126,10 @@ class ImageFolder:
 
     def fingerprint(self) -> str:
         """Names, sizes and modification times: a changed folder is not resumed."""
-        digest = hashlib.sha256(os.path.abspath(self.root).encode())
+        root = os.path.abspath(self.root)
+        digest = hashlib.sha256(root.encode())
         for rel in self.files:
-            stat = (Path(self.root) / rel).stat()
+            stat = os.stat(os.path.join(root, rel))
             digest.update(f"\n{rel}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
         return f"images:{digest.hexdigest()}"
 
@@ -136,14 +138,24 @@ Source = ArraySource | ImageFolder
 
 
 def list_files(root: Path) -> tuple[str, ...]:
-    """Regular files under ``root``, recursively, sorted by relative POSIX path."""
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in names:
-            path = Path(folder, name)
-            if path.is_file():
-                found.append(path.relative_to(root).as_posix())
+    """Regular files under ``root``, recursively, sorted by relative POSIX path.
+
+    ``os.scandir`` knows each entry's type from the directory listing: no stat and no
+    ``Path`` per file, which at 100,000 files was seconds of the main process's time
+    before any worker started. Symbolic links to files count; to folders they are not
+    followed (as ``os.walk`` does).
+    """
+    found: list[str] = []
+    folders = [""]
+    while folders:
+        rel = folders.pop()
+        with os.scandir(os.path.join(root, rel)) as entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(name)
+                elif entry.is_file():
+                    found.append(name)
     return tuple(sorted(found))
 
 
