@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
-from mnist_mlops.scoring.sources import Batch, ImageFolder, Source
+from mnist_mlops.scoring.sources import Batch, ImageFolder, Source, one_thread_per_loader
 
 CHUNK = 64  # images per pool task: enough to amortise pickling, small enough to balance
 WINDOW_PER_WORKER = 4  # chunks in flight per worker: keeps them busy, bounds memory
@@ -109,16 +109,8 @@ def _finish(
 
 
 def _init_worker(parent: int) -> None:
-    """Pool initializer: one thread of OpenCV per worker, and die with the parent.
-
-    The pool is the parallelism: OpenCV's own threads (one per core by default) in
-    every worker oversubscribe the cores. On 2 cores they made one process 12 % faster
-    for twice the CPU, and two workers 4-10 % slower together (1,124-1,249 against
-    1,233-1,266 images/s single-threaded).
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
+    """Pool initializer: one OpenCV thread per worker, and die with the parent."""
+    one_thread_per_loader()
     _exit_with_parent(parent)
 
 

@@ -24,11 +24,12 @@ import numpy as np
 
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
-from mnist_mlops.scoring.sources import Source
+from mnist_mlops.scoring.sources import Source, one_thread_per_loader
 
 
 def load_parts(batch: dict[str, np.ndarray], source: Source, bounds: dict) -> dict:
     """Ray task: the parts in ``batch["part"]`` as rows; a refused image is a row with its error."""
+    one_thread_per_loader()  # the task has one CPU (num_cpus=1 below)
     columns: dict[str, list] = {k: [] for k in ("part", "id", "pixels", "error", "digest")}
     for k in batch["part"]:
         loaded = source.load(*bounds[int(k)])
