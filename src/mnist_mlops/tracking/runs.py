@@ -111,14 +111,22 @@ def promotion_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
     serialised (docs/pipeline.md).
     """
     db = _sqlite_path(tracking_uri)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-mlops"
-    if db is None and not os.access(cache.parent if not cache.exists() else cache, os.W_OK):
-        cache = Path(tempfile.gettempdir()) / f"mnist-mlops-{os.getuid()}"  # a read-only home
     store = str(db.resolve()) if db is not None else tracking_uri
     key = hashlib.sha256(f"{store}\n{model_name}".encode()).hexdigest()[:16]
-    path = (db.parent if db is not None else cache) / f"promote-{key}.lock"
-    with _flock(path, what=f"another champion decision for {model_name}"):
+    folder = db.parent if db is not None else _cache_folder()
+    with _flock(folder / f"promote-{key}.lock", what=f"another champion decision for {model_name}"):
         yield
+
+
+def _cache_folder() -> Path:
+    """``$XDG_CACHE_HOME/mnist-mlops`` (``~/.cache``), or a per-user temp folder when the
+    home cannot be written (a container's read-only home)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-mlops"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path(tempfile.gettempdir()) / f"mnist-mlops-{os.getuid()}"
+    return cache
 
 
 @contextlib.contextmanager
