@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psutil
@@ -31,11 +32,12 @@ from serving.schemas import MAX_BATCH, example_pixels  # noqa: E402
 OURS = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
         "--host", "127.0.0.1", "--port"]  # fmt: skip
 BATCH = MAX_BATCH  # images per batch request: the service's bound
-PAYLOADS = ("array", "png", "batch", "npy")  # the keys of payloads()
+PAYLOADS = ("array", "png", "batch", "npy", "npy-bin")  # the keys of payloads()
 # Prints wrk's own numbers as one JSON line; `pace_ms` (global) turns on pacing.
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "%(content_type)s"
+if "%(accept)s" ~= "" then wrk.headers["Accept"] = "%(accept)s" end
 local f = io.open("%(body)s", "rb"); wrk.body = f:read("*all"); f:close()
 pace_ms = %(pace_ms)s
 math.randomseed(os.time())
@@ -52,8 +54,18 @@ end
 """
 
 
-def payloads(folder: Path) -> dict[str, tuple[str, str, Path, int]]:
-    """name -> (route, content type, body file, images per request)."""
+class Payload(NamedTuple):
+    """One kind of request: where it goes, its body (a file) and what it asks back."""
+
+    route: str
+    content_type: str
+    body: Path
+    images: int  # per request
+    accept: str = ""  # the Accept header, when not the default answer (JSON)
+
+
+def payloads(folder: Path) -> dict[str, Payload]:
+    """name -> the request wrk sends over and over ("npy-bin": "npy" answered as .npy)."""
     from PIL import Image, ImageDraw
 
     array = folder / "array.json"
@@ -74,10 +86,11 @@ def payloads(folder: Path) -> dict[str, tuple[str, str, Path, int]]:
         + f"\r\n--{boundary}--\r\n".encode()
     )  # fmt: skip
     return {
-        "array": ("/predict_array", "application/json", array, 1),
-        "png": ("/predict", f"multipart/form-data; boundary={boundary}", form, 1),
-        "batch": ("/predict_batch", "application/json", batch, BATCH),
-        "npy": ("/predict_npy", "application/x-npy", npy, BATCH),
+        "array": Payload("/predict_array", "application/json", array, 1),
+        "png": Payload("/predict", f"multipart/form-data; boundary={boundary}", form, 1),
+        "batch": Payload("/predict_batch", "application/json", batch, BATCH),
+        "npy": Payload("/predict_npy", "application/x-npy", npy, BATCH),
+        "npy-bin": Payload("/predict_npy", "application/x-npy", npy, BATCH, "application/x-npy"),
     }
 
 
@@ -139,11 +152,12 @@ def cpu_seconds(pid: int) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in tree)
 
 
-def wrk(url: str, payload: tuple[str, str, Path, int], connections: int, seconds: float,
+def wrk(url: str, payload: Payload, connections: int, seconds: float,
         core: int, pace_ms: float, folder: Path, pid: int) -> dict:  # fmt: skip
-    route, content_type, body, images = payload
+    route, content_type, body, images, accept = payload
     script = folder / "load.lua"
-    script.write_text(LUA % {"content_type": content_type, "body": body, "pace_ms": pace_ms})
+    script.write_text(LUA % {"content_type": content_type, "body": body, "pace_ms": pace_ms,
+                             "accept": accept})  # fmt: skip
     cpu = cpu_seconds(pid)
     out = subprocess.run(
         ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s",

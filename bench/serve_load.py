@@ -3,8 +3,10 @@
 Each server runs alone (never two at once), pinned with ``taskset`` to one core; ``wrk``
 (a C load generator, Debian package) is pinned to another. Per server and payload (a
 28x28 JSON array to /predict_array, a 200x200 PNG to /predict; with ``--payloads`` also
-``batch``, BATCH arrays as JSON to /predict_batch, and ``npy``, the same BATCH arrays as
-one uint8 .npy body to /predict_npy, which only our service answers):
+``batch``, BATCH arrays as JSON to /predict_batch, ``npy``, the same BATCH arrays as
+one uint8 .npy body to /predict_npy, which only our service answers, and ``npy-bin``, the
+same answered as an .npy too (``Accept: application/x-npy``); a checkout that does not
+answer a payload's route is skipped for it):
 
 * closed loop at C = 1, 8, 32 connections: req/s, p50, p99 (wrk's own percentiles);
   the best req/s is the server's *peak*;
@@ -30,8 +32,10 @@ images/s for the batch payloads) and writes JSON::
     python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
     # a change to the service against another checkout of it, in the same run:
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
-    # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON
-    python bench/serve_load.py --quick --servers ours --payloads batch,npy
+    # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON, on
+    # this checkout and on the one issue 19 measured (its "bulk_ratios" in the JSON)
+    python bench/serve_load.py --quick --servers ours --payloads batch,npy,npy-bin \
+        --tree issue19=../checkout-at-59fc62f
     # what the inference log costs:
     python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
         --out bench/results/serve_load-logging.json
@@ -50,10 +54,20 @@ import shutil
 import statistics
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from http_harness import OURS, PAYLOADS, REPO, payloads, server, wrk  # bench/ is sys.path[0]
+from http_harness import (  # bench/ is sys.path[0]
+    OURS,
+    PAYLOADS,
+    REPO,
+    Payload,
+    payloads,
+    server,
+    wrk,
+)
 
 from mnist_mlops.core.fileio import write_json
 
@@ -94,6 +108,9 @@ def measure(
         with server(command, tree, model, server_core, home, extra) as (url, pid):
             for kind in wanted:
                 payload = bodies[kind]
+                if not answers(url, payload):  # an older checkout without the route
+                    print(f"  {name:16s} {kind:7s} skipped: {payload.route} not answered")
+                    continue
                 wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
                 closed = [wrk(url, payload, c, seconds, load_core, 0, folder, pid)
                           for c in CONCURRENCY]  # fmt: skip
@@ -104,8 +121,32 @@ def measure(
                     "closed": closed, "peak_rps": peak, "half_peak": half,
                     "peak_images_per_s": max(r["images_per_s"] for r in closed),
                 }  # fmt: skip
-                print(f"  {name:16s} {kind:5s} peak {peak:7.0f} req/s", flush=True)
+                print(f"  {name:16s} {kind:7s} peak {peak:7.0f} req/s", flush=True)
     return results
+
+
+def answers(url: str, payload: Payload) -> bool:
+    """Whether the server answers ``payload`` with a 200 (one request)."""
+    headers = {"Content-Type": payload.content_type}
+    if payload.accept:
+        headers["Accept"] = payload.accept
+    request = urllib.request.Request(url + payload.route, payload.body.read_bytes(), headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def bulk_ratios(results: dict[str, dict[str, dict]]) -> dict[str, float]:
+    """Peak images/s of each server's binary payloads over each server's JSON batch, as
+    "ours npy-bin / ours batch": the same server's, and another checkout's (--tree)."""
+    return {
+        f"{name} {kind} / {base} batch": r["peak_images_per_s"] / json["peak_images_per_s"]
+        for name, by_kind in results.items()
+        for kind, r in by_kind.items() if kind.startswith("npy")
+        for base, kinds in results.items() if (json := kinds.get("batch"))
+    }  # fmt: skip
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -206,6 +247,9 @@ def main() -> None:
     results = {name: rounds[0][name] for name in servers if name in rounds[0]}
     print(table(results))
     costs = log_cost(rounds, kinds)
+    bulk = bulk_ratios(results)
+    for pair, ratio in bulk.items():
+        print(f"images/s, {pair}: {ratio:.2f}x")
     for kind, cost in costs.items():
         print(f"inference log, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
               f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
@@ -221,7 +265,7 @@ def main() -> None:
         # ours against the baseline, as before: {payload: ratio}
         "ratios": {k: r["peak"] for k, r in by_server.get("ours", {}).items()},
         "cpu_ratios": {k: r["cpu"] for k, r in by_server.get("ours", {}).items()},
-        "log_cost": costs,
+        "log_cost": costs, "bulk_ratios": bulk,
     })  # fmt: skip
     print(f"wrote {out}")
 

@@ -11,7 +11,8 @@ route (:mod:`serving.routes`) it runs, in order (:meth:`ApiFront._answer`):
 4. the model's slot: at most ``max_in_flight`` requests past their body read (429);
    stalled clients never hold one;
 5. the service method, which raises :class:`~serving.errors.ServiceError` for what it
-   refuses (4xx, 503); its pydantic answer goes out as JSON.
+   refuses (4xx, 503); its pydantic answer goes out as JSON, a Response it made (the
+   ``.npy`` answer) as it is.
 
 Any ServiceError on the way becomes ``{"error": ...}`` in :meth:`ApiFront.__call__`, the
 one place, and is counted by reason; a bug is logged and answered 500. Why not BentoML's
@@ -100,6 +101,8 @@ class ApiFront:
         arguments = await route.parse(scope, body)
         with self._model_slot():
             answer = await route.method(self._instance(), **arguments)
+        if isinstance(answer, Response):  # a binary answer, made by the method
+            return answer
         # exclude_none: a field not asked for (model_input) is left out, never null
         return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")
 
@@ -159,9 +162,14 @@ class ApiFront:
     async def _pass_down(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Not an API POST: ``/docs.json`` here, the rest to BentoML with one error shape."""
         if scope["type"] == "http" and scope["path"] == "/docs.json":
-            if self._openapi_doc is None:
-                self._openapi_doc = self.openapi(tuple(self.routes.values()))
-            await JSONResponse(self._openapi_doc)(scope, receive, send)
+            try:
+                if self._openapi_doc is None:
+                    self._openapi_doc = self.openapi(tuple(self.routes.values()))
+                response: Response = JSONResponse(self._openapi_doc)
+            except Exception:  # a bug: answered, not left hanging below BentoML's stack
+                logger.exception("building /docs.json failed")
+                response = error_response(500, INTERNAL_ERROR)
+            await response(scope, receive, send)
         elif scope["type"] == "http":
             await self.app(scope, receive, one_error_shape(send))
         else:

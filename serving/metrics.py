@@ -31,18 +31,41 @@ class ServiceMetrics:
     def observe_predictions(self, probabilities: np.ndarray) -> None:
         """Count each answered image by digit and record its top probability.
 
-        Counted per digit, not per image: a batch of 256 costs 10 counter updates.
+        Counted per digit and per bucket, not per image: a batch of 256 costs at most 10
+        counter and 14 histogram updates, not 256 (each a write to BentoML's multiprocess
+        files: observing one by one took 13 % of an .npy request's CPU, py-spy).
         """
         counts = np.bincount(probabilities.argmax(axis=1), minlength=10)
         for digit, count in enumerate(counts.tolist()):
             if count:
                 self.predictions.labels(digit=str(digit)).inc(count)
-        for top in probabilities.max(axis=1).tolist():
-            self.confidence.observe(top)
+        observe_many(self.confidence, probabilities.max(axis=1))
 
     def reject(self, reason: str) -> None:
         """Count one refused request; ``reason`` is a short fixed word (``too_large``...)."""
         self.rejected.labels(reason=reason).inc()
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for each of ``values``, one update per bucket.
+
+    prometheus_client has no batch observe; this fills the same per-bucket counters and
+    sum that :meth:`Histogram.observe` does (tests/service/test_metrics_batch.py checks the
+    exposition is identical). Without those internals it falls back to one call per value.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    # observe() puts v in the first bucket whose bound is >= v: searchsorted 'left'.
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(buckets, counts.tolist()):
+        if count:
+            bucket.inc(count)
+    total.inc(float(values.sum(dtype=np.float64)))
 
 
 @functools.cache

@@ -17,11 +17,22 @@ import bentoml
 from serving.errors import ERROR_STATUSES
 from serving.feedback import ERROR_STATUSES as FEEDBACK_ERRORS
 from serving.feedback import FEEDBACK_ROUTE
+from serving.predictions import MODEL_VERSION_HEADER, NPY_ANSWER_DTYPE
 from serving.routes import Route
 from serving.schemas import ErrorBody
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 BENTOML_ONLY_KEYS = ("root_input",)  # BentoML's own marks in a schema, not JSON Schema
+BINARY_ANSWER = {
+    "type": "string",
+    "format": "binary",
+    "description": "with Accept: application/x-npy, an .npy file (numpy.load, no pickle) of "
+    f"one row per image in the order sent, dtype {NPY_ANSWER_DTYPE.descr}",
+}
+VERSION_HEADER_DOC = {
+    "description": "the binary answer's model_version (first 12 hex digits of its SHA-256)",
+    "schema": {"type": "string"},
+}
 
 
 def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -> dict[str, Any]:
@@ -44,6 +55,10 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
         responses = operation["responses"]
         for status in [s for s in responses if str(s) != "200"]:
             del responses[status]
+        (ok,) = (answer for status, answer in responses.items() if str(status) == "200")
+        for media_type in route.answers[1:]:  # a binary answer, asked for with Accept
+            ok.setdefault("content", {})[media_type] = {"schema": BINARY_ANSWER}
+            ok["headers"] = {MODEL_VERSION_HEADER: VERSION_HEADER_DOC}
         statuses = FEEDBACK_ERRORS if route.path == FEEDBACK_ROUTE else ERROR_STATUSES
         for status, description in statuses.items():
             responses[str(status)] = {"description": description, "content": error}

@@ -11,6 +11,14 @@ from PIL import Image
 from mnist_mlops import imaging
 from serving.schemas import Prediction
 
+MODEL_VERSION_HEADER = "X-Model-Version"  # the binary answer's model_version
+# /predict_npy's binary answer (``Accept: application/x-npy``): one row per image, in the
+# order sent. A structured array, so ``numpy.load`` reads it without pickle, and the ids
+# travel with their rows instead of in a header that 256 ids would swell to 8 kB.
+NPY_ANSWER_DTYPE = np.dtype(
+    [("digit", "u1"), ("probabilities", "<f4", (10,)), ("request_id", "S32")]
+)
+
 
 def png_base64(pixels: np.ndarray) -> str:
     """A (28, 28) 0..255 array as base64 (no ``data:`` prefix) of an 8-bit grayscale PNG."""
@@ -41,3 +49,19 @@ def to_predictions(
             digits, probabilities.tolist(), pixels, request_ids
         )
     ]
+
+
+def to_npy_answer(probabilities: np.ndarray, request_ids: list[str]) -> bytes:
+    """The same answers as :func:`to_predictions` (less the model version, which the
+    response carries in a header) as the bytes of an ``.npy`` of :data:`NPY_ANSWER_DTYPE`.
+
+    No per-row Python objects: for a full batch this costs a fraction of the 2,560 JSON
+    numbers it replaces (docs/http-api.md).
+    """
+    rows = np.empty(len(probabilities), NPY_ANSWER_DTYPE)
+    rows["digit"] = probabilities.argmax(axis=1)
+    rows["probabilities"] = probabilities
+    rows["request_id"] = np.frombuffer("".join(request_ids).encode("ascii"), "S32")
+    buffer = io.BytesIO()
+    np.save(buffer, rows, allow_pickle=False)
+    return buffer.getvalue()

@@ -18,11 +18,12 @@ import bentoml
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Scope
 
 from serving.errors import ServiceError
 
-Method = Callable[..., Awaitable[BaseModel]]
+Method = Callable[..., Awaitable[BaseModel | Response]]
 Parser = Callable[[Scope, bytes], Awaitable[dict[str, Any]]]
 FORM_FIELDS = {"image", "return_input"}  # an upload route's form; 'image' required
 
@@ -36,6 +37,7 @@ class Route:
     parse: Parser  # body -> the method's keyword arguments
     method: Method  # an unbound function of the service class
     hint: str  # how to send the body, for the 415 answer
+    answers: tuple[str, ...] = ("application/json",)  # what it can answer; first = default
 
 
 def json_route(service: bentoml.Service[Any], name: str) -> Route:
@@ -62,15 +64,52 @@ def upload_route(service: bentoml.Service[Any], name: str, method: Method) -> Ro
 
 
 def binary_route(
-    service: bentoml.Service[Any], name: str, method: Method, media_types: tuple[str, ...]
+    service: bentoml.Service[Any],
+    name: str,
+    method: Method,
+    media_types: tuple[str, ...],
+    answers: tuple[str, ...] = ("application/json",),
 ) -> Route:
-    """API ``name``'s raw body, of one of ``media_types`` -> ``method(data)``."""
+    """API ``name``'s raw body, of one of ``media_types`` -> ``method(data, answer)``, where
+    ``answer`` is the one of ``answers`` the request's ``Accept`` header prefers."""
 
-    async def parse(_: Scope, body: bytes) -> dict[str, Any]:
-        return {"data": body}
+    async def parse(scope: Scope, body: bytes) -> dict[str, Any]:
+        return {"data": body, "answer": preferred_answer(scope, answers)}
 
     hint = "send the file itself as the body"
-    return Route(service.apis[name].route, media_types, parse, method, hint)
+    return Route(service.apis[name].route, media_types, parse, method, hint, answers)
+
+
+def preferred_answer(scope: Scope, answers: tuple[str, ...]) -> str:
+    """The media type of ``answers`` that the ``Accept`` header rates highest.
+
+    Ties, wildcards and a header naming none of them go to ``answers[0]`` (JSON): a client
+    gets the binary answer only by asking for it, and an odd Accept header never turns a
+    request into an error (RFC 9110 lets a server ignore it).
+    """
+    header = Headers(scope=scope).get("accept", "")
+    best, best_q = answers[0], -1.0
+    for part in header.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = kind.lower()
+        if (
+            kind in answers
+            and quality > 0
+            and (
+                quality > best_q
+                or (quality == best_q and answers.index(kind) < answers.index(best))
+            )
+        ):
+            best, best_q = kind, quality
+    return best
 
 
 def _validation_message(exc: ValidationError) -> str:

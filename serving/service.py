@@ -9,6 +9,7 @@ Run it from the repository root (the model and its card come from the export sta
         http://127.0.0.1:3000/predict_array     # /predict_batch: {"images": [[...], ...]}
     curl -H 'Content-Type: application/x-npy' --data-binary @digits.npy \\
         http://127.0.0.1:3000/predict_npy  # numpy.save of (N, 28, 28), N <= MAX_BATCH
+        # add -H 'Accept: application/x-npy' for the answers as an .npy too
 
 ``return_input`` (all but /predict_npy; default false) adds to each prediction
 ``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker runs its own
@@ -45,6 +46,7 @@ import anyio
 import anyio.to_thread
 import bentoml
 import numpy as np
+from starlette.responses import Response
 
 from mnist_mlops import imaging
 from serving import inputs
@@ -56,7 +58,7 @@ from serving.metrics import service_metrics
 from serving.model_loading import LoadedModel, load_configured_model
 from serving.monitoring import RequestOrigin, start_monitoring
 from serving.openapi import openapi_document
-from serving.predictions import to_predictions
+from serving.predictions import MODEL_VERSION_HEADER, to_npy_answer, to_predictions
 from serving.routes import binary_route, json_route, upload_route
 from serving.schemas import (
     NPY_MEDIA_TYPES,
@@ -161,10 +163,19 @@ class MnistClassifier:
         black, already MNIST-style), no pickled objects. No JSON numbers to check."""
         return await self.classify_npy(array.read_bytes())
 
-    async def classify_npy(self, data: bytes) -> BatchPrediction:
-        """:meth:`predict_npy` on the body's bytes (the HTTP front calls this)."""
+    async def classify_npy(
+        self, data: bytes, answer: str = "application/json"
+    ) -> BatchPrediction | Response:
+        """:meth:`predict_npy` on the body's bytes (the HTTP front calls this). Asked for
+        with ``Accept: application/x-npy``, the answer is an ``.npy`` too
+        (:func:`serving.predictions.to_npy_answer`; the model version in a header)."""
         batch = await self._model_input("npy", inputs.npy, data)
-        return BatchPrediction(predictions=self._predict(batch, return_input=False))
+        if answer != NPY_MEDIA_TYPES[0]:
+            return BatchPrediction(predictions=self._predict(batch, return_input=False))
+        probabilities, request_ids = self._answer(batch)
+        body = to_npy_answer(probabilities, request_ids)
+        headers = {MODEL_VERSION_HEADER: self._model.version}  # type: ignore[union-attr]
+        return Response(body, media_type=NPY_MEDIA_TYPES[0], headers=headers)
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
@@ -185,12 +196,17 @@ class MnistClassifier:
         return pixels
 
     def _predict(self, batch: np.ndarray, return_input: bool) -> list[Prediction]:
-        """Run the model on ``batch`` (N, 28, 28) and count the answers."""
+        """Run the model on ``batch`` (N, 28, 28): one :class:`Prediction` per image."""
+        probabilities, request_ids = self._answer(batch)
+        version = self._model.version  # type: ignore[union-attr]
+        return to_predictions(probabilities, batch, version, return_input, request_ids)
+
+    def _answer(self, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The model's probabilities for ``batch``, counted and logged, and the request ids."""
         assert self._model is not None  # checked by _model_input
         probabilities = self._model.probabilities(batch)
         self._metrics.observe_predictions(probabilities)
-        request_ids = self._log.record(batch, probabilities)
-        return to_predictions(probabilities, batch, self._model.version, return_input, request_ids)
+        return probabilities, self._log.record(batch, probabilities)
 
     @bentoml.api(route=FEEDBACK_ROUTE)
     async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
@@ -213,8 +229,12 @@ MnistClassifier.add_asgi_middleware(
         json_route(MnistClassifier, "predict_array"),
         json_route(MnistClassifier, "predict_batch"),
         binary_route(
-            MnistClassifier, "predict_npy", MnistClassifier.inner.classify_npy, NPY_MEDIA_TYPES
-        ),
+            MnistClassifier,
+            "predict_npy",
+            MnistClassifier.inner.classify_npy,
+            NPY_MEDIA_TYPES,
+            answers=("application/json", NPY_MEDIA_TYPES[0]),
+        ),  # fmt: skip
         json_route(MnistClassifier, "feedback"),
     ),
     limits=Limits(

@@ -139,6 +139,56 @@ def test_predict_npy_answers_as_the_json_batch_does(server, offline_logits, medi
     assert _without_ids(flat.json()) == _without_ids(binary.json())[:5]
 
 
+NPY_ANSWER = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+
+
+def test_predict_npy_answers_an_npy_when_asked(server, offline_logits):
+    # Accept: application/x-npy: the same answers as the JSON one, as a structured .npy
+    # that numpy reads without pickle; the model version in a header.
+    pixels = np.random.default_rng(5).integers(0, 256, size=(MAX_BATCH, 28, 28), dtype=np.uint8)
+    binary = server.post("/predict_npy", content=_npy(pixels), headers=NPY_ANSWER)
+    plain = server.post("/predict_npy", content=_npy(pixels), headers=NPY_ANSWER | {"accept": ""})
+    assert binary.status_code == plain.status_code == 200, binary.text
+    assert binary.headers["content-type"] == "application/x-npy"
+    rows = np.load(io.BytesIO(binary.content), allow_pickle=False)
+    assert rows.shape == (MAX_BATCH,)
+    assert rows.dtype.names == ("digit", "probabilities", "request_id")
+    expected = plain.json()["predictions"]
+    assert rows["digit"].tolist() == [p["digit"] for p in expected]
+    assert rows["digit"].tolist() == offline_logits(pixels.astype(np.float32)).argmax(1).tolist()
+    np.testing.assert_allclose(
+        rows["probabilities"], [p["probabilities"] for p in expected], rtol=1e-6, atol=1e-7
+    )
+    assert binary.headers["x-model-version"] == expected[0]["model_version"]
+    ids = [i.decode() for i in rows["request_id"]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == MAX_BATCH
+
+
+@pytest.mark.parametrize(
+    ("accept", "answer"),
+    [
+        ("application/json, application/x-npy", "application/json"),  # a tie: JSON
+        ("application/json;q=0.5, application/x-npy", "application/x-npy"),
+        ("application/x-npy;q=0, application/json", "application/json"),
+        ("*/*", "application/json"),
+        ("text/html", "application/json"),  # nothing we make: JSON, never a 406
+        ("application/x-npy;q=junk", "application/json"),
+    ],
+)
+def test_predict_npy_answers_json_unless_npy_is_preferred(server, accept, answer):
+    body = _npy(np.zeros((2, 28, 28), np.uint8))
+    headers = {"content-type": "application/x-npy", "accept": accept}
+    response = server.post("/predict_npy", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0] == answer
+
+
+def test_a_refused_npy_body_is_a_json_error_even_when_npy_is_asked_for(server):
+    bad = _npy(np.full((2, 28, 28), np.nan, np.float32))
+    message = assert_error(server.post("/predict_npy", content=bad, headers=NPY_ANSWER), 400)
+    assert "finite" in message
+
+
 def test_return_input_over_http(server, digit_png, stroke_pixels):
     form = server.post(
         "/predict",

@@ -11,6 +11,7 @@ No sleeps for synchronisation: tests poll the log or /metrics for what they expe
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from bento_process import REPO, Served, serving
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,6 +118,23 @@ def test_feedback_stores_a_correction_once(served):
     assert again.json()["duplicate"] is True
     store = FeedbackStore.from_uri(f"sqlite:///{served.home / 'feedback.sqlite'}")
     assert [(r[0], r[1]) for r in store.corrections() if r[0] == request_id] == [(request_id, 4)]
+
+
+def test_ids_of_the_binary_npy_answer_are_logged_and_take_feedback(served):
+    pixels = np.stack([np.array(example_pixels(), np.uint8)] * 3)
+    buffer = io.BytesIO()
+    np.save(buffer, pixels)
+    headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        answer = client.post("/predict_npy", content=buffer.getvalue(), headers=headers)
+        assert answer.status_code == 200, answer.text
+        rows = np.load(io.BytesIO(answer.content), allow_pickle=False)
+        ids = [i.decode() for i in rows["request_id"]]
+        records = wait_for_records(served.home / "inference", ids)
+        feedback = client.post("/feedback", json={"request_id": ids[1], "digit": 7})
+    assert [records[i]["source"] for i in ids] == ["npy"] * 3
+    assert [records[i]["digit"] for i in ids] == rows["digit"].tolist()
+    assert feedback.status_code == 200, feedback.text
 
 
 @pytest.mark.parametrize(

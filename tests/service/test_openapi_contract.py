@@ -55,7 +55,12 @@ def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
     assert set(content) == {"application/x-npy", "application/octet-stream"}
     for media in content.values():
         assert media["schema"] == {"type": "string", "format": "binary"}
-    assert npy["responses"]["200"] == batch["responses"]["200"]
+    ok = npy["responses"]["200"]
+    as_json = batch["responses"]["200"]["content"]["application/json"]
+    assert ok["content"]["application/json"] == as_json
+    binary = ok["content"]["application/x-npy"]["schema"]
+    assert (binary["type"], binary["format"]) == ("string", "binary")
+    assert "request_id" in binary["description"] and "X-Model-Version" in ok["headers"]
 
 
 def test_answers_are_documented_field_by_field(served):
