@@ -9,11 +9,18 @@ BentoML service's throughput as a fraction of it. Run it by hand with::
     curl -F image=@digit.png http://127.0.0.1:3001/predict
     curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
         http://127.0.0.1:3001/predict_array
+    curl -H 'Content-Type: application/x-npy' --data-binary @digits.npy \\
+        http://127.0.0.1:3001/predict_npy  # add -H 'Accept: application/x-npy'
+
+/predict_npy is the floor of a bulk route: ``numpy.load``, one model call, the answers as
+JSON or (asked for) as an ``.npy`` of the (N, 10) probabilities, with no checks, ids or
+log. Against the JSON batch it says how far any Python service on this core can go.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -29,7 +36,8 @@ from mnist_mlops.inference.session import inference_session, softmax
 
 
 def create_app(model_path: Path) -> Starlette:
-    """A Starlette app with /predict (multipart ``image``), /predict_array and /readyz."""
+    """A Starlette app with /predict (multipart ``image``), /predict_array, /predict_npy
+    and /readyz."""
     session = inference_session(model_path)
     card = ModelCard.read_beside(model_path)
     input_name, output_name, version = card.input, card.output, card.version
@@ -59,6 +67,22 @@ def create_app(model_path: Path) -> Starlette:
             return JSONResponse({"error": str(exc)}, 400)
         return answer(pixels)
 
+    async def predict_npy(request: Request) -> Response:
+        try:
+            pixels = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+            pixels = pixels.reshape(-1, 28, 28).astype(np.float32)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        (logits,) = session.run([output_name], {input_name: pixels})
+        probs = softmax(logits)
+        if "application/x-npy" in request.headers.get("accept", ""):
+            buffer = io.BytesIO()
+            np.save(buffer, probs.astype(np.float32))
+            return Response(buffer.getvalue(), media_type="application/x-npy")
+        rows = [{"digit": d, "probabilities": p, "model_version": version}
+                for d, p in zip(probs.argmax(axis=1).tolist(), probs.tolist())]  # fmt: skip
+        return JSONResponse({"predictions": rows})
+
     async def readyz(_: Request) -> Response:
         return Response("\n")
 
@@ -66,6 +90,7 @@ def create_app(model_path: Path) -> Starlette:
         routes=[
             Route("/predict", predict, methods=["POST"]),
             Route("/predict_array", predict_array, methods=["POST"]),
+            Route("/predict_npy", predict_npy, methods=["POST"]),
             Route("/readyz", readyz),
         ]
     )

@@ -86,6 +86,7 @@ SERVER_ENV = {
 }  # fmt: skip
 BASELINE = "starlette"  # every ratio is against it, measured in the same run
 BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal service answer
+BULK_FLOOR = ("npy", "npy-bin")  # ... and what the baseline alone answers besides
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
 
@@ -100,7 +101,8 @@ def measure(
     bodies = payloads(folder)
     results: dict[str, dict[str, dict]] = {}
     for name, (command, tree) in servers.items():
-        wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS]
+        wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS
+                  or (name == BASELINE and k in BULK_FLOOR)]  # fmt: skip
         if not wanted:
             continue
         home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round

@@ -14,6 +14,7 @@ PATTERNS = (
     "train_speed-*.json",
     "accuracy-*.jsonl",
     "bulk_score.json",
+    "serve_load-batch-npy.json",
 )
 
 
@@ -161,11 +162,37 @@ def bulk_scoring(root: Path) -> list[str]:
     ]
 
 
+def bulk_http(root: Path) -> list[str]:
+    path = root / "bench/results/serve_load-batch-npy.json"
+    if not path.exists():
+        return []
+    data = load(path)
+    eight = [c["connections"] for c in next(iter(data["results"].values()))["npy"]["closed"]]
+    rows = [
+        [name, kind, f"{r['peak_images_per_s']:,.0f}/s",
+         f"{r['closed'][eight.index(8)]['cpu_us'] / 1000:.1f} ms"]
+        for name, kinds in data["results"].items() for kind, r in kinds.items()
+    ]  # fmt: skip
+    ratios = [[pair, f"{ratio:.2f}x"] for pair, ratio in data.get("bulk_ratios", {}).items()]
+    return [
+        f"## Bulk HTTP routes (`{path.relative_to(root)}`, `bench/serve_load.py`)",
+        f"Run {data['when']}, {data['machine']['cpus']} CPUs (1-minute load average "
+        f"{data['machine']['load_average_1min']:.1f}), each server alone on one core, wrk on "
+        "the other. Payloads: `batch`, 256 images as JSON to /predict_batch; `npy`, the same "
+        "as an .npy to /predict_npy; `npy-bin`, that answered as an .npy. `starlette`: the "
+        "floor of a Python bulk route (numpy.load, the model, the answer; no checks, ids or "
+        "log); `ours-nolog`: the service with its inference log off; any other name, the "
+        "service at an older commit.",
+        table(["server", "payload", "peak images/s", "CPU a request (C=8)"], rows),
+        table(["images/s, in the same run", "ratio"], ratios),
+    ]
+
+
 def bench_sections(root: Path) -> list[str]:
     """Every benchmark's tables, then a line naming result files nothing here reads."""
     results = root / "bench/results"
     parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
-    parts += bulk_scoring(root)
+    parts += bulk_scoring(root) + bulk_http(root)
     known = {p for pattern in PATTERNS for p in results.glob(pattern)}
     unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
     if unread:
