@@ -11,23 +11,12 @@ Run it from the repository root (the model and its card come from the export sta
         http://127.0.0.1:3000/predict_npy  # numpy.save of (N, 28, 28), N <= MAX_BATCH
         # add -H 'Accept: application/x-npy' for the answers as an .npy too
 
-``return_input`` (all but /predict_npy; default false) adds to each prediction
-``model_input``, a base64 PNG of the 28x28 array the model saw. Each worker runs its own
-ONNX Runtime session in the event loop (the MLP needs ~0.1 ms an image, less than a
-thread hop); /predict_batch and /predict_npy batch on the client's side.
-
-The request path, top to bottom: :class:`serving.front.ApiFront` (added at the end of
-this module) checks the headers, reads the body within its bounds, parses it for the
-route (:mod:`serving.routes`), takes a model slot and calls the method below. The methods
-raise :class:`serving.errors.ServiceError` for what they refuse; the front turns it into
-``{"error": ...}``. Settings, read from the environment at import:
-
-    MNIST_MODEL_PATH       the exported model.onnx (model.json beside it)
-    MNIST_MAX_CONCURRENCY  requests past their body read, per API worker, before a 429 (64)
-    MNIST_BODY_TIMEOUT_S   seconds from request headers to the last body byte before a 408 (5)
-    MNIST_HEADER_TIMEOUT_S seconds from connect (or a request's first byte) to full headers (5)
-    MNIST_KEEPALIVE_S      seconds a kept-alive connection may be silent between requests (75)
-    MNIST_API_WORKERS      API worker processes (default 1: each holds its own session)
+``return_input`` (all but /predict_npy) adds ``model_input``, a base64 PNG of what the
+model saw. Each worker runs its ONNX Runtime session in the event loop (~0.1 ms an image,
+less than a thread hop). The request path: :class:`serving.front.ApiFront` (added at the
+end) reads and parses the body (:mod:`serving.routes`) and calls the methods below, whose
+:class:`serving.errors.ServiceError` it answers as ``{"error": ...}``. Settings (the
+environment's ``MNIST_*``): :mod:`serving.settings`.
 
 A model that fails its SHA-256 check does not crash the worker (BentoML would restart
 it forever): ``/readyz`` and every endpoint answer 503 instead.
@@ -37,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,9 +36,8 @@ import bentoml
 import numpy as np
 from starlette.responses import Response
 
-from mnist_mlops import imaging
-from serving import inputs
-from serving.connections import HEADER_TIMEOUT_S, KEEPALIVE_S, HeaderDeadlines
+from serving import inputs, settings
+from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
 from serving.feedback import FEEDBACK_ROUTE, Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
@@ -58,7 +45,7 @@ from serving.metrics import service_metrics
 from serving.model_loading import LoadedModel, load_configured_model
 from serving.monitoring import RequestOrigin, start_monitoring
 from serving.openapi import openapi_document
-from serving.predictions import MODEL_VERSION_HEADER, to_npy_answer, to_predictions
+from serving.predictions import npy_answer, to_predictions
 from serving.routes import binary_route, json_route, upload_route
 from serving.schemas import (
     NPY_MEDIA_TYPES,
@@ -74,29 +61,13 @@ from serving.ui import UI_PATH, static_app
 
 logger = logging.getLogger(__name__)
 
-API_WORKERS = int(os.environ.get("MNIST_API_WORKERS", "1"))
-# Any request body: the largest upload (imaging.MAX_BYTES) plus multipart framing, or a
-# full batch of JSON pixels (256 x 784 numbers is about 3 MB even with long decimals).
-MAX_BODY_BYTES = imaging.MAX_BYTES + 1024 * 1024
-DECODE_THREADS = 2  # large images decode off the event loop; few threads, few arenas
-BODY_TIMEOUT_S = float(os.environ.get("MNIST_BODY_TIMEOUT_S", "5"))
-# BentoML's whole-request timeout (504). Its middleware never cancels its per-request timer,
-# whose copied context keeps ~10 kB of request state alive until it fires: memory grows
-# with rate x timeout (30 s: +57 MB at 170 req/s), so keep it short. Just above the
-# body deadline, so a stalled body gets the front's 408, not a 504.
-REQUEST_TIMEOUT_S = BODY_TIMEOUT_S + 1
-# BentoML puts every request in an OpenTelemetry span even with tracing off (sample rate
-# 0): on the predict routes that cost more CPU than the model (bench/serve_load.py's CPU
-# column). To trace them, override ``tracing.excluded_urls`` in BentoML's configuration.
-UNTRACED_URLS = "/predict"  # a regex searched in the URL: all the /predict* routes
-
 
 @bentoml.service(
     name="mnist_classifier",
     description="Classifies handwritten digits (MNIST MLP, ONNX Runtime on CPU).",
-    workers=API_WORKERS,
-    traffic={"timeout": REQUEST_TIMEOUT_S},  # no max_concurrency: the front counts later
-    tracing={"excluded_urls": UNTRACED_URLS},
+    workers=settings.API_WORKERS,
+    traffic={"timeout": settings.REQUEST_TIMEOUT_S},  # no max_concurrency: the front counts later
+    tracing={"excluded_urls": settings.UNTRACED_URLS},
 )
 class MnistClassifier:
     """Loads the model once; every endpoint is :meth:`_model_input` then :meth:`_predict`."""
@@ -104,7 +75,7 @@ class MnistClassifier:
     def __init__(self) -> None:
         self._model: LoadedModel | None = None
         self._load_error: str | None = None
-        self._decoders = anyio.CapacityLimiter(DECODE_THREADS)
+        self._decoders = anyio.CapacityLimiter(settings.DECODE_THREADS)
         self._metrics = service_metrics()
         try:
             path, self._model = load_configured_model()
@@ -163,19 +134,13 @@ class MnistClassifier:
         black, already MNIST-style), no pickled objects. No JSON numbers to check."""
         return await self.classify_npy(array.read_bytes())
 
-    async def classify_npy(
-        self, data: bytes, answer: str = "application/json"
-    ) -> BatchPrediction | Response:
-        """:meth:`predict_npy` on the body's bytes (the HTTP front calls this). Asked for
-        with ``Accept: application/x-npy``, the answer is an ``.npy`` too
-        (:func:`serving.predictions.to_npy_answer`; the model version in a header)."""
+    async def classify_npy(self, data: bytes, answer: str = "") -> BatchPrediction | Response:
+        """:meth:`predict_npy` on the body (the front calls this); ``answer`` (from Accept)
+        application/x-npy: an ``.npy`` answer (:func:`serving.predictions.npy_answer`)."""
         batch = await self._model_input("npy", inputs.npy, data)
         if answer != NPY_MEDIA_TYPES[0]:
             return BatchPrediction(predictions=self._predict(batch, return_input=False))
-        probabilities, request_ids = self._answer(batch)
-        body = to_npy_answer(probabilities, request_ids)
-        headers = {MODEL_VERSION_HEADER: self._model.version}  # type: ignore[union-attr]
-        return Response(body, media_type=NPY_MEDIA_TYPES[0], headers=headers)
+        return npy_answer(*self._answer(batch), self._model.version)  # type: ignore[union-attr]
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
@@ -219,8 +184,8 @@ class MnistClassifier:
 MnistClassifier.add_asgi_middleware(RequestOrigin)  # first = outermost: route, source for the log
 MnistClassifier.add_asgi_middleware(
     HeaderDeadlines,
-    timeout_s=float(os.environ.get("MNIST_HEADER_TIMEOUT_S", HEADER_TIMEOUT_S)),
-    keepalive_s=float(os.environ.get("MNIST_KEEPALIVE_S", KEEPALIVE_S)),
+    timeout_s=settings.HEADER_TIMEOUT_S,
+    keepalive_s=settings.KEEPALIVE_S,
 )
 MnistClassifier.add_asgi_middleware(
     ApiFront,
@@ -234,13 +199,13 @@ MnistClassifier.add_asgi_middleware(
             MnistClassifier.inner.classify_npy,
             NPY_MEDIA_TYPES,
             answers=("application/json", NPY_MEDIA_TYPES[0]),
-        ),  # fmt: skip
+        ),
         json_route(MnistClassifier, "feedback"),
-    ),
+    ),  # fmt: skip
     limits=Limits(
-        max_bytes=MAX_BODY_BYTES,
-        body_timeout_s=BODY_TIMEOUT_S,
-        max_in_flight=int(os.environ.get("MNIST_MAX_CONCURRENCY", "64")),
+        max_bytes=settings.MAX_BODY_BYTES,
+        body_timeout_s=settings.BODY_TIMEOUT_S,
+        max_in_flight=settings.MAX_IN_FLIGHT,
     ),
     openapi=lambda routes: openapi_document(MnistClassifier, routes),
 )

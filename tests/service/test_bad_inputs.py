@@ -26,7 +26,7 @@ from PIL import Image
 
 from mnist_mlops import imaging
 from serving.schemas import MAX_BATCH
-from serving.service import MAX_BODY_BYTES
+from serving.settings import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 
