@@ -31,6 +31,8 @@ from mnist_mlops.imaging import ImageError, mnist_style, to_uint8
 
 MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
 MARKER_RADIUS = (4, 11)  # brush radius in px at MARKER_BASE: 8-20 % of the digit's height
+LOWRES_CELLS = (7, 13)  # the digit's field reduced to this many pixels across
+LOWRES_SIDE = (40, 160)  # then blown up to this many pixels across
 CHUNKS_PER_WORKER = 8
 
 
@@ -64,6 +66,24 @@ def _marker(job: tuple[np.ndarray, int]) -> np.ndarray:
         # Padded first, so the thick stroke is not cut at the field's edge.
         thick = cv2.dilate(np.pad((big >= 110).astype(np.uint8) * 255, radius + 1), brush)
         done = _as_mnist(thick)
+        if done is not None:
+            out[i] = done
+    return out
+
+
+def _lowres(job: tuple[np.ndarray, int]) -> np.ndarray:
+    """Each digit as a scan of a small digit: reduced to a few pixels across, then blown up
+    smoothly (a loop becomes a soft grey hole), then preprocessed."""
+    import cv2
+
+    chunk, seed = job
+    rng = np.random.default_rng(seed)
+    out = chunk.copy()
+    for i, img in enumerate(chunk):
+        cells = int(rng.integers(*LOWRES_CELLS))
+        small = cv2.resize(img, (cells, cells), interpolation=cv2.INTER_AREA)
+        side = int(rng.integers(*LOWRES_SIDE))
+        done = _as_mnist(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
         if done is not None:
             out[i] = done
     return out
@@ -127,6 +147,9 @@ def build_variants(
         if "marker" in kinds:
             jobs = [(c, seed * 1000 + i) for i, c in enumerate(chunks)]
             out["marker"] = (np.concatenate(list(pool.map(_marker, jobs))), labels)
+        if "lowres" in kinds:
+            jobs = [(c, seed * 2000 + i) for i, c in enumerate(chunks)]
+            out["lowres"] = (np.concatenate(list(pool.map(_lowres, jobs))), labels)
         if "fonts" in kinds:
             paths = training_fonts(fonts)
             jobs = [
