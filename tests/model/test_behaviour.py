@@ -118,3 +118,42 @@ def test_a_bar_on_top_turns_a_one_into_a_seven(predict):
     one, seven = predict(np.stack([preprocess_image(drawn(ONE)), preprocess_image(drawn(SEVEN))]))
     assert one.argmax() == 1 and seven.argmax() == 7
     assert seven[7] > one[7] + 0.5 and seven[1] < one[1] - 0.5
+
+
+def loop(cx: float, cy: float, r: float, n: int = 24) -> list[tuple[float, float]]:
+    """A closed polyline round (cx, cy), radius r (page fractions), from the right."""
+    return [
+        (cx + r * np.cos(2 * np.pi * k / n), cy - r * np.sin(2 * np.pi * k / n))
+        for k in range(n + 1)
+    ]
+
+
+NINE = [loop(0.5, 0.32, 0.17), [(0.67, 0.32), (0.63, 0.88)]]  # a closed loop on a stem
+TWO = [[(0.28, 0.3), (0.4, 0.16), (0.58, 0.14), (0.7, 0.26), (0.66, 0.42), (0.3, 0.8),
+        (0.5, 0.8), (0.9, 0.8)]]  # fmt: skip
+
+
+def blurred_scan(png_bytes: bytes, cell: int, blur: float) -> bytes:
+    """The drawing shrunk to ``cell`` px, blown up again smoothly and blurred: a small scan."""
+    from PIL import ImageFilter
+
+    with Image.open(io.BytesIO(png_bytes)) as img:
+        small = img.convert("L").resize((cell, cell), Image.Resampling.BOX)
+    big = small.resize((200, 200), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(blur))
+    return png(big)
+
+
+@pytest.mark.parametrize(("strokes", "digit"), [(NINE, 9), (TWO, 2)], ids=["nine", "two"])
+def test_a_digit_stays_itself_across_stroke_widths(predict, strokes, digit):
+    widths = (6, 12, 20, 30)
+    read = predict(np.stack([preprocess_image(drawn(strokes, w)) for w in widths])).argmax(1)
+    assert (read == digit).all(), f"widths {widths}: read {read.tolist()}"
+
+
+@pytest.mark.parametrize(("strokes", "digit"), [(NINE, 9), (TWO, 2)], ids=["nine", "two"])
+def test_a_small_blurred_scan_stays_itself(predict, strokes, digit):
+    """Issue 18: a digit shrunk to 8x8 (UCI optdigits' cells) and blown up, as a scan of a
+    small digit; such 9s lost their loop in the model input and read as 3."""
+    scans = [blurred_scan(drawn(strokes, 20), c, b) for c in (8, 12, 24) for b in (0.5, 3.0)]
+    read = predict(np.stack([preprocess_image(s) for s in scans])).argmax(1)
+    assert (read == digit).all(), f"cells 8/12/24 x blur 0.5/3: read {read.tolist()}"

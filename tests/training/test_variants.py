@@ -1,4 +1,4 @@
-"""The prepare stage's extra training digits: as served, marker-drawn, typed in fonts."""
+"""The prepare stage's extra training digits: as served, marker-drawn, flagged 1s, typed."""
 
 from __future__ import annotations
 
@@ -45,6 +45,27 @@ def test_marker_digits_are_thicker_and_seeded():
     hole = (slice(None), slice(12, 16), slice(12, 16))
     assert (served[hole].mean(axis=(1, 2)) == 0).all()
     assert (marker[hole].mean(axis=(1, 2)) > 200).all()
+
+
+def stems(n: int) -> np.ndarray:
+    """``n`` MNIST-sized American 1s: a plain vertical bar."""
+    images = np.zeros((n, 28, 28), np.uint8)
+    images[:, 4:24, 13:16] = 255
+    return images
+
+
+def test_flagged_ones_only_touch_the_ones_and_get_a_flag_top_left():
+    x = np.concatenate([stems(4), ring_digits(2)[0]])
+    y = np.array([1, 1, 1, 1, 0, 0], np.int64)
+    flagged, labels = variants.build_variants(x, y, ("flagged",), (), 0, seed=0, workers=1)[
+        "flagged"
+    ]
+    np.testing.assert_array_equal(labels, [1, 1, 1, 1])  # the 0s are not redrawn as 1s
+    plain = np.rint(mnist_style(x[0].astype(np.float32)))
+    for done in flagged:
+        assert (done > 0).sum() > (plain > 0).sum()  # more ink: a flag
+        top_left = done[:10, :12].sum()
+        assert top_left > plain[:10, :12].sum()  # the flag falls to the left of the top
 
 
 def test_typed_digits_cover_every_font_and_digit():

@@ -39,7 +39,8 @@ OUTSIDE_WINS = 0.15  # a border-touching component is the digit only if 1/0.15x 
 LINE_SPAN = 0.85  # a component this long relative to the image side...
 LINE_THICKNESS = 0.05  # ...and at most this thick (relative) is a ruled line or page edge
 NOISE_TIMES = 2.0  # faint ink is this many times the paper's 90th percentile of strength...
-LOCAL_PEAK = 5  # ...and at least half the strongest ink within this window (px)
+LOCAL_PEAK = 5  # ...and at least half the strongest ink within this window (px), or within
+LOCAL_SHARE = 0.2  # this share of the digit's size if wider: a blurred edge's halo is not ink
 BRIDGE = 5  # faint ink joins the digit across gaps narrower than this (px): a dashed line
 # Filled-in marker areas are judged against a background as wide as the whole image (on a
 # 32 px copy) and added where they are as dark as the ink on that scale (x its median): a
@@ -137,6 +138,22 @@ def grow_into(seed: np.ndarray, low: np.ndarray, bridge: int = 1) -> np.ndarray:
     return (_hit(labels, n, seed)[labels] & low) | seed
 
 
+def half_of_local_peak(smooth: np.ndarray, digit: np.ndarray) -> np.ndarray:
+    """Pixels at least half as strong as the strongest ink near them: the stroke's own edge.
+
+    A blurred stroke (a small digit scanned and blown up, an out-of-focus photo) fades
+    over many pixels; Otsu's threshold sits low on that ramp and takes the halo for ink,
+    fattening strokes and closing a 9's loop. Half the local peak is where a blurred edge
+    really is, so the window must reach past the blur: the larger of :data:`LOCAL_PEAK`
+    px and :data:`LOCAL_SHARE` of the digit's size (a sharp stroke is unaffected).
+    """
+    rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    k = max(LOCAL_PEAK, 2 * round(LOCAL_SHARE * side / 2) + 1)
+    beside = cv2.dilate(smooth, np.ones((k, k), np.uint8))
+    return smooth.astype(np.uint16) * 2 >= beside
+
+
 def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
     """(H, W, C) 0..255 -> the digit's mask, or None when there is no ink."""
     img = to_uint8(channels)
@@ -166,9 +183,7 @@ def find_ink(channels: np.ndarray, min_contrast: float) -> np.ndarray | None:
         return None
     digit = select_digit(mask, smooth.astype(np.float32))
     faint &= ~(across | long_lines(faint, 0.5))
-    beside = cv2.dilate(smooth, np.ones((LOCAL_PEAK, LOCAL_PEAK), np.uint8))
-    half = smooth.astype(np.uint16) * 2 >= beside
-    digit = grow_into(digit, faint, BRIDGE) & half
+    digit = grow_into(digit, faint, BRIDGE) & half_of_local_peak(smooth, digit)
     if paper is not None:
         return digit  # no background window took a filled area for paper
     return fill_inked_areas(strength, digit, img, sides, threshold)
