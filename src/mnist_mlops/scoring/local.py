@@ -18,9 +18,10 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from mnist_mlops.imaging.threads import one_opencv_thread
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
-from mnist_mlops.scoring.sources import Batch, ImageFolder, Source, one_thread_per_loader
+from mnist_mlops.scoring.sources import Batch, ImageFolder, Source
 
 CHUNK = 64  # images per pool task: enough to amortise pickling, small enough to balance
 WINDOW_PER_WORKER = 4  # chunks in flight per worker: keeps them busy, bounds memory
@@ -110,7 +111,7 @@ def _finish(
 
 def _init_worker(parent: int) -> None:
     """Pool initializer: one OpenCV thread per worker, and die with the parent."""
-    one_thread_per_loader()
+    one_opencv_thread()
     _exit_with_parent(parent)
 
 

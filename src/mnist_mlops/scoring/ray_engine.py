@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from mnist_mlops.imaging.threads import one_opencv_thread
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
-from mnist_mlops.scoring.sources import Source, one_thread_per_loader
+from mnist_mlops.scoring.sources import Source
 
 
 def load_parts(batch: dict[str, np.ndarray], source: Source, bounds: dict) -> dict:
     """Ray task: the parts in ``batch["part"]`` as rows; a refused image is a row with its error."""
-    one_thread_per_loader()  # the task has one CPU (num_cpus=1 below)
+    one_opencv_thread()  # the task has one CPU (num_cpus=1 below)
     columns: dict[str, list] = {k: [] for k in ("part", "id", "pixels", "error", "digest")}
     for k in batch["part"]:
         loaded = source.load(*bounds[int(k)])

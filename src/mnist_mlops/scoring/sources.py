@@ -137,20 +137,6 @@ class ImageFolder:
 Source = ArraySource | ImageFolder
 
 
-def one_thread_per_loader() -> None:
-    """Keep OpenCV to one thread in a process that loads images for an engine.
-
-    The engines are the parallelism (a pool process, or a Ray task, per CPU); OpenCV's
-    own threads (one per core by default, whatever ``OMP_NUM_THREADS`` says) in each of
-    them oversubscribe the cores. On 2 cores they made one process 12 % faster for
-    twice the CPU, and two loaders 4-10 % slower together (1,124-1,249 against
-    1,233-1,266 images/s single-threaded).
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def list_files(root: Path) -> tuple[str, ...]:
     """Regular files under ``root``, recursively, sorted by relative POSIX path.
 
