@@ -1,0 +1,37 @@
+"""docs/results.md's table of training ideas on the field sets (bench/field_ideas.py's rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from report_format import load, pct, table
+
+FILE = "bench/results/field_ideas.jsonl"
+SEEDS = (7, 11)
+SETS = ("photo", "marker", "pen", "canvas", "fonts")
+
+
+def field_ideas(root: Path) -> list[str]:
+    """One row per idea: MNIST test, real writers, each field set at both seeds."""
+    path = root / FILE
+    if not path.exists():
+        return []
+    rows = []
+    for r in load(path):
+        cells = [" / ".join(pct(r[f"{s}@{seed}"], 1) for seed in SEEDS) for s in SETS]
+        what = ", ".join(r.get("kinds", [])) + (
+            "; " + ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
+            if r.get("overrides") else ""
+        )  # fmt: skip
+        train = f"{r['train_s']:.0f} s" if "train_s" in r else "not retrained"
+        rows.append([r["name"], what or "main's model", pct(r["test"]), pct(r["writers@7"], 1),
+                     *cells, train + (f" ({r['note']})" if r.get("note") else "")])  # fmt: skip
+    return [
+        f"## Training ideas on the field sets (`{FILE}`, `bench/field_ideas.py`)",
+        "Each idea trained with the pipeline's own train and export code on 2 CPU cores, then "
+        "scored through the serving path on the same draws: MNIST test, all 1,797 real "
+        f"writers, and {', '.join(SETS)} at field seeds {SEEDS[0]} / {SEEDS[1]} (300 images "
+        "each: one image is 0.33 points). Prepare kinds, then the train keys that differ "
+        "from the params.yaml of the time.",
+        table(["idea", "kinds; overrides", "MNIST test", "writers", *SETS, "training"], rows),
+    ]
