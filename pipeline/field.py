@@ -3,7 +3,8 @@
     python -m pipeline.field models/model.onnx data/processed --corrections data/corrections
 
 Builds each field set from the MNIST test split (``field`` params: size, seed),
-scores it as the service would (bytes -> imaging -> ONNX Runtime), scores the users'
+scores it as the service would (bytes -> imaging -> ONNX Runtime; sets built in parallel,
+their model inputs saved for the reference stage: data/field_inputs.npz), scores the users'
 corrections held out of training (the ``corrections`` set, when there are any), writes
 metrics/field.json and a grid of each set's failures under plots/, logs both to the
 train stage's MLflow run, and moves the registry's ``champion`` alias to this model only
@@ -28,10 +29,9 @@ from mnist_mlops.evaluation.fieldscore import (
     plot_failures,
     rescore,
     score_inputs,
-    score_set,
     sets_fingerprint,
 )
-from mnist_mlops.evaluation.fieldsets import build_set
+from mnist_mlops.evaluation.served import save_served, serve_sets
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.tracking.registry import (
     noise_tolerance,
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/field.json")
     parser.add_argument("--eval-metrics", default="metrics/evaluate.json")
     parser.add_argument("--plots-dir", default="plots")
+    parser.add_argument("--served", default="data/field_inputs.npz",
+                        help="the sets' model inputs, for the reference stage")  # fmt: skip
     args = parser.parse_args()
     params = load_params(args.params)
     cfg = FieldConfig.from_params(params)
@@ -59,12 +61,13 @@ def main() -> None:
     splits, _ = load_splits(args.processed_dir)
     scores: dict[str, SetScore] = {}
     plots = []
-    for name in cfg.sets:
-        blobs, labels = build_set(name, splits.x_test, splits.y_test, cfg.n_per_set, cfg.seed)
-        scores[name] = score_set(args.onnx, blobs, labels)
+    served = serve_sets(cfg.sets, splits.x_test, splits.y_test, cfg.n_per_set, cfg.seed)
+    for name, s in served.items():
+        scores[name] = score_inputs(args.onnx, s.inputs, s.labels, s.ok)
         plot = Path(args.plots_dir) / f"field_{name}.png"
-        plot_failures(blobs, scores[name], f"field set {name!r}", plot)
+        plot_failures(s.blobs, scores[name], f"field set {name!r}", plot)
         plots.append(plot)
+    save_served(args.served, served)  # the reference stage's images
     holdout = load_part(args.corrections, "holdout") if args.corrections else None
     if holdout is not None and len(holdout):
         scores[HOLDOUT_SET] = score_inputs(args.onnx, holdout.x.astype(np.float32), holdout.y)

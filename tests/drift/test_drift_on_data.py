@@ -25,6 +25,7 @@ import yaml
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.drift.reference import served_inputs
 from mnist_mlops.evaluation.fieldsets import build_set
+from mnist_mlops.evaluation.served import save_served, serve_sets
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.inference_log import InferenceLog
@@ -85,16 +86,21 @@ def monitor(log_dir: Path, reference: Path, out: Path, *extra: str) -> subproces
 
 @pytest.fixture(scope="module")
 def reference(trained_model: Path, tmp_path_factory: pytest.TempPathFactory, stage_cli) -> Path:
-    """The reference stage's table for the repo's params, built from only the sets the
-    monitor counts as normal (the stage also scores the others; the report never reads them)."""
+    """The reference stage's table for the repo's params, from only the sets the monitor
+    counts as normal, served as the field stage serves them (the field stage serves the
+    others too; the report never reads them)."""
     folder = tmp_path_factory.mktemp("reference")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["field"]["sets"] = [s for s in params["monitor"]["reference_sets"] if s != "test"]
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    names = [s for s in params["monitor"]["reference_sets"] if s != "test"]
+    splits, _ = load_splits(processed_dir(trained_model))
+    field = params["field"]
+    served = folder / "field_inputs.npz"
+    save_served(served, serve_sets(names, splits.x_test, splits.y_test, field["n_per_set"],
+                                   field["seed"]))  # fmt: skip
     out = folder / "reference.parquet"
     proc = stage_cli(
         "reference", str(trained_model), str(processed_dir(trained_model)), str(out),
-        "--params", str(folder / "params.yaml"), timeout=1800,
+        "--served", str(served), "--params", str(ROOT / "params.yaml"), timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

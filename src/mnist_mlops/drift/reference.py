@@ -15,12 +15,13 @@ naming where it came from), so a report can compare with all of it or with some 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from mnist_mlops.evaluation.fieldsets import build_set, encode
+from mnist_mlops.evaluation.fieldsets import encode
+from mnist_mlops.evaluation.served import ServedSet
 from mnist_mlops.imaging import ImageError, preprocess_image, to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.features import FEATURES, batch_features
@@ -81,20 +82,15 @@ def build_reference(
     onnx_path: str | os.PathLike[str],
     test_images: np.ndarray,
     test_labels: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    sets: Iterable[str],
-    n_per_set: int,
-    seed: int,
+    sets: Mapping[str, ServedSet],
 ) -> pd.DataFrame:
-    """The whole reference: ``test_images`` (MNIST test digits), then each field set built
-    from the whole test split as the field stage builds it (``n_per_set``, ``seed``), all
-    through the serving path."""
+    """The whole reference: ``test_images`` (MNIST test digits, uploaded as PNG files), then
+    each field set as the field stage served it (:mod:`mnist_mlops.evaluation.served`), all
+    through the serving path; images the preprocessing refused are left out."""
     session = inference_session(onnx_path)
     parts = [rows(session, TEST_SET, *served_inputs(test_blobs(test_images), test_labels))]
-    for name in sets:
-        blobs, labels = build_set(name, x_test, y_test, n_per_set, seed)
-        parts.append(rows(session, name, *served_inputs(blobs, labels)))
+    for name, s in sets.items():
+        parts.append(rows(session, name, s.inputs[s.ok], s.labels[s.ok]))
     table = pd.concat(parts, ignore_index=True)
     table["digit"] = table["digit"].astype(np.int64)
     return table

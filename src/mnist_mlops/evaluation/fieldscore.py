@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_mlops.imaging import ImageError, preprocess_image
+from mnist_mlops.evaluation.served import preprocess_all
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session
 
 
@@ -37,15 +37,9 @@ class SetScore:
 def score_set(
     onnx_path: str | os.PathLike[str], blobs: list[bytes], labels: np.ndarray
 ) -> SetScore:
-    """Preprocess every image as the service does, then one ONNX Runtime batch."""
-    inputs = np.zeros((len(blobs), 28, 28), dtype=np.float32)
-    ok = np.zeros(len(blobs), dtype=bool)
-    for i, blob in enumerate(blobs):
-        try:
-            inputs[i] = preprocess_image(blob)
-            ok[i] = True
-        except ImageError:  # the service answers 4xx: for the user, a miss
-            pass
+    """Preprocess every image as the service does (a refusal, a 4xx for the user, is a
+    miss), then one ONNX Runtime batch."""
+    inputs, ok = preprocess_all(blobs)
     return score_inputs(onnx_path, inputs, labels, ok)
 
 

@@ -1,0 +1,100 @@
+"""The field sets as the service sees them: each set built and preprocessed once.
+
+Building a set (drawing on canvases up to 1,400 px, blurring, JPEG) costs several times
+more than preprocessing it, and the field and reference stages need the same images.
+So the field stage builds the sets in parallel (:func:`serve_sets`: one process per set,
+as many at once as there are cores; each set draws from its own seeded generator, so
+the images do not depend on the order or the number of processes), scores them, and
+saves their model inputs (:func:`save_served`); the reference stage reads those
+(:func:`load_served`) instead of drawing every set again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mnist_mlops.core.errors import DataFormatError
+from mnist_mlops.core.fileio import atomic_path
+from mnist_mlops.evaluation.fieldsets import build_set
+from mnist_mlops.imaging import ImageError, preprocess_image
+from mnist_mlops.imaging.threads import one_opencv_thread
+
+
+@dataclass(frozen=True)
+class ServedSet:
+    """One set's images and what the serving preprocessing made of them."""
+
+    labels: np.ndarray  # (N,) int64
+    inputs: np.ndarray  # (N, 28, 28) float32 0..255; zeros where refused
+    ok: np.ndarray  # (N,) False where the preprocessing refused it (the service: a 4xx)
+    blobs: list[bytes] = field(default_factory=list)  # the encoded images; [] when loaded
+
+
+def serve_set(name: str, x_test: np.ndarray, y_test: np.ndarray, n: int, seed: int) -> ServedSet:
+    """Set ``name`` built from the test split (:func:`build_set`) and preprocessed."""
+    blobs, labels = build_set(name, x_test, y_test, n, seed)
+    return ServedSet(np.asarray(labels, dtype=np.int64), *preprocess_all(blobs), blobs)
+
+
+def preprocess_all(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image through the serving preprocessing: (N, 28, 28) inputs (zeros where
+    refused) and (N,) ok, False where the service would answer a 4xx."""
+    inputs = np.zeros((len(blobs), 28, 28), dtype=np.float32)
+    ok = np.zeros(len(blobs), dtype=bool)
+    for i, blob in enumerate(blobs):
+        try:
+            inputs[i] = preprocess_image(blob)
+            ok[i] = True
+        except ImageError:
+            pass
+    return inputs, ok
+
+
+def _serve(job: tuple[str, np.ndarray, np.ndarray, int, int]) -> ServedSet:
+    return serve_set(*job)
+
+
+def serve_sets(
+    names: Iterable[str],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n: int,
+    seed: int,
+    workers: int | None = None,
+) -> dict[str, ServedSet]:
+    """Every set of ``names``, in that order, built in up to ``workers`` processes (default:
+    one per core). The result is the same for any ``workers``."""
+    names = list(names)
+    workers = min(workers or os.cpu_count() or 1, len(names))
+    jobs = [(name, x_test, y_test, n, seed) for name in names]
+    if workers <= 1:
+        return {name: _serve(job) for name, job in zip(names, jobs)}
+    with ProcessPoolExecutor(workers, initializer=one_opencv_thread) as pool:
+        return dict(zip(names, pool.map(_serve, jobs)))
+
+
+def save_served(path: str | os.PathLike[str], sets: Mapping[str, ServedSet]) -> None:
+    """The sets' labels, inputs and refusals (not the images) as one ``.npz``, atomically."""
+    arrays: dict[str, np.ndarray] = {"names": np.array(list(sets), dtype=str)}
+    for name, s in sets.items():
+        arrays |= {f"y_{name}": s.labels, f"x_{name}": s.inputs, f"ok_{name}": s.ok}
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def load_served(path: str | os.PathLike[str]) -> dict[str, ServedSet]:
+    """What :func:`save_served` wrote, in the same order."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {
+                str(name): ServedSet(npz[f"y_{name}"], npz[f"x_{name}"], npz[f"ok_{name}"])
+                for name in npz["names"]
+            }
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataFormatError(f"{path}: not the field stage's served sets ({exc}); "
+                              "rerun the field stage (dvc repro field)") from None  # fmt: skip
