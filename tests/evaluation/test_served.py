@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -58,3 +61,21 @@ def test_a_missing_or_foreign_file_is_a_one_line_error(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(DataFormatError, match="rerun the field stage"):
         load_served(path)
+
+
+def test_pools_start_in_a_process_that_has_run_opencv_threads():
+    # A forked worker of such a process hung for ever in cv2.setNumThreads (the prepare
+    # stage's test did, mid-suite); the pools spawn theirs. Its own process, with a bound.
+    code = (
+        "import cv2, numpy as np\n"
+        "from mnist_mlops.evaluation.served import serve_sets\n"
+        "big = np.random.rand(2000, 2000).astype(np.float32)\n"
+        "for _ in range(3): cv2.GaussianBlur(big, (9, 9), 0)\n"
+        "x = np.zeros((20, 28, 28), np.uint8); x[:, 5:23, 12:16] = 255\n"
+        "sets = serve_sets(['canvas', 'fonts'], x, np.arange(20) % 10, 3, 0, workers=2)\n"
+        "print(sorted(sets), cv2.getNumThreads())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[:2] == ["['canvas',", "'fonts']"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +21,7 @@ from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.core.fileio import atomic_path
 from mnist_mlops.evaluation.fieldsets import build_set
 from mnist_mlops.imaging import ImageError, preprocess_image
-from mnist_mlops.imaging.threads import one_opencv_thread
+from mnist_mlops.imaging.threads import image_pool
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def serve_sets(
     jobs = [(name, x_test, y_test, n, seed) for name in names]
     if workers <= 1:
         return {name: _serve(job) for name, job in zip(names, jobs)}
-    with ProcessPoolExecutor(workers, initializer=one_opencv_thread) as pool:
+    with image_pool(workers) as pool:
         return dict(zip(names, pool.map(_serve, jobs)))
 
 

@@ -24,7 +24,6 @@ The work is per image (~0.3 ms each) and spread over processes.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 from mnist_mlops.imaging import ImageError, mnist_style, to_uint8
-from mnist_mlops.imaging.threads import one_opencv_thread
+from mnist_mlops.imaging.threads import image_pool
 
 MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
 MARKER_RADIUS = (4, 11)  # brush radius in px at MARKER_BASE: 8-20 % of the digit's height
@@ -183,7 +182,7 @@ def build_variants(
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = np.array_split(images, workers * CHUNKS_PER_WORKER)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    with ProcessPoolExecutor(workers, initializer=one_opencv_thread) as pool:
+    with image_pool(workers) as pool:
         if "served" in kinds:
             out["served"] = (np.concatenate(list(pool.map(_served, chunks))), labels)
         if "marker" in kinds:
