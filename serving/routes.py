@@ -87,29 +87,24 @@ def preferred_answer(scope: Scope, answers: tuple[str, ...]) -> str:
     gets the binary answer only by asking for it, and an odd Accept header never turns a
     request into an error (RFC 9110 lets a server ignore it).
     """
-    header = Headers(scope=scope).get("accept", "")
-    best, best_q = answers[0], -1.0
-    for part in header.split(","):
-        kind, *params = (p.strip() for p in part.split(";"))
-        quality = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        kind = kind.lower()
-        if (
-            kind in answers
-            and quality > 0
-            and (
-                quality > best_q
-                or (quality == best_q and answers.index(kind) < answers.index(best))
-            )
-        ):
-            best, best_q = kind, quality
-    return best
+    rated = []
+    for part in Headers(scope=scope).get("accept", "").split(","):
+        kind, *params = (p.strip().lower() for p in part.split(";"))
+        if kind in answers and (quality := _quality(params)) > 0:
+            rated.append((quality, -answers.index(kind), kind))  # a tie: the earlier answer
+    return max(rated)[2] if rated else answers[0]
+
+
+def _quality(params: list[str]) -> float:
+    """An Accept entry's ``q`` (1 when absent; a malformed one counts as 0, refused)."""
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def _validation_message(exc: ValidationError) -> str:
