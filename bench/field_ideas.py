@@ -16,7 +16,6 @@ to ``WORK/results.jsonl``: writers, the lowest other set per seed, MNIST test, s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -28,31 +27,20 @@ from mnist_mlops.core.config import PrepareConfig, TrainConfig, load_params
 from mnist_mlops.data.prepared import save_variants
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.evaluation.fieldscore import score_inputs
-from mnist_mlops.evaluation.fieldsets import SETS, build_set
-from mnist_mlops.imaging import ImageError, preprocess_image
+from mnist_mlops.evaluation.fieldsets import SETS
+from mnist_mlops.evaluation.served import load_served, save_served, serve_sets
 
 SEEDS = (7, 11)
 
 
 def field_inputs(work: Path, x_test: np.ndarray, y_test: np.ndarray, seed: int) -> dict:
-    """set name -> (model inputs, labels, ok), built and preprocessed once per seed."""
-    path = work / f"field_{seed}.npz"
+    """set name -> (model inputs, labels, ok), built and preprocessed once per seed, as the
+    field stage does it (:mod:`mnist_mlops.evaluation.served`)."""
+    path = work / f"served_{seed}.npz"
     if not path.exists():
-        arrays = {}
-        for name in SETS:
-            if name == "writers" and seed != SEEDS[0]:
-                continue
-            blobs, labels = build_set(name, x_test, y_test, 300, seed)
-            inputs = np.zeros((len(blobs), 28, 28), np.float32)
-            ok = np.zeros(len(blobs), bool)
-            for i, blob in enumerate(blobs):
-                with contextlib.suppress(ImageError):  # a miss, as the service answers 4xx
-                    inputs[i], ok[i] = preprocess_image(blob), True
-            arrays |= {f"x_{name}": inputs, f"y_{name}": labels, f"ok_{name}": ok}
-        np.savez_compressed(path, **arrays)
-    with np.load(path) as npz:
-        names = [k[2:] for k in npz.files if k.startswith("x_")]
-        return {n: (npz[f"x_{n}"], npz[f"y_{n}"], npz[f"ok_{n}"]) for n in names}
+        names = [n for n in SETS if n != "writers" or seed == SEEDS[0]]  # writers: one draw
+        save_served(path, serve_sets(names, x_test, y_test, 300, seed))
+    return {name: (s.inputs, s.labels, s.ok) for name, s in load_served(path).items()}
 
 
 def prepared(work: Path, params: dict, kinds: list[str], x: np.ndarray, y: np.ndarray) -> Path:

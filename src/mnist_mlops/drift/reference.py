@@ -15,14 +15,14 @@ naming where it came from), so a report can compare with all of it or with some 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from mnist_mlops.evaluation.fieldsets import encode
-from mnist_mlops.evaluation.served import ServedSet
-from mnist_mlops.imaging import ImageError, preprocess_image, to_uint8
+from mnist_mlops.evaluation.served import ServedSet, preprocess_all
+from mnist_mlops.imaging import to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.features import FEATURES, batch_features
 
@@ -46,18 +46,11 @@ def answers(session: object, inputs: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def served_inputs(blobs: Iterable[bytes], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each image through the serving preprocessing; refused ones dropped with their labels."""
-    inputs, kept = [], []
-    for blob, label in zip(blobs, labels):
-        try:
-            inputs.append(preprocess_image(blob))
-        except ImageError:  # answered 4xx, never logged
-            continue
-        kept.append(label)
-    if not inputs:
-        return np.zeros((0, 28, 28), np.float32), np.zeros(0, np.int64)
-    return np.stack(inputs), np.asarray(kept, dtype=np.int64)
+def served_inputs(blobs: list[bytes], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image through the serving preprocessing; refused ones (answered 4xx, never
+    logged) dropped with their labels."""
+    inputs, ok = preprocess_all(blobs)
+    return inputs[ok], np.asarray(labels, dtype=np.int64)[ok]
 
 
 def rows(session: object, name: str, inputs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
