@@ -19,7 +19,6 @@ the source itself when even ``grey`` is wrong). Prints counts per cause and per 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import ImageOps
 
+from mnist_mlops.core.fileio import atomic_path, write_json
 from mnist_mlops.evaluation.fieldscore import score_inputs
 from mnist_mlops.evaluation.writers import load_writers, writers_set
 from mnist_mlops.imaging import MIN_CONTRAST, WORK, decode_image, preprocess_image
@@ -106,20 +106,13 @@ def main() -> None:
     for d, row in per_digit.items():
         print(d, row)
     if args.out:
-        Path(args.out).write_text(
-            json.dumps(
-                {
-                    "accuracy": {k: float(r.mean()) for k, r in right.items()},
-                    "causes": dict(counts),
-                    "per_digit": per_digit,
-                },
-                indent=2,
+        write_json(args.out, {"accuracy": {k: float(r.mean()) for k, r in right.items()},
+                              "causes": dict(counts), "per_digit": per_digit})  # fmt: skip
+        with atomic_path(Path(args.out).with_suffix(".npz")) as tmp:
+            np.savez_compressed(
+                tmp, labels=labels, **{f"in_{k}": v for k, v in ways.items()},
+                **{f"pred_{k}": p for k, p in preds.items()},
             )  # fmt: skip
-        )
-        np.savez_compressed(
-            Path(args.out).with_suffix(".npz"), labels=labels,
-            **{f"in_{k}": v for k, v in ways.items()}, **{f"pred_{k}": p for k, p in preds.items()},
-        )  # fmt: skip
 
 
 if __name__ == "__main__":
