@@ -1,4 +1,5 @@
-"""The prepare stage's extra training digits: as served, marker-drawn, flagged 1s, typed."""
+"""The prepare stage's extra training digits: as served, marker-drawn, flagged 1s, crossed
+7s, typed."""
 
 from __future__ import annotations
 
@@ -66,6 +67,29 @@ def test_flagged_ones_only_touch_the_ones_and_get_a_flag_top_left():
         assert (done > 0).sum() > (plain > 0).sum()  # more ink: a flag
         top_left = done[:10, :12].sum()
         assert top_left > plain[:10, :12].sum()  # the flag falls to the left of the top
+
+
+def sevens(n: int) -> np.ndarray:
+    """``n`` MNIST-sized American 7s: a top bar and a vertical stem down from its right end."""
+    images = np.zeros((n, 28, 28), np.uint8)
+    images[:, 4:7, 8:20] = 255
+    images[:, 4:24, 17:20] = 255
+    return images
+
+
+def test_crossed_sevens_only_touch_the_sevens_and_get_a_bar_across_the_stem():
+    x = np.concatenate([sevens(4), stems(2)])
+    y = np.array([7, 7, 7, 7, 1, 1], np.int64)
+    out = variants.build_variants(x, y, ("crossed",), (), 0, seed=0, workers=1)
+    crossed, labels = out["crossed"]
+    np.testing.assert_array_equal(labels, [7, 7, 7, 7])  # the 1s are not redrawn as 7s
+    plain = np.rint(mnist_style(x[0].astype(np.float32)))
+    stem = int(np.argmax(plain[20]))  # the stem's column low down, where no bar is
+    for done in crossed:
+        assert (done > 0).sum() > (plain > 0).sum()  # more ink: a bar
+        middle = slice(11, 19)  # the bar crosses below the top bar, on both sides of the stem
+        assert done[middle, : stem - 2].sum() > plain[middle, : stem - 2].sum()
+        assert done[middle, stem + 3 :].sum() > plain[middle, stem + 3 :].sum()
 
 
 def test_typed_digits_cover_every_font_and_digit():

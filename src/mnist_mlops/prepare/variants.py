@@ -12,8 +12,8 @@ look misreads it, so the prepare stage adds, built from the *train* split only
   its height, so small loops fill in as a marker's do), then preprocessed;
 - ``lowres``: each training digit as a scan of a small digit (a few pixels across, blown
   up smoothly), then preprocessed;
-- ``flagged``: each training 1 written the continental way, with a flag down from the
-  top, which MNIST's American 1s almost never have;
+- ``flagged`` and ``crossed``: each training 1 flagged, each 7 crossed, the continental
+  way MNIST's American writers almost never use (:mod:`.continental`);
 - ``fonts``: digits typed in fonts that matplotlib ships *other than* the
   DejaVu ones the field set is typed in (STIX, Computer Modern), any size,
   slightly rotated, then preprocessed.
@@ -30,33 +30,23 @@ import numpy as np
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
-from mnist_mlops.imaging import ImageError, mnist_style, to_uint8
 from mnist_mlops.imaging.threads import image_pool
+from mnist_mlops.prepare import continental
+from mnist_mlops.prepare.served import as_mnist
 
 MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
 MARKER_RADIUS = (4, 11)  # brush radius in px at MARKER_BASE: 8-20 % of the digit's height
 LOWRES_CELLS = (7, 13)  # the digit's field reduced to this many pixels across
 LOWRES_SIDE = (40, 160)  # then blown up to this many pixels across
-FLAG_LENGTH = (0.15, 0.35)  # a 1's flag, as a fraction of its height...
-FLAG_DROP = (0.6, 1.2)  # ...falling this many times its run to the left
-# A base across the foot too: 0, since with half of them based, narrow 2s read as 1 (47 more
-# writers digits read as 1, issue 18); kept as a knob to measure again.
-FLAG_BASE_SHARE = 0.0
 CHUNKS_PER_WORKER = 8
-
-
-def _as_mnist(img: np.ndarray) -> np.ndarray | None:
-    """One image through the serving preprocessing, as uint8 (None if it finds no ink)."""
-    try:
-        return to_uint8(mnist_style(img.astype(np.float32)))
-    except ImageError:
-        return None
+# kind -> (the training digit it redraws, how, its seed stream)
+CONTINENTAL = {"flagged": (1, continental.flagged, 3000), "crossed": (7, continental.crossed, 4000)}
 
 
 def _served(chunk: np.ndarray) -> np.ndarray:
     out = chunk.copy()  # a digit the preprocessing refuses stays as it was
     for i, img in enumerate(chunk):
-        done = _as_mnist(img)
+        done = as_mnist(img)
         if done is not None:
             out[i] = done
     return out
@@ -74,7 +64,7 @@ def _marker(job: tuple[np.ndarray, int]) -> np.ndarray:
         brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
         # Padded first, so the thick stroke is not cut at the field's edge.
         thick = cv2.dilate(np.pad((big >= 110).astype(np.uint8) * 255, radius + 1), brush)
-        done = _as_mnist(thick)
+        done = as_mnist(thick)
         if done is not None:
             out[i] = done
     return out
@@ -92,39 +82,7 @@ def _lowres(job: tuple[np.ndarray, int]) -> np.ndarray:
         cells = int(rng.integers(*LOWRES_CELLS))
         small = cv2.resize(img, (cells, cells), interpolation=cv2.INTER_AREA)
         side = int(rng.integers(*LOWRES_SIDE))
-        done = _as_mnist(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
-        if done is not None:
-            out[i] = done
-    return out
-
-
-def _flagged(job: tuple[np.ndarray, int]) -> np.ndarray:
-    """Each 1 with a flag from its top down to the left, in its own stroke width (and a base
-    across its foot for :data:`FLAG_BASE_SHARE` of them); then preprocessed."""
-    import cv2
-
-    chunk, seed = job
-    rng = np.random.default_rng(seed)
-    out = chunk.copy()
-    for i, img in enumerate(chunk):
-        ink = cv2.resize(img, (MARKER_BASE, MARKER_BASE), interpolation=cv2.INTER_CUBIC) >= 110
-        rows = np.flatnonzero(ink.any(axis=1))
-        if len(rows) < 2:
-            continue
-        top, foot = rows[0], rows[-1]
-        height = foot - top + 1
-        width = max(2, round(float(ink.sum()) / height))  # a 1 is about one stroke wide
-        canvas = (ink * 255).astype(np.uint8)
-        x0 = float(np.flatnonzero(ink[top]).mean())
-        run = rng.uniform(*FLAG_LENGTH) * height
-        end = (round(x0 - run), round(top + run * rng.uniform(*FLAG_DROP)))
-        cv2.line(canvas, (round(x0), int(top)), end, 255, width, cv2.LINE_AA)
-        if rng.random() < FLAG_BASE_SHARE:
-            xf = float(np.flatnonzero(ink[foot]).mean())
-            half = rng.uniform(0.15, 0.3) * height
-            cv2.line(canvas, (round(xf - half), int(foot)), (round(xf + half), int(foot)), 255,
-                     width, cv2.LINE_AA)  # fmt: skip
-        done = _as_mnist(np.pad(canvas, MARKER_BASE // 2))
+        done = as_mnist(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
         if done is not None:
             out[i] = done
     return out
@@ -145,7 +103,7 @@ def _typed(job: tuple[str, int, int, int]) -> np.ndarray:
             (1.5 * size, 1.5 * size), str(digit), fill=255, font=font, anchor="mm"
         )
         glyph = glyph.rotate(rng.uniform(-10, 10), resample=Image.Resampling.BILINEAR)
-        done = _as_mnist(np.asarray(glyph))
+        done = as_mnist(np.asarray(glyph))
         if done is not None:
             out.append(done)
     return np.stack(out) if out else np.zeros((0, 28, 28), np.uint8)
@@ -191,11 +149,12 @@ def build_variants(
         if "lowres" in kinds:
             jobs = [(c, seed * 2000 + i) for i, c in enumerate(chunks)]
             out["lowres"] = (np.concatenate(list(pool.map(_lowres, jobs))), labels)
-        if "flagged" in kinds:
-            ones = np.flatnonzero(labels == 1)
-            parts = np.array_split(images[ones], workers * CHUNKS_PER_WORKER)
-            jobs = [(c, seed * 3000 + i) for i, c in enumerate(parts)]
-            out["flagged"] = (np.concatenate(list(pool.map(_flagged, jobs))), labels[ones])
+        for kind, (digit, draw, offset) in CONTINENTAL.items():
+            if kind in kinds:
+                picked = np.flatnonzero(labels == digit)
+                parts = np.array_split(images[picked], workers * CHUNKS_PER_WORKER)
+                jobs = [(c, seed * offset + i) for i, c in enumerate(parts)]
+                out[kind] = (np.concatenate(list(pool.map(draw, jobs))), labels[picked])
         if "fonts" in kinds:
             paths = training_fonts(fonts)
             jobs = [
