@@ -7,7 +7,6 @@ from pathlib import Path
 from report_format import load, pct, table
 
 FILE = "bench/results/field_ideas.jsonl"
-SEEDS = (7, 11)
 SETS = ("photo", "marker", "pen", "canvas", "fonts")
 
 
@@ -16,9 +15,13 @@ def field_ideas(root: Path) -> list[str]:
     path = root / FILE
     if not path.exists():
         return []
-    rows = []
-    for r in load(path):
-        cells = [" / ".join(pct(r[f"{s}@{seed}"], 1) for seed in SEEDS) for s in SETS]
+    rows, found = [], load(path)
+    # The draws are the seeds the rows hold ("marker@13"), lowest first; older rows lack
+    # the later ones.
+    seeds = sorted({int(k.rsplit("@", 1)[1]) for r in found for k in r if k.startswith("photo@")})
+    for r in found:
+        cells = [" / ".join(pct(r[f"{s}@{seed}"], 1) if f"{s}@{seed}" in r else "–"
+                            for seed in seeds) for s in SETS]  # fmt: skip
         what = ", ".join(r.get("kinds", [])) + (
             "; " + ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
             if r.get("overrides") else ""
@@ -30,8 +33,9 @@ def field_ideas(root: Path) -> list[str]:
         f"## Training ideas on the field sets (`{FILE}`, `bench/field_ideas.py`)",
         "Each idea trained with the pipeline's own train and export code on 2 CPU cores, then "
         "scored through the serving path on the same draws: MNIST test, all 1,797 real "
-        f"writers, and {', '.join(SETS)} at field seeds {SEEDS[0]} / {SEEDS[1]} (300 images "
-        "each: one image is 0.33 points). Prepare kinds, then the train keys that differ "
-        "from the params.yaml of the time.",
+        f"writers, and {', '.join(SETS)} at field seeds {' / '.join(map(str, seeds))} (300 "
+        "images each: one image is 0.33 points; ideas were chosen on the first, and the last "
+        "was added after every earlier row had been read on the others). Prepare kinds, then "
+        "the train keys that differ from the params.yaml of the time.",
         table(["idea", "kinds; overrides", "MNIST test", "writers", *SETS, "training"], rows),
     ]
