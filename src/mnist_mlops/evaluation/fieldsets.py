@@ -114,8 +114,16 @@ def drawn(digit: np.ndarray, rng: np.random.Generator, spec: DrawnSpec) -> bytes
     ink = paste_rotated((w, h), mask, rng.uniform(*spec.rotation_deg), centre)
     paper = rng.uniform(*spec.paper, 3) if spec.paper is not None else np.full(3, 255.0)
     colour = rng.uniform(*spec.ink, 3) * np.array([1, 1, rng.uniform(*spec.ink_blue)])
-    img = paper * (1 - ink[..., None]) + colour * ink[..., None]
-    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    # Blended only where the ink is: elsewhere the blend is the paper exactly, and the
+    # whole-canvas float64 blend was half of building a marker or pen image.
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[:] = np.clip(paper, 0, 255).astype(np.uint8)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows):
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        alpha = ink[box][..., None]
+        img[box] = np.clip(paper * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    out = Image.fromarray(img, "RGB")
     if rng.random() < spec.jpeg_share:
         return encode(out, "JPEG", quality=int(rng.integers(*spec.jpeg_quality)))
     return encode(out, "PNG")

@@ -16,10 +16,15 @@ from PIL import Image, ImageFilter
 BASE_PX = 112  # strokes are reshaped at 4x MNIST's size, then scaled up
 INK_LEVEL = 110  # an MNIST pixel (0..255, at BASE_PX) at least this bright is part of the stroke
 EDGE_BLUR = 0.6  # Gaussian radius (px) of a pen's soft edge
+# zlib level of the sets' PNGs: the pixels are the same at any level, and Pillow's default (6)
+# spent 60 % of the writers set's build compressing noisy paper (issue 18).
+PNG_LEVEL = 1
 
 
 def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
     """The image as a client uploads it: encoded bytes in ``fmt`` (PNG, JPEG)."""
+    if fmt == "PNG":
+        options = {"compress_level": PNG_LEVEL} | options
     buffer = io.BytesIO()
     img.save(buffer, format=fmt, **options)
     return buffer.getvalue()

@@ -14,11 +14,12 @@ seeded, so the set is identical for the same seed.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from mnist_mlops.evaluation.redraw import encode
 
 Range = tuple[float, float]
 
@@ -69,12 +70,9 @@ def present(cell: np.ndarray, rng: np.random.Generator, spec: WritersSpec = SPEC
     page = page + rng.normal(0.0, rng.uniform(*spec.grain), (side, side, 1))
     out = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8), "RGB")
     out = out.filter(ImageFilter.GaussianBlur(rng.uniform(*spec.blur)))
-    buffer = io.BytesIO()
     if rng.random() < spec.jpeg_share:
-        out.save(buffer, format="JPEG", quality=int(rng.integers(*spec.jpeg_quality)))
-    else:
-        out.save(buffer, format="PNG")
-    return buffer.getvalue()
+        return encode(out, "JPEG", quality=int(rng.integers(*spec.jpeg_quality)))
+    return encode(out, "PNG")
 
 
 def writers_set(seed: int, n: int | None = None) -> tuple[list[bytes], np.ndarray]:
