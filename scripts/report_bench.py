@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from report_format import load, num, pct, table
-from report_ideas import field_ideas
+from report_ideas import field_ideas, readability
 
 # The files rendered here: anything else under bench/results is listed as not rendered.
 PATTERNS = (
@@ -17,6 +17,7 @@ PATTERNS = (
     "bulk_score.json",
     "serve_load-batch-npy.json",
     "field_ideas.jsonl",
+    "readability_*",
 )
 
 
@@ -195,6 +196,7 @@ def bench_sections(root: Path) -> list[str]:
     results = root / "bench/results"
     parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
     parts += bulk_scoring(root) + bulk_http(root) + field_ideas(root)
+    parts += readability(root)
     known = {p for pattern in PATTERNS for p in results.glob(pattern)}
     unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
     if unread:

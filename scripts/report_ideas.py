@@ -39,3 +39,28 @@ def field_ideas(root: Path) -> list[str]:
         "the train keys that differ from the params.yaml of the time.",
         table(["idea", "kinds; overrides", "MNIST test", "writers", *SETS, "training"], rows),
     ]
+
+
+def readability(root: Path) -> list[str]:
+    """Per set and draw (bench/readability.py): the model's misses by a person's call, and the
+    ceiling those calls put on the set."""
+    rows = []
+    for path in sorted((root / "bench/results").glob("readability_*_summary.json")):
+        summary = load(path)
+        for seed, r in summary["seeds"].items():
+            ceiling = "not judged" if r["ceiling"] is None else pct(r["ceiling"], 1)
+            rows.append([summary["set"], seed, pct(r["accuracy"], 1), r["readable"],
+                         r["ambiguous"], r["unreadable"], r["unjudged"], ceiling])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Field-set misses a person would read (`bench/readability.py`)",
+        "Each miss of the model, judged by a person from the upload (the calls and a grid of the "
+        "misses: `bench/results/readability_<set>.json` and `.png`): readable at once, "
+        "ambiguous, or read as another digit or none. The ceiling is the accuracy of a reader "
+        "who gets every image right but the unreadable misses (an upper bound).",
+        table(
+            ["set", "seed", "model", "readable", "ambiguous", "unreadable", "unjudged", "ceiling"],
+            rows,
+        ),  # fmt: skip
+    ]
