@@ -33,7 +33,7 @@ from mnist_mlops.core.errors import UserError
 # The allowed values, each listed once; model.py reads them with typing.get_args.
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]  # torch.nn.functional names
 # The prepare stage's extra training digits: prepare/variants.py.
-VariantKind = Literal["served", "marker", "lowres", "flagged", "crossed", "fonts"]
+VariantKind = Literal["served", "marker", "brushed", "lowres", "flagged", "crossed", "fonts"]
 Optimizer = Literal["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"]
 Schedule = Literal["none", "onecycle", "cosine"]
 Init = Literal["default", "xavier", "he"]

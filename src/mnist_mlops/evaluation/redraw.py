@@ -13,6 +13,8 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from mnist_mlops.imaging.thinning import skeleton
+
 BASE_PX = 112  # strokes are reshaped at 4x MNIST's size, then scaled up
 INK_LEVEL = 110  # an MNIST pixel (0..255, at BASE_PX) at least this bright is part of the stroke
 EDGE_BLUR = 0.6  # Gaussian radius (px) of a pen's soft edge
@@ -28,29 +30,6 @@ def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def skeleton(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning of a boolean mask to a connected 1 px centre line (numpy)."""
-    img = mask.astype(np.uint8)
-    changed = True
-    while changed:
-        changed = False
-        for step in (0, 1):
-            p = np.pad(img, 1)
-            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:],
-                 p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]  # fmt: skip
-            count = sum(x.astype(np.int32) for x in n)
-            ring = n + [n[0]]
-            turns = sum(((ring[i] == 0) & (ring[i + 1] == 1)).astype(np.int32) for i in range(8))
-            a, b = (n[2], n[4]) if step == 0 else (n[0], n[6])
-            c1 = (n[0] * n[2] * n[4] == 0) if step == 0 else (n[0] * n[2] * n[6] == 0)
-            c2 = (a * n[4] * n[6] == 0) if step == 0 else (n[0] * b * n[4] == 0)
-            drop = (img == 1) & (count >= 2) & (count <= 6) & (turns == 1) & c1 & c2
-            if drop.any():
-                img[drop] = 0
-                changed = True
-    return img.astype(bool)
 
 
 def stroke_mask(digit: np.ndarray, height: int, width_px: float | None) -> Image.Image:
