@@ -48,6 +48,27 @@ def test_marker_digits_are_thicker_and_seeded():
     assert (marker[hole].mean(axis=(1, 2)) > 200).all()
 
 
+def test_brushed_digits_have_one_stroke_width_and_are_seeded():
+    # A ring drawn thick on the left and thin on the right, as a pen pressed unevenly.
+    yy, xx = np.mgrid[0:28, 0:28]
+    r = np.hypot((yy - 14) / 9.0, (xx - 14) / 7.0)
+    x = np.zeros((4, 28, 28), np.uint8)
+    x[:, (r < 1.0) & (r > np.where(xx < 14, 0.45, 0.85))] = 255
+    y = np.zeros(4, np.int64)
+    first = variants.build_variants(x, y, ("served", "brushed"), (), 0, seed=1, workers=1)
+    again = variants.build_variants(x, y, ("brushed",), (), 0, seed=1, workers=1)["brushed"][0]
+    other = variants.build_variants(x, y, ("brushed",), (), 0, seed=2, workers=1)["brushed"][0]
+    served, brushed = first["served"][0], first["brushed"][0]
+    np.testing.assert_array_equal(brushed, again)  # same seed, same digits
+    assert not np.array_equal(brushed, other)  # the brush width is drawn
+    halves = lambda img: (img[:, :14].sum(), img[:, 14:].sum())  # noqa: E731
+    left, right = halves(served[0].astype(float))
+    assert left > 1.3 * right  # the scan's uneven stroke survives plain preprocessing
+    for img in brushed:
+        left, right = halves(img.astype(float))
+        assert 0.75 < left / right < 1.33  # one brush: both sides alike
+
+
 def stems(n: int) -> np.ndarray:
     """``n`` MNIST-sized American 1s: a plain vertical bar."""
     images = np.zeros((n, 28, 28), np.uint8)
