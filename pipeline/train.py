@@ -78,6 +78,7 @@ def main() -> None:
             "epochs": result.epochs,
             "seconds": round(result.seconds, 2),
             "device": result.device,
+            "precision": result.precision,
             "n_parameters": result.n_parameters,
             **{k: last.get(k) for k in HISTORY_KEYS},
             "diagnosis": diagnose(result.history),

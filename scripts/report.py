@@ -67,7 +67,11 @@ def model_quality(root: Path) -> str:
         ["best validation accuracy", pct(train["best_val_acc"])],
         ["last epoch: train / val loss", f"{train['train/loss']:.4f} / {train['val/loss']:.4f}"],
         ["epochs, parameters", f"{train['epochs']}, {train['n_parameters']:,}"],
-        ["training time", f"{train['seconds']:.0f} s on {train['device']}"],
+        [
+            "training time",
+            f"{train['seconds']:.0f} s on {train['device']}"
+            + (f", {train['precision']}" if "precision" in train else ""),
+        ],
         [
             "ONNX parity (export)",
             f"max abs logit difference {export['max_abs_diff']:.1e} (tolerance {export['atol']:g}),"

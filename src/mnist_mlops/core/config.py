@@ -134,7 +134,9 @@ class TrainConfig(Section):
     strategy: str  # "ddp" spreads one run over devices x num_nodes processes
     num_nodes: PositiveInt
     log_every_n_steps: NonNegativeInt  # only how often Lightning checks; metrics are per epoch
-    precision: str  # "bf16-mixed" pays off on recent GPUs
+    # Lightning's precision, or "auto": bf16-mixed where the CPU computes bfloat16 natively
+    # (train.trainer.resolve_precision), 32-true elsewhere; "bf16-mixed" pays off on recent GPUs
+    precision: str
     deterministic: StrictBool  # same machine + same seed -> identical metrics
     compile: StrictBool  # torch.compile the MLP (pays off on GPU for long runs)
     # Each of the users' corrections (data/corrections train part) is seen this many times

@@ -38,6 +38,33 @@ class EpochHistory(Callback):
         self._record(trainer, trainer.current_epoch)
 
 
+def native_bf16_cpu() -> bool:
+    """Does this CPU compute bfloat16 in hardware (AVX512-BF16 or AMX)? Elsewhere torch
+    emulates it, slower than float32."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """``train.precision``, with "auto" made concrete for this machine.
+
+    On a CPU with native bfloat16, "bf16-mixed" trains the MLP about 1.5x faster than
+    float32 with the same accuracy (issue 18's table); on other CPUs it would be slower,
+    and on a GPU whether it pays depends on the card, so "auto" is "32-true" there.
+    """
+    if cfg.precision != "auto":
+        return cfg.precision
+    import torch
+
+    gpu = cfg.accelerator not in ("auto", "cpu") or (
+        cfg.accelerator == "auto"
+        and (torch.cuda.is_available() or torch.backends.mps.is_available())
+    )
+    return "bf16-mixed" if not gpu and native_bf16_cpu() else "32-true"
+
+
 def build_trainer(
     cfg: TrainConfig, logger: Logger | bool, callbacks: list[Callback], **overrides: Any
 ) -> pl.Trainer:
@@ -52,7 +79,7 @@ def build_trainer(
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
         max_epochs=cfg.max_epochs,
-        precision=cfg.precision,
+        precision=resolve_precision(cfg),
         deterministic=cfg.deterministic,
         benchmark=False,
         logger=logger,

@@ -46,6 +46,7 @@ class TrainResult:
     epochs: int
     seconds: float
     device: str
+    precision: str  # as trained: train.precision with "auto" resolved for this machine
     n_parameters: int
     history: list[dict[str, float]]
     global_rank: int = 0  # under DDP every process returns; only rank 0 writes and tracks
@@ -177,6 +178,7 @@ def _result(
         epochs=trainer.current_epoch,
         seconds=seconds,
         device=str(trainer.strategy.root_device),
+        precision=str(trainer.precision),
         n_parameters=count_parameters(model.net),
         history=history.rows if trainer.global_rank == 0 else [],
         global_rank=trainer.global_rank,
