@@ -11,7 +11,8 @@ so it is never applied to another image; a miss without a call is ``unjudged``, 
 no ceiling is quoted for its draw until it has one. Writes a grid of the misses (the
 upload beside what the model saw, the call under each) and a JSON summary: per draw, the
 misses by call, and the ceiling: the accuracy of a reader who gets every image right but
-the unreadable misses (an upper bound: a person may also miss images the model got).
+those called unreadable (every call of the draw, whichever model missed the image; an upper
+bound: a person may also misread images no model has missed).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def main() -> None:
                 print(f"unjudged: seed {seed} index {i} digit {s.labels[i]} read {pred[i]} "
                       f"sha {input_sha(s.inputs[i])}")  # fmt: skip
         accuracy = float((pred == s.labels).mean())
-        ceiling = None if counts["unjudged"] else round(1.0 - counts["unreadable"] / args.n, 4)
+        unreadable = sum(c["call"] == "unreadable" and c["sha"] == input_sha(s.inputs[c["index"]])
+                         for c in calls.values() if c["seed"] == seed)  # fmt: skip
+        ceiling = None if counts["unjudged"] else round(1.0 - unreadable / args.n, 4)
         summary["seeds"][str(seed)] = {"accuracy": round(accuracy, 4), **counts,
                                        "ceiling": ceiling}  # fmt: skip
     cols = 4

@@ -55,10 +55,11 @@ def readability(root: Path) -> list[str]:
         return []
     return [
         "## Field-set misses a person would read (`bench/readability.py`)",
-        "Each miss of the model, judged by a person from the upload (the calls and a grid of the "
-        "misses: `bench/results/readability_<set>.json` and `.png`): readable at once, "
-        "ambiguous, or read as another digit or none. The ceiling is the accuracy of a reader "
-        "who gets every image right but the unreadable misses (an upper bound).",
+        "Each miss of the served model (`models/model.onnx`), judged by a person from the "
+        "upload (the calls and a grid of the misses: `bench/results/readability_<set>.json` "
+        "and `.png`): readable at once, ambiguous, or read as another digit or none. The "
+        "ceiling is the accuracy of a reader who gets every image right but those called "
+        "unreadable, whichever model missed them (an upper bound).",
         table(
             ["set", "seed", "model", "readable", "ambiguous", "unreadable", "unjudged", "ceiling"],
             rows,
