@@ -15,10 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnist_mlops.prepare.served import as_mnist
+from mnist_mlops.prepare.served import BASE, INK_LEVEL, as_mnist
 
-BASE = 112  # digits are redrawn at 4x MNIST's size
-INK_LEVEL = 110  # a pixel (0..255, at BASE) at least this bright is part of the stroke
 FLAG_LENGTH = (0.15, 0.35)  # a 1's flag, as a fraction of its height...
 FLAG_DROP = (0.6, 1.2)  # ...falling this many times its run to the left
 # A base across the foot too: 0, since with half of them based, narrow 2s read as 1 (47 more

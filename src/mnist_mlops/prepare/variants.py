@@ -36,12 +36,11 @@ from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 from mnist_mlops.imaging.thinning import skeleton
 from mnist_mlops.imaging.threads import image_pool
 from mnist_mlops.prepare import continental
-from mnist_mlops.prepare.served import as_mnist
+from mnist_mlops.prepare.served import BASE, INK_LEVEL, as_mnist
 
-MARKER_BASE = 112  # digits are redrawn at 4x MNIST's size
-MARKER_RADIUS = (4, 11)  # brush radius in px at MARKER_BASE: 8-20 % of the digit's height
+MARKER_RADIUS = (4, 11)  # brush radius in px at BASE: 8-20 % of the digit's height
 BRUSH_THIN_PX = 56  # the centre line is found at 2x MNIST's size (8x faster than at 4x)
-BRUSH_SHARE = (0.10, 0.24)  # brush width as a share of the digit's height at MARKER_BASE
+BRUSH_SHARE = (0.10, 0.24)  # brush width as a share of the digit's height at BASE
 LOWRES_CELLS = (7, 13)  # the digit's field reduced to this many pixels across
 LOWRES_SIDE = (40, 160)  # then blown up to this many pixels across
 CHUNKS_PER_WORKER = 8
@@ -65,11 +64,11 @@ def _marker(job: tuple[np.ndarray, int]) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = chunk.copy()
     for i, img in enumerate(chunk):
-        big = cv2.resize(img, (MARKER_BASE, MARKER_BASE), interpolation=cv2.INTER_CUBIC)
+        big = cv2.resize(img, (BASE, BASE), interpolation=cv2.INTER_CUBIC)
         radius = int(rng.integers(*MARKER_RADIUS))
         brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
         # Padded first, so the thick stroke is not cut at the field's edge.
-        thick = cv2.dilate(np.pad((big >= 110).astype(np.uint8) * 255, radius + 1), brush)
+        thick = cv2.dilate(np.pad((big >= INK_LEVEL).astype(np.uint8) * 255, radius + 1), brush)
         done = as_mnist(thick)
         if done is not None:
             out[i] = done
@@ -77,14 +76,16 @@ def _marker(job: tuple[np.ndarray, int]) -> np.ndarray:
 
 
 def _brushed(job: tuple[np.ndarray, int]) -> np.ndarray:
+    """Each digit's centre line, stroked with one round brush of a drawn width, then
+    preprocessed: a marker's even stroke (``_marker`` thickens the scan's uneven one)."""
     import cv2
 
     chunk, seed = job
     rng = np.random.default_rng(seed)
     out = chunk.copy()
-    up = MARKER_BASE // BRUSH_THIN_PX
+    up = BASE // BRUSH_THIN_PX
     for i, img in enumerate(chunk):
-        small = cv2.resize(img, (BRUSH_THIN_PX,) * 2, interpolation=cv2.INTER_CUBIC) >= 110
+        small = cv2.resize(img, (BRUSH_THIN_PX,) * 2, interpolation=cv2.INTER_CUBIC) >= INK_LEVEL
         line = np.kron(skeleton(small), np.ones((up, up), bool)).astype(np.uint8) * 255
         rows = np.flatnonzero(line.any(axis=1))
         if len(rows) == 0:
