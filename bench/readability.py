@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw
 
 from mnist_mlops.core.fileio import atomic_path, read_json, write_json
 from mnist_mlops.data.splits import load_splits
+from mnist_mlops.evaluation.fieldscore import score_inputs
 from mnist_mlops.evaluation.served import serve_set
-from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session
 
 TILE = 160  # px of each half of a grid tile
 CALLS = ("readable", "ambiguous", "unreadable")
@@ -64,16 +64,15 @@ def main() -> None:
     calls = {(c["seed"], c["index"]): c for c in read_json(calls_path)["calls"]} \
         if calls_path.exists() else {}  # fmt: skip
     splits, _ = load_splits(args.processed)
-    session = inference_session(args.onnx)
     tiles, summary = [], {"set": args.set, "onnx": args.onnx, "n": args.n, "seeds": {}}
     for seed in args.seeds:
         s = serve_set(args.set, splits.x_test, splits.y_test, args.n, seed)
-        logits = session.run(None, {INPUT_NAME: as_model_input(s.inputs)})[0]
-        pred = np.where(s.ok, logits.argmax(1), -1)
+        score = score_inputs(args.onnx, s.inputs, s.labels, s.ok)
+        pred = score.predictions
         counts = dict.fromkeys(CALLS + ("unjudged",), 0)
         for i in np.flatnonzero(pred != s.labels):
-            call = calls.get((seed, int(i)))
-            fresh = call and call["sha"] == input_sha(s.inputs[i])
+            call, sha = calls.get((seed, int(i))), input_sha(s.inputs[i])
+            fresh = call and call["sha"] == sha
             verdict = call["call"] if fresh and call["call"] in CALLS else "unjudged"
             counts[verdict] += 1
             note = f" {call['note']}" if fresh and call.get("note") else ""
@@ -81,12 +80,11 @@ def main() -> None:
             tiles.append(tile(s.blobs[i], s.inputs[i], caption[:52]))
             if verdict == "unjudged":
                 print(f"unjudged: seed {seed} index {i} digit {s.labels[i]} read {pred[i]} "
-                      f"sha {input_sha(s.inputs[i])}")  # fmt: skip
-        accuracy = float((pred == s.labels).mean())
+                      f"sha {sha}")  # fmt: skip
         unreadable = sum(c["call"] == "unreadable" and c["sha"] == input_sha(s.inputs[c["index"]])
                          for c in calls.values() if c["seed"] == seed)  # fmt: skip
         ceiling = None if counts["unjudged"] else round(1.0 - unreadable / args.n, 4)
-        summary["seeds"][str(seed)] = {"accuracy": round(accuracy, 4), **counts,
+        summary["seeds"][str(seed)] = {"accuracy": round(score.accuracy, 4), **counts,
                                        "ceiling": ceiling}  # fmt: skip
     cols = 4
     grid = Image.new("L", (cols * 2 * TILE, -(-len(tiles) // cols) * (TILE + 16)), 200)
