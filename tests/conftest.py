@@ -399,6 +399,9 @@ def tracked_run(processed_dir, tmp_path_factory, repo_params) -> TrainedRun:
     logits = TestSetLogits(load_splits(processed_dir)[0].x_test)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+        # Lightning's logger sets $MLFLOW_TRACKING_URI; setting it here first makes the
+        # context undo it, so later tests' subprocesses do not find this run's store.
+        env.setenv("MLFLOW_TRACKING_URI", uri)
         prepare_store(uri, "tracked")
         result = train(
             cfg,

@@ -23,6 +23,7 @@ def record_run(tracking_uri: str, summary: Any) -> str | None:
     try:
         from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
+        from mnist_mlops.tracking.inputs import log_inputs
         from mnist_mlops.tracking.runs import client, prepare_store
 
         experiment_id = prepare_store(tracking_uri, EXPERIMENT)
@@ -59,7 +60,7 @@ def record_run(tracking_uri: str, summary: Any) -> str | None:
             source=json.dumps({"uri": summary.input}),
         )
         context = InputTag(key="mlflow.data.context", value="scoring")
-        c.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=[context])])
+        log_inputs(c, run_id, [DatasetInput(dataset=dataset, tags=[context])])
         c.set_terminated(run_id, "FINISHED")
         return run_id
     except Exception as exc:  # tracking is the browsing view, never a reason to fail the job
