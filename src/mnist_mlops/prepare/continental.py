@@ -12,10 +12,11 @@ service would; a digit the preprocessing refuses stays as it was.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
-from mnist_mlops.prepare.served import BASE, INK_LEVEL, as_mnist
+from mnist_mlops.prepare.served import BASE, INK_LEVEL, redraw_chunk
 
 FLAG_LENGTH = (0.15, 0.35)  # a 1's flag, as a fraction of its height...
 FLAG_DROP = (0.6, 1.2)  # ...falling this many times its run to the left
@@ -27,26 +28,20 @@ CROSS_HALF = (0.12, 0.25)  # ...reaching this far each side of the stem (share o
 CROSS_SLANT = (-0.08, 0.08)  # ...rising or falling this much across its length
 
 
-def _redraw(
-    job: tuple[np.ndarray, int],
+def _extended(
+    img: np.ndarray,
+    rng: np.random.Generator,
     extra: Callable[[np.ndarray, np.ndarray, np.random.Generator], None],
-) -> np.ndarray:
-    """Each digit of the chunk at BASE px, ``extra`` drawing on it, then preprocessed."""
+) -> np.ndarray | None:
+    """The digit at BASE px with ``extra`` drawn on it, padded; None for a digit with no ink."""
     import cv2
 
-    chunk, seed = job
-    rng = np.random.default_rng(seed)
-    out = chunk.copy()
-    for i, img in enumerate(chunk):
-        ink = cv2.resize(img, (BASE, BASE), interpolation=cv2.INTER_CUBIC) >= INK_LEVEL
-        if ink.sum() < 2:
-            continue
-        canvas = (ink * 255).astype(np.uint8)
-        extra(canvas, ink, rng)
-        done = as_mnist(np.pad(canvas, BASE // 2))
-        if done is not None:
-            out[i] = done
-    return out
+    ink = cv2.resize(img, (BASE, BASE), interpolation=cv2.INTER_CUBIC) >= INK_LEVEL
+    if ink.sum() < 2:
+        return None
+    canvas = (ink * 255).astype(np.uint8)
+    extra(canvas, ink, rng)
+    return np.pad(canvas, BASE // 2)
 
 
 def _box(ink: np.ndarray) -> tuple[int, int, int, int]:
@@ -94,9 +89,9 @@ def _cross(canvas: np.ndarray, ink: np.ndarray, rng: np.random.Generator) -> Non
 
 def flagged(job: tuple[np.ndarray, int]) -> np.ndarray:
     """Training 1s with a flag from the top down to the left, preprocessed."""
-    return _redraw(job, _flag)
+    return redraw_chunk(job, partial(_extended, extra=_flag))
 
 
 def crossed(job: tuple[np.ndarray, int]) -> np.ndarray:
     """Training 7s with a bar across the stem, preprocessed."""
-    return _redraw(job, _cross)
+    return redraw_chunk(job, partial(_extended, extra=_cross))

@@ -27,6 +27,7 @@ The work is per image (~0.3 ms each) and spread over processes.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 from mnist_mlops.imaging.thinning import skeleton
 from mnist_mlops.imaging.threads import image_pool
 from mnist_mlops.prepare import continental
-from mnist_mlops.prepare.served import BASE, INK_LEVEL, as_mnist
+from mnist_mlops.prepare.served import BASE, INK_LEVEL, Draw, as_mnist, redraw_chunk
 
 MARKER_RADIUS = (4, 11)  # brush radius in px at BASE: 8-20 % of the digit's height
 BRUSH_THIN_PX = 56  # the centre line is found at 2x MNIST's size (8x faster than at 4x)
@@ -48,73 +49,59 @@ CHUNKS_PER_WORKER = 8
 CONTINENTAL = {"flagged": (1, continental.flagged, 3000), "crossed": (7, continental.crossed, 4000)}
 
 
+def _as_is(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return img
+
+
 def _served(chunk: np.ndarray) -> np.ndarray:
-    out = chunk.copy()  # a digit the preprocessing refuses stays as it was
-    for i, img in enumerate(chunk):
-        done = as_mnist(img)
-        if done is not None:
-            out[i] = done
-    return out
+    return redraw_chunk((chunk, 0), _as_is)
 
 
-def _marker(job: tuple[np.ndarray, int]) -> np.ndarray:
+def _thick(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The scan's own stroke, thickened with a round brush of a drawn radius."""
     import cv2
 
-    chunk, seed = job
-    rng = np.random.default_rng(seed)
-    out = chunk.copy()
-    for i, img in enumerate(chunk):
-        big = cv2.resize(img, (BASE, BASE), interpolation=cv2.INTER_CUBIC)
-        radius = int(rng.integers(*MARKER_RADIUS))
-        brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-        # Padded first, so the thick stroke is not cut at the field's edge.
-        thick = cv2.dilate(np.pad((big >= INK_LEVEL).astype(np.uint8) * 255, radius + 1), brush)
-        done = as_mnist(thick)
-        if done is not None:
-            out[i] = done
-    return out
+    big = cv2.resize(img, (BASE, BASE), interpolation=cv2.INTER_CUBIC)
+    radius = int(rng.integers(*MARKER_RADIUS))
+    brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+    # Padded first, so the thick stroke is not cut at the field's edge.
+    return cv2.dilate(np.pad((big >= INK_LEVEL).astype(np.uint8) * 255, radius + 1), brush)
 
 
-def _brushed(job: tuple[np.ndarray, int]) -> np.ndarray:
-    """Each digit's centre line, stroked with one round brush of a drawn width, then
-    preprocessed: a marker's even stroke (``_marker`` thickens the scan's uneven one)."""
+def _brush(img: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """The digit's centre line, stroked with one round brush of a drawn width: a marker's
+    even stroke (``_thick`` thickens the scan's uneven one)."""
     import cv2
 
-    chunk, seed = job
-    rng = np.random.default_rng(seed)
-    out = chunk.copy()
     up = BASE // BRUSH_THIN_PX
-    for i, img in enumerate(chunk):
-        small = cv2.resize(img, (BRUSH_THIN_PX,) * 2, interpolation=cv2.INTER_CUBIC) >= INK_LEVEL
-        line = np.kron(skeleton(small), np.ones((up, up), bool)).astype(np.uint8) * 255
-        rows = np.flatnonzero(line.any(axis=1))
-        if len(rows) == 0:
-            continue
-        width = rng.uniform(*BRUSH_SHARE) * (rows[-1] - rows[0] + 1)
-        radius = max(1, round(width / 2))
-        brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-        done = as_mnist(cv2.dilate(np.pad(line, radius + 1), brush))
-        if done is not None:
-            out[i] = done
-    return out
+    small = cv2.resize(img, (BRUSH_THIN_PX,) * 2, interpolation=cv2.INTER_CUBIC) >= INK_LEVEL
+    line = np.kron(skeleton(small), np.ones((up, up), bool)).astype(np.uint8) * 255
+    rows = np.flatnonzero(line.any(axis=1))
+    if len(rows) == 0:
+        return None
+    width = rng.uniform(*BRUSH_SHARE) * (rows[-1] - rows[0] + 1)
+    radius = max(1, round(width / 2))
+    brush = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+    return cv2.dilate(np.pad(line, radius + 1), brush)
 
 
-def _lowres(job: tuple[np.ndarray, int]) -> np.ndarray:
-    """Each digit as a scan of a small digit: reduced to a few pixels across, then blown up
-    smoothly (a loop becomes a soft grey hole), then preprocessed."""
+def _small_scan(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A scan of a small digit: reduced to a few pixels across, then blown up smoothly
+    (a loop becomes a soft grey hole)."""
     import cv2
 
-    chunk, seed = job
-    rng = np.random.default_rng(seed)
-    out = chunk.copy()
-    for i, img in enumerate(chunk):
-        cells = int(rng.integers(*LOWRES_CELLS))
-        small = cv2.resize(img, (cells, cells), interpolation=cv2.INTER_AREA)
-        side = int(rng.integers(*LOWRES_SIDE))
-        done = as_mnist(cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC))
-        if done is not None:
-            out[i] = done
-    return out
+    cells = int(rng.integers(*LOWRES_CELLS))
+    small = cv2.resize(img, (cells, cells), interpolation=cv2.INTER_AREA)
+    side = int(rng.integers(*LOWRES_SIDE))
+    return cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+# kind -> (how each training digit is redrawn, its seed stream)
+REDRAWN: dict[str, tuple[Draw, int]] = {
+    "marker": (_thick, 1000),
+    "brushed": (_brush, 5000),
+    "lowres": (_small_scan, 2000),
+}
 
 
 def _typed(job: tuple[str, int, int, int]) -> np.ndarray:
@@ -172,15 +159,11 @@ def build_variants(
     with image_pool(workers) as pool:
         if "served" in kinds:
             out["served"] = (np.concatenate(list(pool.map(_served, chunks))), labels)
-        if "marker" in kinds:
-            jobs = [(c, seed * 1000 + i) for i, c in enumerate(chunks)]
-            out["marker"] = (np.concatenate(list(pool.map(_marker, jobs))), labels)
-        if "brushed" in kinds:
-            jobs = [(c, seed * 5000 + i) for i, c in enumerate(chunks)]
-            out["brushed"] = (np.concatenate(list(pool.map(_brushed, jobs))), labels)
-        if "lowres" in kinds:
-            jobs = [(c, seed * 2000 + i) for i, c in enumerate(chunks)]
-            out["lowres"] = (np.concatenate(list(pool.map(_lowres, jobs))), labels)
+        for kind, (draw, offset) in REDRAWN.items():
+            if kind in kinds:
+                jobs = [(c, seed * offset + i) for i, c in enumerate(chunks)]
+                done = pool.map(partial(redraw_chunk, draw=draw), jobs)
+                out[kind] = (np.concatenate(list(done)), labels)
         for kind, (digit, draw, offset) in CONTINENTAL.items():
             if kind in kinds:
                 picked = np.flatnonzero(labels == digit)
