@@ -1,7 +1,7 @@
 """One training idea measured on fixed draws of every field set, without `dvc repro`.
 
-    PYTHONPATH=src python bench/field_ideas.py NAME --kinds served,marker,fonts,flagged \
-        [--set train.max_epochs=10 ...] [--processed data/processed] [--work /tmp/ideas]
+    PYTHONPATH=src python bench/field_ideas.py NAME [--kinds served,marker,fonts,flagged] \
+        [--set max_epochs=10 seed=43 ...] [--processed data/processed] [--work /tmp/ideas]
     PYTHONPATH=src python bench/field_ideas.py NAME --onnx models/model.onnx  # score only
 
 Issue 18's table: builds the prepare stage's variants (each kind once, cached under
@@ -69,7 +69,7 @@ def prepared(work: Path, params: dict, kinds: list[str], x: np.ndarray, y: np.nd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
-    parser.add_argument("--kinds", default="served,marker,fonts")
+    parser.add_argument("--kinds", help="prepare kinds, comma-separated (default: params.yaml's)")
     parser.add_argument("--set", nargs="*", default=[], help="train overrides, key=value")
     parser.add_argument("--onnx", help="score this model instead of training one")
     parser.add_argument("--params", default="params.yaml")
@@ -88,7 +88,7 @@ def main() -> None:
         from mnist_mlops.train.checkpoint import load_net
         from mnist_mlops.train.training import train
 
-        kinds = args.kinds.split(",")
+        kinds = args.kinds.split(",") if args.kinds else list(params["prepare"]["kinds"])
         folder = prepared(work, params, kinds, *splits.split("train"))
         overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
         cfg = TrainConfig.from_params(params, **overrides)
