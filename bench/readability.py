@@ -69,20 +69,21 @@ def main() -> None:
         s = serve_set(args.set, splits.x_test, splits.y_test, args.n, seed)
         score = score_inputs(args.onnx, s.inputs, s.labels, s.ok)
         pred = score.predictions
+        # The calls of this draw that still judge what the model sees (same fingerprint).
+        fresh = {i: c for (sd, i), c in calls.items()
+                 if sd == seed and c["sha"] == input_sha(s.inputs[i])}  # fmt: skip
         counts = dict.fromkeys(CALLS + ("unjudged",), 0)
         for i in np.flatnonzero(pred != s.labels):
-            call, sha = calls.get((seed, int(i))), input_sha(s.inputs[i])
-            fresh = call and call["sha"] == sha
-            verdict = call["call"] if fresh and call["call"] in CALLS else "unjudged"
+            call = fresh.get(int(i))
+            verdict = call["call"] if call and call["call"] in CALLS else "unjudged"
             counts[verdict] += 1
-            note = f" {call['note']}" if fresh and call.get("note") else ""
+            note = f" {call['note']}" if call and call.get("note") else ""
             caption = f"s{seed}#{i} {s.labels[i]}->{pred[i]} {verdict}{note}"
             tiles.append(tile(s.blobs[i], s.inputs[i], caption[:52]))
             if verdict == "unjudged":
                 print(f"unjudged: seed {seed} index {i} digit {s.labels[i]} read {pred[i]} "
-                      f"sha {sha}")  # fmt: skip
-        unreadable = sum(c["call"] == "unreadable" and c["sha"] == input_sha(s.inputs[c["index"]])
-                         for c in calls.values() if c["seed"] == seed)  # fmt: skip
+                      f"sha {input_sha(s.inputs[i])}")  # fmt: skip
+        unreadable = sum(c["call"] == "unreadable" for c in fresh.values())
         ceiling = None if counts["unjudged"] else round(1.0 - unreadable / args.n, 4)
         summary["seeds"][str(seed)] = {"accuracy": round(score.accuracy, 4), **counts,
                                        "ceiling": ceiling}  # fmt: skip
