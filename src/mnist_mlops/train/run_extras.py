@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from mnist_mlops.core.config import MlflowConfig
 from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.tracking.inputs import log_inputs
-from mnist_mlops.tracking.runs import git_commit
+from mnist_mlops.tracking.runs import client, git_commit
 
 # Seconds between samples; MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL_S = 5.0
@@ -41,7 +41,6 @@ def log_datasets(
     """
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
-    from mlflow.tracking import MlflowClient
 
     inputs = []
     for name, (x, y) in splits.items():
@@ -51,7 +50,7 @@ def log_datasets(
             dataset = mlflow.data.from_numpy(x, source=str(source), targets=y, name=f"mnist-{name}")
         tags = [InputTag(key="mlflow.data.context", value=name)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
-    log_inputs(MlflowClient(tracking_uri=tracking_uri), run_id, inputs)
+    log_inputs(client(tracking_uri), run_id, inputs)
 
 
 def run_logger(
