@@ -45,4 +45,7 @@ def log_inputs(client: MlflowClient, run_id: str, inputs: Sequence[DatasetInput]
         except MlflowException as exc:
             if attempt == ATTEMPTS or not is_dataset_conflict(exc):
                 raise
-            log.info("dataset logged by a concurrent run; linking it (try %d): %s", attempt, exc)
+            # One line: the store's refusal (SQL, parameters) is noise for a handled race.
+            names = ", ".join(i.dataset.name for i in inputs)
+            log.info("%s: logged by a concurrent run at the same moment; linking it", names)
+            log.debug("the store's refusal (try %d): %s", attempt, exc)
