@@ -18,8 +18,8 @@ lock:  ## re-resolve requirements/*.txt from pyproject.toml (ARGS=--upgrade for 
 repro:  ## run the whole pipeline (set MNIST_MIRROR=<url or folder> to use another mirror)
 	dvc repro
 
-test:  ## run every test, slow ones included (what CI runs)
-	pytest -q
+test:  ## run every test, slow ones included (what CI runs, after dvc repro); the slowest listed
+	pytest -q --durations=25
 
 test-fast:  ## skip the slow tests (real training, dvc repro, served processes)
 	pytest -q -m "not slow"
@@ -51,8 +51,8 @@ bench-serve:  ## HTTP load with wrk: bare Starlette vs minimal BentoML vs ours (
 bench-score:  ## bulk scoring vs ONNX Runtime called directly (add ARGS="--sizes 10000")
 	python bench/bulk_score.py $(ARGS)
 
-report:  ## render docs/results.md from metrics/, params and bench/results/ (after dvc repro or a bench)
-	python scripts/report.py
+report:  ## render docs/results.md again after a benchmark (the report stage; dvc repro runs it too)
+	dvc repro report
 
 # DVC writes each cached output of dvc.yaml into the .gitignore of its folder; git clean -X
 # removes only ignored files, so the committed metrics, plots and model card stay.

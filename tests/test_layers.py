@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "monitoring": {"core", "imaging", "inference"},
     "drift": {"core", "evaluation", "imaging", "inference", "monitoring"},
     "corrections": {"core", "data"},
+    "reporting": {"core"},
 }
 
 

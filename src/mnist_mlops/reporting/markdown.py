@@ -1,4 +1,4 @@
-"""Markdown tables and number formats for docs/results.md (see report.py)."""
+"""Markdown tables and number formats for the results page (see results.py)."""
 
 from __future__ import annotations
 

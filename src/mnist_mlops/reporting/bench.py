@@ -1,12 +1,12 @@
-"""The benchmark sections of docs/results.md, one per bench/results file (see report.py)."""
+"""The benchmark sections of the results page, one per bench/results file (see results.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from report_format import load, num, pct, table
-from report_ideas import field_ideas, readability
+from mnist_mlops.reporting.ideas import field_ideas, readability
+from mnist_mlops.reporting.markdown import load, num, pct, table
 
 # The files rendered here: anything else under bench/results is listed as not rendered.
 PATTERNS = (

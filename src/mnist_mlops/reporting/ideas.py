@@ -1,10 +1,11 @@
-"""docs/results.md's table of training ideas on the field sets (bench/field_ideas.py's rows)."""
+"""The results page's research tables: training ideas on the field sets, and a person's
+calls on a set's misses (the rows of bench/research/field_ideas.py and readability.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from report_format import load, pct, table
+from mnist_mlops.reporting.markdown import load, pct, table
 
 FILE = "bench/results/field_ideas.jsonl"
 SETS = ("photo", "marker", "pen", "canvas", "fonts")
@@ -30,7 +31,7 @@ def field_ideas(root: Path) -> list[str]:
         rows.append([r["name"], what or "main's model", pct(r["test"]), pct(r["writers@7"], 1),
                      *cells, train + (f" ({r['note']})" if r.get("note") else "")])  # fmt: skip
     return [
-        f"## Training ideas on the field sets (`{FILE}`, `bench/field_ideas.py`)",
+        f"## Training ideas on the field sets (`{FILE}`, `bench/research/field_ideas.py`)",
         "Each idea trained with the pipeline's own train and export code on 2 CPU cores, then "
         "scored through the serving path on the same draws: MNIST test, all 1,797 real "
         f"writers, and {', '.join(SETS)} at field seeds {' / '.join(map(str, seeds))} (300 "
@@ -42,8 +43,8 @@ def field_ideas(root: Path) -> list[str]:
 
 
 def readability(root: Path) -> list[str]:
-    """Per set and draw (bench/readability.py): the model's misses by a person's call, and the
-    ceiling those calls put on the set."""
+    """Per set and draw (bench/research/readability.py): the model's misses by a person's
+    call, and the ceiling those calls put on the set."""
     rows = []
     for path in sorted((root / "bench/results").glob("readability_*_summary.json")):
         summary = load(path)
@@ -54,7 +55,7 @@ def readability(root: Path) -> list[str]:
     if not rows:
         return []
     return [
-        "## Field-set misses a person would read (`bench/readability.py`)",
+        "## Field-set misses a person would read (`bench/research/readability.py`)",
         "Each miss of the served model (`models/model.onnx`), judged by a person from the "
         "upload (the calls and a grid of the misses: `bench/results/readability_<set>.json` "
         "and `.png`): readable at once, ambiguous, or read as another digit or none. The "
