@@ -23,7 +23,6 @@ from mnist_mlops.core.errors import DataFormatError
 SIDE = 28
 PIXEL_MAX = 255.0
 NUMBER_KINDS = "uif"  # unsigned, signed, float: what a pixel may be stored as
-VALUE_CHECK_ROWS = 8192  # NaN / range checks run on blocks of this many images
 
 
 class ArrayInputError(DataFormatError):
