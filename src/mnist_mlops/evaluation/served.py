@@ -21,7 +21,7 @@ from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.core.fileio import atomic_path
 from mnist_mlops.evaluation.fieldsets import build_set
 from mnist_mlops.imaging import ImageError, preprocess_image
-from mnist_mlops.imaging.threads import image_pool
+from mnist_mlops.imaging.pools import image_pool
 
 
 @dataclass(frozen=True)

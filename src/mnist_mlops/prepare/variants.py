@@ -34,8 +34,8 @@ import numpy as np
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
+from mnist_mlops.imaging.pools import image_pool
 from mnist_mlops.imaging.thinning import skeleton
-from mnist_mlops.imaging.threads import image_pool
 from mnist_mlops.prepare import continental
 from mnist_mlops.prepare.served import BASE, INK_LEVEL, Draw, as_mnist, redraw_chunk
 

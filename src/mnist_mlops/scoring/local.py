@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from mnist_mlops.imaging.threads import one_opencv_thread
+from mnist_mlops.imaging.pools import one_opencv_thread
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
 from mnist_mlops.scoring.sources import Batch, ImageFolder, Source

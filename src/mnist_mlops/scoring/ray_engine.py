@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_mlops.imaging.threads import one_opencv_thread
+from mnist_mlops.imaging.pools import one_opencv_thread
 from mnist_mlops.scoring.parts import PartStore, part_table
 from mnist_mlops.scoring.predictor import OnnxPredictor
 from mnist_mlops.scoring.sources import Source
