@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from mnist_mlops.prepare.served import BASE, INK_LEVEL, redraw_chunk
+from mnist_mlops.prepare.restyle import BASE, INK_LEVEL, redraw_chunk
 
 FLAG_LENGTH = (0.15, 0.35)  # a 1's flag, as a fraction of its height...
 FLAG_DROP = (0.6, 1.2)  # ...falling this many times its run to the left

@@ -37,7 +37,7 @@ from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 from mnist_mlops.imaging.pools import image_pool
 from mnist_mlops.imaging.thinning import skeleton
 from mnist_mlops.prepare import continental
-from mnist_mlops.prepare.served import BASE, INK_LEVEL, Draw, as_mnist, redraw_chunk
+from mnist_mlops.prepare.restyle import BASE, INK_LEVEL, Draw, as_mnist, redraw_chunk
 
 MARKER_RADIUS = (4, 11)  # brush radius in px at BASE: 8-20 % of the digit's height
 BRUSH_THIN_PX = 56  # the centre line is found at 2x MNIST's size (8x faster than at 4x)

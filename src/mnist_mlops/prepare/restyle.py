@@ -1,4 +1,9 @@
-"""One training digit through the serving preprocessing, as the prepare kinds store it."""
+"""Training digits restyled the way the service hands digits to the model.
+
+Each prepare kind redraws a training digit (a thicker stroke, a flag, a small scan...) and
+then runs it through the serving preprocessing, so what the model trains on looks like what
+it is served; these are the pieces the kinds share.
+"""
 
 from __future__ import annotations
 
