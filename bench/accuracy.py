@@ -2,6 +2,7 @@
 
     python bench/accuracy.py data/processed --overlay bench/params-best.yaml --seeds 1,2,3
     python bench/accuracy.py data/processed --set hidden=[1024,1024] --set lr=0.003
+    python bench/accuracy.py data/processed --quick --out /tmp/acc.jsonl  # proves it runs
 
 Each seed runs ``train`` exactly as the train stage does (best-validation
 checkpoint kept), then scores that checkpoint on the test split, as the
@@ -18,29 +19,22 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
+from common import accuracy_on_test, parse_sets  # bench/ is sys.path[0]
 
 from mnist_mlops.core.config import TrainConfig, load_params
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.train.checkpoint import load_net
 from mnist_mlops.train.training import train
 
-
-def parse_sets(pairs: list[str]) -> dict[str, object]:
-    """``key=value`` overrides, values read as YAML (so ``[1024, 1024]`` is a list)."""
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+# One epoch of a small net: every step of a run, in seconds.
+QUICK = {"max_epochs": 1, "hidden": [32]}
 
 
-@torch.no_grad()
-def test_accuracy(checkpoint: Path, processed_dir: str) -> float:
+def checkpoint_accuracy(checkpoint: Path, processed_dir: str) -> float:
+    """The checkpoint's accuracy on the test split, as the evaluate stage would score it."""
     splits, _ = load_splits(processed_dir)
-    net = load_net(checkpoint)
-    pred = net(torch.from_numpy(splits.x_test)).argmax(1).numpy()
-    return float((pred == splits.y_test).mean())
+    x, y = torch.from_numpy(splits.x_test), torch.from_numpy(splits.y_test)
+    return accuracy_on_test(load_net(checkpoint), x, y)
 
 
 def main() -> None:
@@ -54,9 +48,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--name", default="")
     parser.add_argument("--out", default="bench/results/accuracy.jsonl")
+    parser.add_argument("--quick", action="store_true", help=f"as --set of {QUICK}: proves it runs")
     args = parser.parse_args()
 
-    base = TrainConfig.from_params(load_params(args.params, *args.overlay), **parse_sets(args.set))
+    overrides = (QUICK if args.quick else {}) | parse_sets(args.set)
+    base = TrainConfig.from_params(load_params(args.params, *args.overlay), **overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -65,7 +61,7 @@ def main() -> None:
             started = time.perf_counter()
             result = train(cfg, args.processed_dir, Path(tmp) / "model.ckpt", mlflow_cfg=None)
             wall = time.perf_counter() - started
-            acc = test_accuracy(Path(tmp) / "model.ckpt", args.processed_dir)
+            acc = checkpoint_accuracy(Path(tmp) / "model.ckpt", args.processed_dir)
         record = {
             "name": args.name,
             "seed": seed,
@@ -75,7 +71,7 @@ def main() -> None:
             "wall_s": round(wall, 2),
             "device": result.device,
             "epochs": result.epochs,
-            "overrides": parse_sets(args.set),
+            "overrides": overrides,
             "params": " + ".join([args.params, *args.overlay]),
         }
         print(json.dumps(record), flush=True)

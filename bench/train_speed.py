@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/train_speed.py data/processed
     PYTHONPATH=src python bench/train_speed.py data/processed --budget-s 120 --out /tmp/x.json
+    PYTHONPATH=src python bench/train_speed.py data/processed --quick --out /tmp/x.json
 
 Same model (``train`` section of params.yaml), same seed, same initial weights, after an
 untimed warm-up:
@@ -44,7 +45,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-import yaml
+from common import accuracy_on_test, parse_sets  # bench/ is sys.path[0]
 from pytorch_lightning.callbacks import Callback
 
 from mnist_mlops.core.config import TrainConfig, load_params
@@ -62,6 +63,8 @@ FAST: dict[str, dict[str, Any]] = {
     "cuda": {"batch_size": 2048, "lr": 0.008, "max_epochs": 10, "deterministic": False},
     "cpu": {},
 }
+# --quick: one epoch of a small net per run, every run and the JSON: proves it runs.
+QUICK: dict[str, Any] = {"hidden": [32], "max_epochs": 1}
 
 
 @dataclasses.dataclass
@@ -101,19 +104,6 @@ class Clock:
 
     def pause(self, seconds: float) -> None:
         self.paused_s += seconds
-
-
-@torch.no_grad()
-def test_accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of ``net`` on the whole test split (in eval mode, then back to train)."""
-    was_training = net.training
-    net.eval()
-    correct = sum(
-        int((net(x[i : i + 10_000]).argmax(1) == y[i : i + 10_000]).sum())
-        for i in range(0, len(x), 10_000)
-    )
-    net.train(was_training)
-    return correct / len(y)
 
 
 def make_optimizer(net: torch.nn.Module, cfg: TrainConfig, steps: int, fused: bool = False):
@@ -158,7 +148,7 @@ def plain_loop(
             if sched is not None:
                 sched.step()
         if _end_epoch(
-            run, epoch, start, clock, lambda: test_accuracy(net, *test), budget_s, min_epochs
+            run, epoch, start, clock, lambda: accuracy_on_test(net, *test), budget_s, min_epochs
         ):
             return
 
@@ -308,7 +298,7 @@ class _Timing(Callback):
             trainer.current_epoch,
             self.start,
             self.clock,
-            lambda: test_accuracy(net, *self.test),
+            lambda: accuracy_on_test(net, *self.test),
             self.budget_s,
             self.min_epochs,
         ):
@@ -470,7 +460,10 @@ def main() -> None:
         default=[],
         help="override (c)'s speed profile: KEY=VALUE (YAML value)",
     )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK}, one epoch a run")
     args = parser.parse_args()
+    if args.quick:
+        args.budget_s, args.min_epochs = 0.0, 1
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = TrainConfig.from_params(
@@ -479,8 +472,9 @@ def main() -> None:
         devices="1",
         strategy="auto",
         num_nodes=1,
+        **(QUICK if args.quick else {}),
     )
-    overrides = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.fast)}
+    overrides = parse_sets(args.fast)
     fast = base.replace(**{**FAST[device.type], **overrides})
     splits, stats = load_splits(args.processed_dir)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
