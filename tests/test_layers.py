@@ -1,17 +1,20 @@
 """The package's arrows point one way, and each DVC stage depends on exactly what it imports.
 
-The Bento and the serving image ship ``core``, ``imaging`` and ``inference`` without torch,
-Lightning or MLflow: an import of those from the serving side would only show up as a
-crash in the container. Training data must not depend on the evaluation code. And a stage
-whose deps list a package it does not import reruns (or retrains) for nothing, while one
-that misses a package it imports does not rerun when that code changes. All of this is
-read statically from the code, so it costs nothing to check.
+The Bento and the serving image ship the rooms in ``SERVING_SIDE`` without torch, Lightning
+or MLflow: an import of those from the serving side would only show up as a crash in the
+container. Training data must not depend on the evaluation code. And a stage whose deps
+list a package it does not import reruns (or retrains) for nothing, while one that misses
+a package it imports does not rerun when that code changes. All of this is read
+statically from the code, so it costs nothing to check. docs/architecture.md shows
+``ALLOWED`` as rendered by :func:`render_arrows` (tests/test_docs_claims.py).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,45 @@ ALLOWED: dict[str, set[str]] = {
     "corrections": {"core", "data"},
     "reporting": {"core"},
 }
+
+
+def _rooms_md(rooms: Iterable[str]) -> str:
+    return ", ".join(f"`{room}`" for room in rooms)
+
+
+def render_arrows() -> str:
+    """``ALLOWED`` and ``SERVING_SIDE`` as the markdown table in docs/architecture.md.
+
+    The docs show what this file enforces, rendered from it (tests/test_docs_claims.py
+    fails when the page's copy differs), so the page cannot describe arrows nobody checks.
+    Rooms with the same allowance share a row, in the data-flow order of ``ALLOWED``.
+    """
+    rows: dict[frozenset[str], list[str]] = {}
+    for room, allowed in ALLOWED.items():
+        rows.setdefault(frozenset(allowed), []).append(room)
+    never = _rooms_md(TRAINING_ONLY)
+    lines = [
+        "| room | may import |",
+        "| --- | --- |",
+        *(
+            f"| {_rooms_md(group)} | {_rooms_md(sorted(allowed)) or 'nothing of ours'} |"
+            for allowed, group in rows.items()
+        ),
+        f"| `serving/` (the app) | {_rooms_md(SERVING_SIDE)}; never {never} or `pipeline` |",
+    ]
+    return "\n".join(lines)
+
+
+def render_serving_side() -> str:
+    """The sentence in docs/serving.md that says what the app imports, from ``SERVING_SIDE``."""
+    *first, last = SERVING_SIDE
+    return textwrap.fill(
+        f"From the library it imports only {_rooms_md(first)} and `{last}`, never torch, "
+        "Lightning, MLflow or the stage scripts (`tests/test_layers.py` checks every import; "
+        "the table is in [architecture.md](architecture.md#import-arrows)).",
+        width=92,
+        break_on_hyphens=False,
+    )
 
 
 def imports(path: Path) -> set[str]:

@@ -1,0 +1,242 @@
+"""The docs' claims that drift with the code are rendered from it or checked against it.
+
+Two kinds of claim went stale before anyone noticed, because nothing read them:
+
+- **Which rooms may import which** (and so what the serving app imports). The source is
+  ``ALLOWED`` and ``SERVING_SIDE`` in ``tests/test_layers.py``, which the layer tests
+  enforce; the docs hold a copy between marker comments
+  (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``) that must equal what those render.
+  Rewrite every block in place with::
+
+      python tests/test_docs_claims.py
+
+- **The shape of the JSON answers.** Every answer example in the HTTP docs is compared
+  with the service's own OpenAPI document (the one ``GET /docs.json`` serves, built here
+  without starting a server): each field the schema requires is shown, and no field is
+  shown that the schema lacks. An example is any JSON object in those files with an
+  answer's key (``"probabilities"``, ``"predictions"``, ``"duplicate"``, ``"error"``);
+  ``[...]`` and a bare ``...`` stand for elided values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_layers import render_arrows, render_serving_side
+
+from mnist_mlops.core.fileio import atomic_open
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIX = "python tests/test_docs_claims.py"
+
+# Generated blocks: name -> (the page holding it, what it must say).
+BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "allowed-imports": ("docs/architecture.md", render_arrows),
+    "serving-imports": ("docs/serving.md", render_serving_side),
+}
+
+# The pages that show JSON answers, and those that must show at least one prediction.
+ANSWER_PAGES = (
+    "README.md",
+    "docs/http-api.md",
+    "docs/serving.md",
+    "docs/monitoring.md",
+    "docs/loop.md",
+)
+MUST_SHOW_A_PREDICTION = ("README.md", "docs/http-api.md", "docs/serving.md")
+
+# An answer's key -> the routes whose 200 JSON answer it belongs to (None: the error body,
+# the same on every route).
+ANSWER_KEYS: dict[str, tuple[str, ...] | None] = {
+    "probabilities": ("/predict", "/predict_array"),
+    "predictions": ("/predict_batch", "/predict_npy"),
+    "duplicate": ("/feedback",),
+    "error": None,
+}
+
+
+# --- generated blocks -----------------------------------------------------------------
+
+
+def _block_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(\n<!-- {name}:end -->)", re.S)
+
+
+def block_text(name: str) -> str | None:
+    """What the page holds between ``name``'s markers (None: no such block)."""
+    page, _ = BLOCKS[name]
+    found = _block_pattern(name).search((ROOT / page).read_text())
+    return found.group(2) if found else None
+
+
+def rewrite_blocks() -> list[str]:
+    """Write every block's rendering into its page (atomically); the pages changed."""
+    changed = []
+    for name, (page, render) in BLOCKS.items():
+        path = ROOT / page
+        text = path.read_text()
+        found = _block_pattern(name).search(text)
+        if not found:
+            raise SystemExit(f"error: {page} has no <!-- {name}:start/end --> markers")
+        new = text[: found.start(2)] + render() + text[found.end(2) :]
+        if new != text:
+            with atomic_open(path, "w") as out:
+                out.write(new)
+            changed.append(page)
+    return changed
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_generated_block_matches_the_code(name: str) -> None:
+    page, render = BLOCKS[name]
+    held = block_text(name)
+    assert held is not None, f"{page} lost its <!-- {name}:start/end --> markers"
+    assert held == render(), f"{page}'s {name} block is stale: run `{FIX}` to rewrite it"
+
+
+def test_no_page_lists_the_serving_rooms_outside_a_generated_block() -> None:
+    """A hand-written "imports only core, ..." went stale once; the blocks are the one place."""
+    rooms = r"\b(core|imaging|inference|monitoring)\b"
+    stale = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text()
+        for name in BLOCKS:
+            text = _block_pattern(name).sub("", text)
+        for line in text.splitlines():
+            if re.search(rf"imports? only\b[^.]*{rooms}", line):
+                stale.append(f"{path.relative_to(ROOT)}: {line.strip()}")
+    assert not stale, "say it in a generated block (or link to one):\n" + "\n".join(stale)
+
+
+# --- answer examples against the OpenAPI document --------------------------------------
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    """The document ``GET /docs.json`` serves, built the same way, with no server.
+
+    ``serving.front.ApiFront`` builds it from the options the service registers the front
+    with; importing the service loads no model (that happens per worker).
+    """
+    from serving.front import ApiFront
+    from serving.service import MnistClassifier
+
+    (options,) = [kw for cls, kw in MnistClassifier.middlewares if cls is ApiFront]
+    return json.loads(json.dumps(options["openapi"](options["routes"])))  # as served
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        node: Any = openapi()
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def answer_schema(key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, schema) of every answer an example with ``key`` must fit."""
+    routes = ANSWER_KEYS[key]
+    if routes is None:
+        return [("ErrorBody", _resolve({"$ref": "#/components/schemas/ErrorBody"}))]
+    paths = openapi()["paths"]
+    return [
+        (f"POST {r}", paths[r]["post"]["responses"]["200"]["content"]["application/json"]["schema"])
+        for r in routes
+    ]
+
+
+def shape_errors(example: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """Fields ``schema`` requires that ``example`` lacks, and fields it shows that ``schema``
+    does not have, in ``example`` and the objects inside it."""
+    schema = _resolve(schema)
+    errors = []
+    if isinstance(example, dict) and "properties" in schema:
+        known = schema["properties"]
+        missing = [k for k in schema.get("required", ()) if k not in example]
+        unknown = [k for k in example if k not in known]
+        errors += [f"{where}: lacks {k!r}, which the answer always has" for k in missing]
+        errors += [f"{where}: shows {k!r}, which the answer never has" for k in unknown]
+        for k, value in example.items():
+            if k in known:
+                errors += shape_errors(value, known[k], f"{where}.{k}")
+    elif isinstance(example, list) and "items" in schema:
+        for i, item in enumerate(example):
+            errors += shape_errors(item, schema["items"], f"{where}[{i}]")
+    return errors
+
+
+def _with_placeholders_as_json(text: str) -> str:
+    """``[...]`` -> ``[]`` and a bare ``...`` value -> ``"..."``."""
+    text = re.sub(r"\[\s*\.\.\.\s*\]", "[]", text)
+    return re.sub(r"(:\s*)\.\.\.(?=\s*[,}\]])", r'\1"..."', text)
+
+
+def answer_examples(text: str) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Every JSON object in ``text`` whose top-level keys include an answer's key, as
+    (key, object); and the lines where an answer's key appears outside any of them (an
+    example that is not JSON, so nothing could check it)."""
+    text = _with_placeholders_as_json(text)
+    decoder = json.JSONDecoder()
+    found, spans = [], []
+    i = text.find("{")
+    while i != -1:
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            end = i + 1
+        else:
+            key = next((k for k in ANSWER_KEYS if isinstance(value, dict) and k in value), None)
+            if key is not None:
+                found.append((key, value))
+                spans.append((i, end))
+            else:
+                end = i + 1  # maybe an answer inside, e.g. a request and its answer
+        i = text.find("{", end)
+    keys = "|".join(ANSWER_KEYS)
+    loose = [
+        text[text.rfind("\n", 0, m.start()) + 1 : text.find("\n", m.start())].strip()
+        for m in re.finditer(rf'"({keys})"\s*:', text)
+        if not any(start <= m.start() < end for start, end in spans)
+    ]
+    return found, loose
+
+
+@pytest.mark.parametrize("page", ANSWER_PAGES)
+def test_answer_examples_have_the_fields_the_openapi_document_gives(page: str) -> None:
+    examples, loose = answer_examples((ROOT / page).read_text())
+    assert not loose, f"{page}: an answer example that is not JSON (write [...] or ...): {loose}"
+    if page in MUST_SHOW_A_PREDICTION:
+        assert any(key == "probabilities" for key, _ in examples), f"{page}: no prediction shown"
+    errors = [
+        error
+        for key, example in examples
+        for where, schema in answer_schema(key)
+        for error in shape_errors(example, schema, f"{page}: {where} answer")
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_checker_sees_a_missing_and_an_unknown_field() -> None:
+    """The check above, on an example known to be wrong both ways."""
+    examples, loose = answer_examples(
+        'curl ...\n# {"digit": 7, "probabilities": [...], "model_version": "...", "score": 1}'
+    )
+    assert not loose and [key for key, _ in examples] == ["probabilities"]
+    (where, schema), _ = answer_schema("probabilities")
+    errors = shape_errors(examples[0][1], schema, where)
+    assert any("lacks 'request_id'" in e for e in errors)
+    assert any("shows 'score'" in e for e in errors)
+    assert answer_examples('A prediction is `{"digit": 7, "probabilities": [ten numbers]}`')[1]
+
+
+if __name__ == "__main__":
+    for page in rewrite_blocks():
+        print(f"rewrote {page}")
