@@ -24,6 +24,7 @@ from mnist_mlops.core.config import FieldConfig, MlflowConfig, load_params
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.corrections import HOLDOUT_SET, load_part
 from mnist_mlops.data.splits import load_splits
+from mnist_mlops.evaluation.field_inputs import build_field_inputs, save_field_inputs
 from mnist_mlops.evaluation.fieldscore import (
     SetScore,
     plot_failures,
@@ -31,7 +32,6 @@ from mnist_mlops.evaluation.fieldscore import (
     score_inputs,
     sets_fingerprint,
 )
-from mnist_mlops.evaluation.served import save_served, serve_sets
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.tracking.registry import (
     noise_tolerance,
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/field.json")
     parser.add_argument("--eval-metrics", default="metrics/evaluate.json")
     parser.add_argument("--plots-dir", default="plots")
-    parser.add_argument("--served", default="data/field_inputs.npz",
+    parser.add_argument("--field-inputs", default="data/field_inputs.npz",
                         help="the sets' model inputs, for the reference stage")  # fmt: skip
     args = parser.parse_args()
     params = load_params(args.params)
@@ -61,13 +61,13 @@ def main() -> None:
     splits, _ = load_splits(args.processed_dir)
     scores: dict[str, SetScore] = {}
     plots = []
-    served = serve_sets(cfg.sets, splits.x_test, splits.y_test, cfg.n_per_set, cfg.seed)
-    for name, s in served.items():
+    sets = build_field_inputs(cfg.sets, splits.x_test, splits.y_test, cfg.n_per_set, cfg.seed)
+    for name, s in sets.items():
         scores[name] = score_inputs(args.onnx, s.inputs, s.labels, s.ok)
         plot = Path(args.plots_dir) / f"field_{name}.png"
         plot_failures(s.blobs, scores[name], f"field set {name!r}", plot)
         plots.append(plot)
-    save_served(args.served, served)  # the reference stage's images
+    save_field_inputs(args.field_inputs, sets)  # the reference stage's images
     holdout = load_part(args.corrections, "holdout") if args.corrections else None
     if holdout is not None and len(holdout):
         scores[HOLDOUT_SET] = score_inputs(args.onnx, holdout.x.astype(np.float32), holdout.y)

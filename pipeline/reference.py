@@ -3,7 +3,7 @@
     python -m pipeline.reference models/model.onnx data/processed data/reference.parquet
 
 MNIST test digits (``reference.test_n`` of them, uploaded as PNG files) and the field sets
-(the images the field stage scored, as it served them: ``--served``), each through the
+(the images the field stage scored, as it preprocessed them: ``--field-inputs``), each through the
 serving path (imaging -> ONNX), described by the columns the inference log records
 (src/mnist_mlops/drift/reference.py). ``python -m pipeline.monitor`` compares the log with it.
 """
@@ -18,7 +18,7 @@ from mnist_mlops.core.config import FieldConfig, ReferenceConfig, load_params
 from mnist_mlops.core.fileio import atomic_path
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.drift.reference import build_reference
-from mnist_mlops.evaluation.served import load_served
+from mnist_mlops.evaluation.field_inputs import load_field_inputs
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("onnx")
     parser.add_argument("processed_dir")
     parser.add_argument("out")
-    parser.add_argument("--served", default="data/field_inputs.npz",
-                        help="the field stage's served sets")  # fmt: skip
+    parser.add_argument("--field-inputs", default="data/field_inputs.npz",
+                        help="the field stage's set inputs")  # fmt: skip
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -39,7 +39,7 @@ def main() -> None:
         args.onnx,
         splits.x_test[np.sort(picks)],
         splits.y_test[np.sort(picks)],
-        load_served(args.served),
+        load_field_inputs(args.field_inputs),
     )
     with atomic_path(args.out) as tmp:
         table.to_parquet(tmp, index=False)

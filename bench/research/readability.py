@@ -1,18 +1,21 @@
 """How many of a field set's misses a person reads right: the set's ceiling, from a person's calls.
 
-    PYTHONPATH=src python bench/readability.py marker [--onnx models/model.onnx] \
+    python -m bench.research.readability marker [--onnx models/model.onnx] \
         [--seeds 7 11 13] [--calls bench/results/readability_marker.json]
+    python -m bench.research.readability marker --quick --out /tmp/readability  # runs?
 
-Scores the set's draws through the serving path, then takes each miss to the person's
-call in ``--calls`` (one per image, judged from the upload: ``readable``, a person reads
-the true digit at once; ``ambiguous``, a person could read it either way; ``unreadable``,
-a person reads another digit or none). A call holds a fingerprint of what the model saw,
-so it is never applied to another image; a miss without a call is ``unjudged``, drawn, and
-no ceiling is quoted for its draw until it has one. Writes a grid of the misses (the
-upload beside what the model saw, the call under each) and a JSON summary: per draw, the
-misses by call, and the ceiling: the accuracy of a reader who gets every image right but
-those called unreadable (every call of the draw, whichever model missed the image; an upper
-bound: a person may also misread images no model has missed).
+Scores the set's draws (by default the field stage's, from params.yaml's ``field``, and
+the two later ones bench/research/field_ideas.py reads) through the serving path, then takes
+each miss to the person's call in ``--calls`` (one per image, judged from the upload:
+``readable``, a person reads the true digit at once; ``ambiguous``, a person could read it
+either way; ``unreadable``, a person reads another digit or none). A call holds a
+fingerprint of what the model saw, so it is never applied to another image; a miss without
+a call is ``unjudged``, drawn, and no ceiling is quoted for its draw until it has one.
+Writes a grid of the misses (the upload beside what the model saw, the call under each) and
+a JSON summary: per draw, the misses by call, and the ceiling: the accuracy of a reader who
+gets every image right but those called unreadable (every call of the draw, whichever model
+missed the image; an upper bound: a person may also misread images no model has missed).
+``--quick``: a few images on one draw, to prove the script runs.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from bench.research.field_ideas import LATER_SEEDS, QUICK_N
+from mnist_mlops.core.config import FieldConfig, load_params
 from mnist_mlops.core.fileio import atomic_path, read_json, write_json
 from mnist_mlops.data.splits import load_splits
+from mnist_mlops.evaluation.field_inputs import build_set_inputs
 from mnist_mlops.evaluation.fieldscore import score_inputs
-from mnist_mlops.evaluation.served import serve_set
 
 TILE = 160  # px of each half of a grid tile
 CALLS = ("readable", "ambiguous", "unreadable")
@@ -54,19 +59,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set")
     parser.add_argument("--onnx", default="models/model.onnx")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: field.seed, then "
+                        + ", ".join(map(str, LATER_SEEDS)))  # fmt: skip
+    parser.add_argument("--n", type=int, help="images per draw (default: field.n_per_set)")
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--processed", default="data/processed")
     parser.add_argument("--calls", help="default: bench/results/readability_SET.json")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--quick", action="store_true", help="seconds, to prove it runs")
     args = parser.parse_args()
+    field = FieldConfig.from_params(load_params(args.params))
+    later = [] if args.quick else list(LATER_SEEDS)
+    args.seeds = args.seeds or [field.seed, *later]
+    args.n = args.n or (QUICK_N if args.quick else field.n_per_set)
     calls_path = Path(args.calls or f"{args.out}/readability_{args.set}.json")
     calls = {(c["seed"], c["index"]): c for c in read_json(calls_path)["calls"]} \
         if calls_path.exists() else {}  # fmt: skip
     splits, _ = load_splits(args.processed)
     tiles, summary = [], {"set": args.set, "onnx": args.onnx, "n": args.n, "seeds": {}}
     for seed in args.seeds:
-        s = serve_set(args.set, splits.x_test, splits.y_test, args.n, seed)
+        s = build_set_inputs(args.set, splits.x_test, splits.y_test, args.n, seed)
         score = score_inputs(args.onnx, s.inputs, s.labels, s.ok)
         pred = score.predictions
         # The calls of this draw that still judge what the model sees (same fingerprint).

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from support import ROOT
 
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.drift.reference import served_inputs
+from mnist_mlops.evaluation.field_inputs import build_field_inputs, save_field_inputs
 from mnist_mlops.evaluation.fieldsets import build_set
-from mnist_mlops.evaluation.served import save_served, serve_sets
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.inference_log import InferenceLog
@@ -33,7 +34,6 @@ from mnist_mlops.monitoring.settings import MonitoringSettings
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 N = 300  # images per log: a day of a small service
 SCREENSHOT = ROOT / "artifacts" / "drift-report.png"
 
@@ -94,13 +94,15 @@ def reference(trained_model: Path, tmp_path_factory: pytest.TempPathFactory, sta
     names = [s for s in params["monitor"]["reference_sets"] if s != "test"]
     splits, _ = load_splits(processed_dir(trained_model))
     field = params["field"]
-    served = folder / "field_inputs.npz"
-    save_served(served, serve_sets(names, splits.x_test, splits.y_test, field["n_per_set"],
-                                   field["seed"]))  # fmt: skip
+    inputs = folder / "field_inputs.npz"
+    sets = build_field_inputs(
+        names, splits.x_test, splits.y_test, field["n_per_set"], field["seed"]
+    )
+    save_field_inputs(inputs, sets)
     out = folder / "reference.parquet"
     proc = stage_cli(
         "reference", str(trained_model), str(processed_dir(trained_model)), str(out),
-        "--served", str(served), "--params", str(ROOT / "params.yaml"), timeout=1800,
+        "--field-inputs", str(inputs), "--params", str(ROOT / "params.yaml"), timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mnist_mlops.drift.reference import COLUMNS, TEST_SET, build_reference, served_inputs
-from mnist_mlops.evaluation.served import serve_sets
+from mnist_mlops.evaluation.field_inputs import build_field_inputs
 from mnist_mlops.export.to_onnx import export_onnx
 from mnist_mlops.imaging import preprocess_image, to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, inference_session, softmax
@@ -34,7 +34,7 @@ def digits(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_rows_are_what_the_service_would_log(onnx) -> None:
     images, labels = digits(12)
-    sets = serve_sets(["canvas"], images, labels, 5, 0, workers=1)
+    sets = build_field_inputs(["canvas"], images, labels, 5, 0, workers=1)
     table = build_reference(onnx, images[:4], labels[:4], sets)
     assert list(table.columns) == list(COLUMNS)
     assert table["set"].tolist() == [TEST_SET] * 4 + ["canvas"] * 5

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from mnist_mlops.evaluation.field_inputs import SetInputs, preprocess_blobs
 from mnist_mlops.evaluation.fieldsets import encode
-from mnist_mlops.evaluation.served import ServedSet, preprocess_all
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.features import FEATURES, batch_features
@@ -49,7 +49,7 @@ def answers(session: object, inputs: np.ndarray) -> dict[str, np.ndarray]:
 def served_inputs(blobs: list[bytes], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each image through the serving preprocessing; refused ones (answered 4xx, never
     logged) dropped with their labels."""
-    inputs, ok = preprocess_all(blobs)
+    inputs, ok = preprocess_blobs(blobs)
     return inputs[ok], np.asarray(labels, dtype=np.int64)[ok]
 
 
@@ -64,7 +64,7 @@ def rows(session: object, name: str, inputs: np.ndarray, labels: np.ndarray) -> 
     return pd.DataFrame(table, columns=list(COLUMNS))
 
 
-def test_blobs(images: np.ndarray) -> list[bytes]:
+def as_png_uploads(images: np.ndarray) -> list[bytes]:
     """MNIST test digits as the PNG files a user would upload."""
     from PIL import Image
 
@@ -75,13 +75,13 @@ def build_reference(
     onnx_path: str | os.PathLike[str],
     test_images: np.ndarray,
     test_labels: np.ndarray,
-    sets: Mapping[str, ServedSet],
+    sets: Mapping[str, SetInputs],
 ) -> pd.DataFrame:
     """The whole reference: ``test_images`` (MNIST test digits, uploaded as PNG files), then
-    each field set as the field stage served it (:mod:`mnist_mlops.evaluation.served`), all
+    each field set as the field stage scored it (:mod:`mnist_mlops.evaluation.field_inputs`), all
     through the serving path; images the preprocessing refused are left out."""
     session = inference_session(onnx_path)
-    parts = [rows(session, TEST_SET, *served_inputs(test_blobs(test_images), test_labels))]
+    parts = [rows(session, TEST_SET, *served_inputs(as_png_uploads(test_images), test_labels))]
     for name, s in sets.items():
         parts.append(rows(session, name, s.inputs[s.ok], s.labels[s.ok]))
     table = pd.concat(parts, ignore_index=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
@@ -79,7 +80,9 @@ def shift_images(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
-def _figure():
+def headless_pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend: plots go to files, never to a display (a
+    stage or a test on a machine without one must not fail or open windows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +95,7 @@ def plot_confusion(cm: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Confusion matrix heat map with counts."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _figure()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     ConfusionMatrixDisplay(cm, display_labels=CLASSES).plot(
         ax=ax, cmap="Blues", colorbar=False, values_format="d"
@@ -112,7 +115,7 @@ def plot_misclassified(
     n: int = 36,
 ) -> None:
     """A grid of misclassified test images titled 'true -> predicted'."""
-    plt = _figure()
+    plt = headless_pyplot()
     wrong = np.flatnonzero(y_pred != y_true)[:n]
     cols = 6
     rows = max(1, int(np.ceil(len(wrong) / cols)))
@@ -138,7 +141,7 @@ def plot_lines(
     path: str | os.PathLike[str],
 ) -> None:
     """A small line chart (shift robustness, learning curves)."""
-    plt = _figure()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, ys in series.items():
         ax.plot(xs, ys, marker="o", label=name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_mlops.evaluation.served import preprocess_all
+from mnist_mlops.evaluation.field_inputs import preprocess_blobs
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session
 
 
@@ -39,7 +39,7 @@ def score_set(
 ) -> SetScore:
     """Preprocess every image as the service does (a refusal, a 4xx for the user, is a
     miss), then one ONNX Runtime batch."""
-    inputs, ok = preprocess_all(blobs)
+    inputs, ok = preprocess_blobs(blobs)
     return score_inputs(onnx_path, inputs, labels, ok)
 
 
@@ -88,9 +88,9 @@ def plot_failures(
     from PIL import Image, ImageOps
 
     from mnist_mlops.core.fileio import atomic_path
-    from mnist_mlops.evaluation.analysis import _figure
+    from mnist_mlops.evaluation.analysis import headless_pyplot
 
-    plt = _figure()
+    plt = headless_pyplot()
     wrong = np.flatnonzero(score.predictions != score.labels)[:n]
     cols = 4  # two misses per row: (sent, seen) x 2
     rows = max(1, int(np.ceil(len(wrong) / 2)))

@@ -1,4 +1,5 @@
-"""The field sets built once, in parallel, and handed to the reference stage through a file."""
+"""The field sets' model inputs built once, in parallel, and handed to the reference stage
+through a file."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import numpy as np
 import pytest
 
 from mnist_mlops.core.errors import DataFormatError
+from mnist_mlops.evaluation.field_inputs import (
+    build_field_inputs,
+    build_set_inputs,
+    load_field_inputs,
+    save_field_inputs,
+)
 from mnist_mlops.evaluation.fieldsets import build_set
-from mnist_mlops.evaluation.served import load_served, save_served, serve_set, serve_sets
 
 
 def _digits(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -26,8 +32,8 @@ def test_parallel_sets_are_the_serial_sets():
     # Each set draws from its own generator: two processes build exactly what one does.
     x, y = _digits()
     names = ["canvas", "fonts", "pen"]
-    serial = serve_sets(names, x, y, 6, 3, workers=1)
-    parallel = serve_sets(names, x, y, 6, 3, workers=2)
+    serial = build_field_inputs(names, x, y, 6, 3, workers=1)
+    parallel = build_field_inputs(names, x, y, 6, 3, workers=2)
     assert list(parallel) == names
     for name in names:
         a, b = serial[name], parallel[name]
@@ -41,10 +47,13 @@ def test_parallel_sets_are_the_serial_sets():
 
 def test_saved_sets_load_back_without_their_images(tmp_path):
     x, y = _digits()
-    sets = {"canvas": serve_set("canvas", x, y, 5, 1), "fonts": serve_set("fonts", x, y, 4, 1)}
+    sets = {
+        "canvas": build_set_inputs("canvas", x, y, 5, 1),
+        "fonts": build_set_inputs("fonts", x, y, 4, 1),
+    }
     path = tmp_path / "field_inputs.npz"
-    save_served(path, sets)
-    loaded = load_served(path)
+    save_field_inputs(path, sets)
+    loaded = load_field_inputs(path)
     assert list(loaded) == ["canvas", "fonts"]
     for name, s in sets.items():
         np.testing.assert_array_equal(loaded[name].inputs, s.inputs)
@@ -60,7 +69,7 @@ def test_a_missing_or_foreign_file_is_a_one_line_error(tmp_path, content):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DataFormatError, match="rerun the field stage"):
-        load_served(path)
+        load_field_inputs(path)
 
 
 def test_pools_start_in_a_process_that_has_run_opencv_threads():
@@ -68,11 +77,11 @@ def test_pools_start_in_a_process_that_has_run_opencv_threads():
     # stage's test did, mid-suite); the pools spawn theirs. Its own process, with a bound.
     code = (
         "import cv2, numpy as np\n"
-        "from mnist_mlops.evaluation.served import serve_sets\n"
+        "from mnist_mlops.evaluation.field_inputs import build_field_inputs\n"
         "big = np.random.rand(2000, 2000).astype(np.float32)\n"
         "for _ in range(3): cv2.GaussianBlur(big, (9, 9), 0)\n"
         "x = np.zeros((20, 28, 28), np.uint8); x[:, 5:23, 12:16] = 255\n"
-        "sets = serve_sets(['canvas', 'fonts'], x, np.arange(20) % 10, 3, 0, workers=2)\n"
+        "sets = build_field_inputs(['canvas', 'fonts'], x, np.arange(20) % 10, 3, 0, workers=2)\n"
         "print(sorted(sets), cv2.getNumThreads())\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
