@@ -134,9 +134,9 @@ def start_monitoring(
     settings = settings if settings is not None else MonitoringSettings.from_env()
     metrics = monitoring_metrics()
     try:
-        store: FeedbackStore | None = FeedbackStore.from_uri(settings.feedback_uri)
+        store: FeedbackStore | None = FeedbackStore(settings.feedback_uri)
         # The log writer's own connection: it runs in the writer thread.
-        index = FeedbackStore.from_uri(settings.feedback_uri, durable=False)
+        index = FeedbackStore(settings.feedback_uri, durable=False)
         problem = ""
     except UserError as exc:
         store, index, problem = None, None, str(exc)

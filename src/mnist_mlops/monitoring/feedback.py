@@ -14,7 +14,7 @@ URI says ``postgresql://`` (the server ``make mlflow-server`` starts; tables pre
 Corrections are untrusted input: stored, bounded by the API's rate limit, and they reach a
 model only through the export, ``dvc repro`` and the champion gate.
 
-    store = FeedbackStore.from_uri("sqlite:///monitoring/feedback.sqlite")
+    store = FeedbackStore("sqlite:///monitoring/feedback.sqlite")
     store.add("9f2c...", 7)  # True: stored; False: the same correction was already there
     load_corrections(store.uri, Path("monitoring/inference"))  # joined with the inputs
 """
@@ -198,7 +198,7 @@ def load_corrections(
     Request ids whose input cannot be had (log file expired, image logging off, record
     lost) are appended to ``skipped``. Only the log files that hold a correction are read.
     """
-    store = FeedbackStore.from_uri(store_uri)
+    store = FeedbackStore(store_uri)
     try:
         rows = store.corrections()
     except Exception as exc:  # sqlite3 or psycopg: unreachable, corrupt, read-only, ...
