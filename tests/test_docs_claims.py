@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_layers import render_arrows, render_serving_side
 
 from mnist_mlops.core.fileio import atomic_open
@@ -113,6 +114,61 @@ def test_no_page_lists_the_serving_rooms_outside_a_generated_block() -> None:
             if re.search(rf"imports? only\b[^.]*{rooms}", line):
                 stale.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert not stale, "say it in a generated block (or link to one):\n" + "\n".join(stale)
+
+
+# --- stages and settings named in the docs ---------------------------------------------
+
+
+def _stages() -> list[str]:
+    return list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def _section(page: str, heading: str) -> str:
+    """The text of ``page`` under ``heading`` up to the next heading of its level or above."""
+    text = (ROOT / page).read_text()
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ")[0]
+    rest = text[start + len(heading) + 2 :]
+    end = re.search(rf"^#{{1,{len(level)}}} ", rest, re.M)
+    return rest[: end.start()] if end else rest
+
+
+def test_pipeline_md_describes_every_stage_in_order() -> None:
+    described = re.findall(r"^- \*\*(\w+)\*\*", _section("docs/pipeline.md", "## Stages"), re.M)
+    assert described == _stages(), "docs/pipeline.md's Stages list differs from dvc.yaml"
+
+
+def test_pipeline_md_lists_every_train_key() -> None:
+    section = _section("docs/pipeline.md", "## Parameters")
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {key for line in table for key in re.findall(r"`(\w+)`", line.split("|")[1])}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    assert named == set(params), (
+        f"docs/pipeline.md's train keys table: missing {sorted(set(params) - named)}, "
+        f"unknown {sorted(named - set(params))}"
+    )
+
+
+# Dotted names that start like a params section but are files or modules.
+NOT_PARAMS = {"mlflow.db", "mlflow.data"}
+
+
+def test_every_params_key_the_docs_name_exists() -> None:
+    """A `section.key` in the docs names a key of params.yaml (the docs once named keys that
+    had been renamed); file names such as `field.json` are not keys."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    named = re.compile(rf"`((?:{'|'.join(params)})\.[A-Za-z_][\w.]*)`")
+    unknown = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "results.md":  # generated from params.yaml itself
+            continue
+        for name in set(named.findall(path.read_text())) - NOT_PARAMS:
+            node: Any = params
+            for part in name.split("."):
+                node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+            if node is KeyError and not re.search(r"\.(py|json|yaml|npz|csv|png|md)$", name):
+                unknown.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not unknown, "not in params.yaml:\n" + "\n".join(sorted(unknown))
 
 
 # --- answer examples against the OpenAPI document --------------------------------------
