@@ -16,12 +16,22 @@ Two kinds of claim went stale before anyone noticed, because nothing read them:
   shown that the schema lacks. An example is any JSON object in those files with an
   answer's key (``"probabilities"``, ``"predictions"``, ``"duplicate"``, ``"error"``);
   ``[...]`` and a bare ``...`` stand for elided values.
+
+Cheaper claims are checked where they are written: pipeline.md's list of stages against
+dvc.yaml and its train keys against params.yaml; every `section.key` the docs name
+against params.yaml; every `module.name` they name (``serving.errors.INPUT_ERRORS``)
+against the code; the settings tables of monitoring.md and serving.md against the
+defaults in the code.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -169,6 +179,121 @@ def test_every_params_key_the_docs_name_exists() -> None:
             if node is KeyError and not re.search(r"\.(py|json|yaml|npz|csv|png|md)$", name):
                 unknown.append(f"{path.relative_to(ROOT)}: {name}")
     assert not unknown, "not in params.yaml:\n" + "\n".join(sorted(unknown))
+
+
+def _table_rows(page: str) -> list[list[str]]:
+    """Every markdown table row of ``page``, as its cells without backticks."""
+    return [
+        [cell.strip().replace("`", "") for cell in line.strip().strip("|").split("|")]
+        for line in (ROOT / page).read_text().splitlines()
+        if line.startswith("| ")
+    ]
+
+
+def _shown(value: object) -> str:
+    """A default as the docs write it: on/off, 16 rather than 16.0."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_monitoring_md_shows_every_monitoring_setting_with_its_default() -> None:
+    from mnist_mlops.monitoring.settings import ENV, MonitoringSettings
+
+    defaults = MonitoringSettings()
+    shown = {}
+    for row in _table_rows("docs/monitoring.md"):
+        names = row[0].split(", ")
+        if all(name in ENV.values() for name in names):
+            shown.update(zip(names, row[1].split(", "), strict=True))
+    expected = {name: _shown(getattr(defaults, field)) for field, name in ENV.items()}
+    assert shown == expected, "docs/monitoring.md's settings table differs from the code"
+
+
+# docs/serving.md's limits table: its setting -> the serving.settings name it sets.
+SERVING_SETTINGS = {
+    "MNIST_HEADER_TIMEOUT_S": "HEADER_TIMEOUT_S",
+    "MNIST_BODY_TIMEOUT_S": "BODY_TIMEOUT_S",
+    "MNIST_KEEPALIVE_S": "KEEPALIVE_S",
+    "MNIST_MAX_CONCURRENCY": "MAX_IN_FLIGHT",
+    "MNIST_API_WORKERS": "API_WORKERS",
+}
+
+
+def test_serving_md_shows_each_limit_s_default() -> None:
+    """The defaults are read where no MNIST_* variable is set (serving.settings reads them
+    at import), in a fresh interpreter so this one's imported settings stay as they are."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_")}
+    names = ", ".join(f"s.{name}" for name in SERVING_SETTINGS.values())
+    code = f"import json, serving.settings as s; print(json.dumps([{names}]))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    expected = dict(zip(SERVING_SETTINGS, json.loads(out.stdout), strict=True))
+    shown = {
+        row[2]: row[1] for row in _table_rows("docs/serving.md") if row[2:3] and row[2] in expected
+    }
+    assert shown == {
+        name: f"{_shown(value)} s" if name.endswith("_S") else _shown(value)
+        for name, value in expected.items()
+    }, "docs/serving.md's limits table differs from serving/settings.py"
+
+
+def _module_of(parts: list[str]) -> tuple[Path, list[str]] | None:
+    """The file of the longest module prefix of ``parts``, and the names after it."""
+    for i in range(len(parts), 0, -1):
+        for base in (ROOT / "src", ROOT):
+            path = base.joinpath(*parts[:i])
+            for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+                if candidate.is_file():
+                    return candidate, parts[i:]
+    return None
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module defines or imports at any level (read, not imported)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def test_every_module_and_name_the_docs_name_exists() -> None:
+    """`serving.errors.INPUT_ERRORS`, `imaging.preprocess_image`, `tracking.registry...`:
+    a renamed function or module leaves no stale name in the docs. Names that are also
+    params keys (`train.devices`) are checked above."""
+    rooms = {p.name for p in (ROOT / "src/mnist_mlops").iterdir() if (p / "__init__.py").is_file()}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    dotted = re.compile(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?`")
+    stale = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "results.md":
+            continue
+        for name in sorted(set(dotted.findall(path.read_text()))):
+            parts = name.split(".")
+            if parts[0] in params and parts[1] in params[parts[0]]:
+                continue
+            if parts[0] in rooms:
+                parts = ["mnist_mlops", *parts]
+            elif parts[0] not in {"mnist_mlops", "serving", "pipeline"}:
+                continue
+            found = _module_of(parts)
+            where = f"{path.relative_to(ROOT)}: {name}"
+            if found is None:
+                stale.append(f"{where} (no such module)")
+            elif found[1] and found[1][0] not in _defined(found[0]):
+                stale.append(f"{where} (not in {found[0].relative_to(ROOT)})")
+    assert not stale, "\n".join(stale)
 
 
 # --- answer examples against the OpenAPI document --------------------------------------
