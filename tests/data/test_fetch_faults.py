@@ -13,14 +13,12 @@ import gzip
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fetch import MAX_FILE_BYTES, MIRROR_ENV, download_mnist, fetch_one
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "t10k-labels-idx1-ubyte"  # the smallest synthetic file: 8 + 200 bytes
 
 

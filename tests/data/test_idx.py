@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from mnist_mlops.core.errors import DataFormatError
-from mnist_mlops.data.idx import encode_idx, parse_idx, read_idx
+from mnist_mlops.data.idx import parse_idx, read_idx
+from support import ROOT
+from support.synthetic import encode_idx
 
 
 def test_round_trip_images_and_labels():
@@ -23,9 +25,8 @@ def test_header_is_mnist_magic():
 
 def test_real_mnist_test_labels_parse():
     import gzip
-    from pathlib import Path
 
-    path = Path(__file__).parents[3] / "shared" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    path = ROOT.parent / "shared" / "mnist" / "t10k-labels-idx1-ubyte.gz"
     if not path.exists():
         pytest.skip("../shared/mnist not beside the checkout")
     labels = parse_idx(gzip.decompress(path.read_bytes()))

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from support import ROOT
 
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.drift.reference import served_inputs
@@ -31,6 +30,7 @@ from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.inference_log import InferenceLog
 from mnist_mlops.monitoring.settings import MonitoringSettings
+from support import ROOT
 
 pytestmark = pytest.mark.slow
 

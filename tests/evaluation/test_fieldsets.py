@@ -28,11 +28,12 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.fonts import FIELD_FONTS, font_dir
 from mnist_mlops.evaluation import fieldsets
-from mnist_mlops.evaluation.fieldscore import plot_failures, score_set
+from mnist_mlops.evaluation.fieldscore import plot_failures
 from mnist_mlops.evaluation.fieldsets import EXIF_ORIENTATION, EXIF_STORED, SETS, build_set
 from mnist_mlops.evaluation.fieldspecs import CANVAS, MARKER, PEN, PHOTO, SPECS
 from mnist_mlops.imaging import ImageError, mnist_style, preprocess_image, to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session
+from support.fieldscore import score_set
 
 N = 12  # images per set: enough to see each trait, a few seconds per set
 SEED = 1

@@ -28,18 +28,18 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from bento_process import serving
-from pipeline_repo import build_repo, repo_env
-from pipeline_repo import run as run_in
-from sevenseg import batch as sevenseg_batch
 
 from mnist_mlops.evaluation.fieldsets import build_set
 from mnist_mlops.monitoring.logfiles import read_log
 from mnist_mlops.tracking.registry import noise_tolerance
+from support import ROOT
+from support.bento_process import serving
+from support.pipeline_repo import build_repo, repo_env
+from support.pipeline_repo import run as run_in
+from support.sevenseg import batch as sevenseg_batch
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "artifacts" / "loop.json"
 MODEL = "mnist-mlp"
 # Seven-segment digits sent (the misread ones corrected) / to judge: 1,000 judged make
@@ -67,7 +67,7 @@ Z = PARAMS["field"]["gate_z"]
 
 
 def real_mirror() -> tuple[Path, dict[str, str]]:
-    """The real MNIST files (as tests/conftest.py finds them) and their checksums."""
+    """The real MNIST files (as support/trained_model.py finds them) and their checksums."""
     shared = ROOT.parent / "shared" / "mnist"
     folder = os.environ.get("MNIST_MIRROR") or (str(shared) if shared.is_dir() else "")
     if not folder or not Path(folder).is_dir():
@@ -242,7 +242,7 @@ def test_corrections_teach_the_model_a_style_it_misread(repo, first, serve):
     save(
         "corrected_style",
         {
-            "style": "seven-segment display digits (tests/loop/sevenseg.py)",
+            "style": "seven-segment display digits (tests/support/sevenseg.py)",
             "sent": SENT,
             "read_right_before": before_sent,
             "corrected": len(wrong),

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from logkit import SHA256, VERSION, CountingCounters
 
 from mnist_mlops.monitoring.inference_log import InferenceLog
 from mnist_mlops.monitoring.settings import MonitoringSettings
+from support.logkit import SHA256, VERSION, CountingCounters
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ deploy/prometheus/alerts_test.yml holds the series and the expected alerts (labe
 only); this test fills in each alert's annotations from alerts.yml, so the text lives
 once, and runs ``promtool test rules`` (Debian's prometheus package ships promtool).
 That the metrics the rules read are really on /metrics is checked against a served
-process in tests/service/test_monitoring_http.py.
+process in tests/serving/test_monitoring_http.py.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from mnist_mlops.data.idx import parse_idx
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 CASES = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 

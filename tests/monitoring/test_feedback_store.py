@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from logkit import answers
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest, load_corrections
+from support.logkit import answers
 
 TABLES = ("mnist_corrections", "mnist_logged_requests")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from logkit import SHA256, VERSION, CountingCounters, answers
 
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.features import image_features
@@ -23,6 +22,7 @@ from mnist_mlops.monitoring.inference_log import InferenceLog
 from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
 from mnist_mlops.monitoring.records import FIELDS, decode_png
 from mnist_mlops.monitoring.settings import MonitoringSettings
+from support.logkit import SHA256, VERSION, CountingCounters, answers
 
 
 def test_every_answered_image_is_one_whole_record(make_log, counters):

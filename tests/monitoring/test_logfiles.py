@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from logkit import answers
 
 from mnist_mlops.monitoring.feedback import FeedbackStore
 from mnist_mlops.monitoring.logfiles import LogFile, log_files, read_log, sweep
+from support.logkit import answers
 
 LINE = b'{"x": "' + b"y" * 90 + b'"}\n'  # 100 bytes
 

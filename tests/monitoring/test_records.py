@@ -7,11 +7,11 @@ import io
 import json
 
 import numpy as np
-from logkit import answers
 from PIL import Image
 
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.records import FIELDS, Answered, build_records, encode_pngs
+from support.logkit import answers
 
 
 def test_pillow_reads_the_pngs_back_exactly():

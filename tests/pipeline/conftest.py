@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pipeline_repo import HANG_S, build_repo, repo_env, run
+
+from support.pipeline_repo import HANG_S, build_repo, repo_env, run
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import json
 import httpx
 import numpy as np
 import pytest
-from bento_process import serving
-from pipeline_repo import repo_env, run
 
 from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+from support.bento_process import serving
+from support.pipeline_repo import repo_env, run
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import run as _run
+
+from support.pipeline_repo import run as _run
 
 pytestmark = pytest.mark.slow
 
@@ -152,9 +153,9 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
     from the Bento (MNIST_MODEL_TAG -> the model store), and answer like ONNX Runtime does."""
     import httpx
     import numpy as np
-    from bento_process import serving
 
     from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
+    from support.bento_process import serving
 
     path, env = repo
     meta = json.loads((path / "models/model.json").read_text())

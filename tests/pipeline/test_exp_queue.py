@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_repo import HANG_S, build_repo, repo_env, run
 
 from mnist_mlops.tracking.runs import client
+from support.pipeline_repo import HANG_S, build_repo, repo_env, run
 
 pytestmark = pytest.mark.slow
 

@@ -35,13 +35,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_repo import HANG_S, build_repo, repo_env, run
 
 from mnist_mlops.core.pause import PAUSE_ENV
-from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.data.splits import RAW_FILES
+from support.pipeline_repo import HANG_S, build_repo, repo_env, run
+from support.synthetic import encode_idx
 
-ROOT = Path(__file__).resolve().parents[2]
 RAW_NAMES = tuple(name for pair in RAW_FILES.values() for name in pair)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+
 FOLDERS = ("data", "models", "plots", "metrics", "bentos")
 
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import HANG_S
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+from support.pipeline_repo import HANG_S
+from support.tracked_run import HISTORY_KEYS
+
 N_RUNS = 3
 EPOCHS = 6
-HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
 pytestmark = pytest.mark.slow
 

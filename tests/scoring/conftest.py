@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from digits import draw_digit, encode
 
 from mnist_mlops.imaging import preprocess_image
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
-
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+from support.digits import draw_digit, encode
 
 
 @pytest.fixture(scope="session")

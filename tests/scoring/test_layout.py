@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+
 SCORING = ROOT / "src" / "mnist_mlops" / "scoring"
 
 

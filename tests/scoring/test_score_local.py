@@ -10,9 +10,9 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from mnist_mlops.data.idx import encode_idx
 from mnist_mlops.scoring.job import score
 from mnist_mlops.tracking.runs import prepare_store
+from support.synthetic import encode_idx
 
 PROB_COLUMNS = [f"p{d}" for d in range(10)]
 

@@ -27,10 +27,9 @@ from serving.errors import ServiceError
 from serving.model_loading import ModelLoadError, load_model
 from serving.schemas import MAX_BATCH, BatchPrediction, Prediction, example_pixels
 from serving.service import MnistClassifier
+from support import ROOT as REPO
 
 EXAMPLE_PIXELS = example_pixels()
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

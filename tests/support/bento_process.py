@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import ROOT as REPO
+
 SERVICE = "serving.service:MnistClassifier"
-REPO = Path(__file__).resolve().parents[2]
 # A hang guard, not a guess at start-up time: the wait ends as soon as the server is ready
 # or exits, so only a server that hangs ever waits this long.
 READY_TIMEOUT_S = 600

@@ -13,7 +13,7 @@ model was given is shown beside the bars; "Wrong? It was a ..." sends a correcti
 the page confirms it. Screenshots of the page go to the tests' tmp dirs and to
 ``artifacts/ui-screenshot.png`` and ``artifacts/ui-feedback.png``.
 
-    pytest -m browser tests/service/test_ui_browser.py
+    pytest -m browser tests/serving/test_ui_browser.py
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from typing import Any
 
 import httpx
 import pytest
-from bento_process import serving
 from PIL import Image
 
 from mnist_mlops.monitoring.feedback import FeedbackStore
 from mnist_mlops.monitoring.logfiles import read_log
+from support import ROOT as REPO
+from support.bento_process import serving
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "artifacts" / "ui-screenshot.png"
 # A hang guard for each page wait (an answer shown, an element ready): they end as soon
 # as the page gets there, so only a page that never does waits this long.

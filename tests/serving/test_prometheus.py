@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bento_process import free_port, serving
+
+from support.bento_process import free_port, serving
 
 pytestmark = pytest.mark.slow
 

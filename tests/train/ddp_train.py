@@ -1,6 +1,6 @@
 """Run by test_ddp.py in a real subprocess: ``train`` under Lightning DDP, 2 CPU processes.
 
-    python tests/training/ddp_train.py PROCESSED_DIR OUT_DIR
+    python tests/train/ddp_train.py PROCESSED_DIR OUT_DIR
 
 Lightning's ``ddp`` strategy starts the second process by re-running this
 script, so it must be a file, not a function. Each rank writes

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bento_process import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+from support.bento_process import free_port
+
 SCRIPT = ROOT / "scripts" / "podman_image.sh"
 TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
 UID = 10001

@@ -1,6 +1,6 @@
 """End to end through a real ``bentoml serve``: status codes, JSON bodies, health and metrics.
 
-Against the session's shared server (``served_model`` in tests/service/conftest.py):
+Against the session's shared server (``served_model`` in tests/serving/conftest.py):
 start-up takes seconds, and these tests only send requests.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from bento_process import Served
 from PIL import Image
 
 from mnist_mlops import imaging
 from serving.schemas import MAX_BATCH
+from support.bento_process import Served
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,8 @@
-"""Digit-like test images, built with Pillow: one place for every serving test's drawings.
+"""Digit-like test images, built with Pillow: one place for the imaging, serving and
+scoring tests' drawings.
 
-conftest.py exposes these as fixtures; modules that build tables of cases at import
-time (test_bad_inputs.py) import them directly.
+tests/conftest.py exposes the common ones as fixtures; modules that build tables of cases
+at import time (test_bad_inputs.py) import them directly.
 """
 
 from __future__ import annotations

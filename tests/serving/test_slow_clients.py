@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from bento_process import Served, serving
+
+from support.bento_process import Served, serving
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+
 CODE = ("pipeline", "src", "serving", "requirements")
 # A guard against a hang, not a guess at how long anything takes: a command that works
-# ends long before. Waits that can scale with measured work do (see conftest.Reproduced).
+# ends long before. Waits that can scale with measured work do (``Reproduced.budget`` in
+# tests/pipeline/conftest.py).
 HANG_S = 1800
 FILES = ("dvc.yaml", "bentofile.yaml", ".dvcignore")
 

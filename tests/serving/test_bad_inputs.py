@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from bento_process import Served
-from digits import animated_gif, draw_digit, encode, png_claiming_size
 from PIL import Image
 
 from mnist_mlops import imaging
 from serving.schemas import MAX_BATCH
 from serving.settings import MAX_BODY_BYTES
+from support.bento_process import Served
+from support.digits import animated_gif, draw_digit, encode, png_claiming_size
 
 pytestmark = pytest.mark.slow
 
@@ -213,7 +213,7 @@ ACCEPTED = {
 
 @pytest.fixture(scope="module")
 def client(served_model: Served) -> Iterator[httpx.Client]:
-    """The session's shared server (tests/service/conftest.py), as an httpx client."""
+    """The session's shared server (tests/serving/conftest.py), as an httpx client."""
     with httpx.Client(base_url=served_model.url, timeout=30) as c:
         yield c
 

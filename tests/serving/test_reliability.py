@@ -22,7 +22,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from bento_process import (
+
+from mnist_mlops.core.fileio import read_json, write_json
+from serving.schemas import MAX_BATCH, example_pixels
+from support.bento_process import (
     READY_TIMEOUT_S,
     STOPPED,
     Served,
@@ -31,9 +34,6 @@ from bento_process import (
     stop_server,
     wait_ready,
 )
-
-from mnist_mlops.core.fileio import read_json, write_json
-from serving.schemas import MAX_BATCH, example_pixels
 
 pytestmark = pytest.mark.slow
 

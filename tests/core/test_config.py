@@ -1,14 +1,11 @@
 """Configuration: params.yaml is the one home of every value; the models only type and check it."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from mnist_mlops.core.config import Section, TrainConfig, load_params
 from mnist_mlops.core.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
 
 SECTIONS = tuple(Section.__subclasses__())  # every section model config.py defines
 

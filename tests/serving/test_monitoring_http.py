@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from bento_process import REPO, Served, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.monitoring.feedback import FeedbackStore
 from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
 from serving.schemas import example_pixels
+from support.bento_process import REPO, Served, serving
 
 pytestmark = pytest.mark.slow
 

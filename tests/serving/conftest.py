@@ -12,14 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bento_process import Served, serving
-from digits import draw_digit, encode, png_claiming_size
-from PIL import Image
 
 from mnist_mlops.inference.model_card import ModelCard
 from serving.schemas import example_pixels
-
-REPO = Path(__file__).resolve().parents[2]
+from support.bento_process import Served, serving
 
 
 def write_test_model(folder: Path) -> Path:
@@ -76,28 +72,3 @@ def offline_logits(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
 def stroke_pixels() -> np.ndarray:
     """A vertical stroke (roughly an MNIST "1"), 28x28 0..255: the API docs' example."""
     return np.asarray(example_pixels(), dtype=np.float32)
-
-
-@pytest.fixture(scope="session")
-def digit_png() -> bytes:
-    """A black-on-white "7", off-centre on a 300x200 canvas, as PNG bytes."""
-    return encode(draw_digit())
-
-
-# The helpers as fixtures, so test modules need not import conftest.
-@pytest.fixture(scope="session")
-def make_digit() -> Callable[..., Image.Image]:
-    """:func:`draw_digit`."""
-    return draw_digit
-
-
-@pytest.fixture(scope="session")
-def encode_image() -> Callable[..., bytes]:
-    """:func:`encode`."""
-    return encode
-
-
-@pytest.fixture(scope="session")
-def png_bomb() -> Callable[[int, int], bytes]:
-    """:func:`png_claiming_size`."""
-    return png_claiming_size

@@ -13,14 +13,15 @@ import sys
 
 import httpx
 import pytest
-from bento_process import REPO, Served
+
+from support.bento_process import REPO, Served
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def served(served_model: Served) -> Served:
-    """The session's shared server (tests/service/conftest.py)."""
+    """The session's shared server (tests/serving/conftest.py)."""
     return served_model
 
 

@@ -1,0 +1,102 @@
+"""A real ``mlflow server`` on a real PostgreSQL, as ``make mlflow-server`` starts it.
+
+For the tests whose point is a shared tracking store: concurrent runs, queued experiments,
+the corrections store on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+from support.bento_process import free_port
+
+# A hang guard: the wait for the server ends as soon as it answers or the script exits.
+SERVER_HANG_S = 600
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its tracking URI and the PostgreSQL database behind it."""
+
+    uri: str
+    database: str  # postgresql:// URI of the backend store, for checking rows directly
+    folder: Path  # MLFLOW_SERVER_DIR: pgdata/, artifacts/, server.log
+
+
+@contextlib.contextmanager
+def mlflow_server() -> Iterator[MlflowServer]:
+    """scripts/mlflow_server.sh on free loopback ports for the ``with`` block, stopped (with
+    its PostgreSQL) and its folder removed on the way out."""
+    import httpx
+
+    # As root, PostgreSQL runs as the postgres user: the folder must be reachable by it.
+    folder = Path(tempfile.mkdtemp(prefix="mnist-mlflow-server-"))
+    folder.chmod(0o755)
+    port, pgport = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_SERVER_DIR": str(folder),
+        "MLFLOW_PORT": str(port),
+        "PGPORT": str(pgport),
+    }
+    env.pop("MLFLOW_BACKEND_STORE_URI", None)
+    with open(folder / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(ROOT / "scripts" / "mlflow_server.sh")],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_HANG_S
+        while True:
+            text = (folder / "server.log").read_text(errors="replace")[-4000:]
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow_server.sh exited with {proc.returncode}:\n{text}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after {SERVER_HANG_S} s:\n{text}")
+            time.sleep(0.5)
+        yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the script's trap stops PostgreSQL
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        pid_file = folder / "pgdata" / "postmaster.pid"
+        if pid_file.exists():  # the script was killed before its trap ran
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                postmaster = int(pid_file.read_text().split()[0])
+                os.kill(postmaster, signal.SIGINT)  # fast shutdown
+                _wait_gone(postmaster, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until process ``pid`` has exited (it is not our child: no wait() for it)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout)
