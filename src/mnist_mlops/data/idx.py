@@ -1,9 +1,9 @@
-"""Read and write IDX files (the format MNIST ships in), validated.
+"""Read IDX files (the format MNIST ships in), validated.
 
 torchvision's reader asserts on bad input; this one raises a
 :class:`DataFormatError` that names the file and the problem, which is what a
-user with a truncated download needs to see. Only the unsigned-byte type that
-MNIST uses is supported for writing; reading accepts all IDX element types.
+user with a truncated download needs to see. All IDX element types are read
+(the tests write their synthetic files with ``support.synthetic.encode_idx``).
 """
 
 from __future__ import annotations
@@ -72,15 +72,3 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     except FileNotFoundError:
         raise DataFormatError(f"{p}: not found; run the download stage first") from None
     return parse_idx(data, str(p))
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (used for tests and synthetic data)."""
-    if array.dtype != np.uint8:
-        raise ValueError(f"only uint8 arrays can be encoded, got {array.dtype}")
-    if not 1 <= array.ndim <= 4:
-        raise ValueError(f"IDX supports 1 to 4 dimensions, got {array.ndim}")
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in array.shape
-    )
-    return header + np.ascontiguousarray(array).tobytes()

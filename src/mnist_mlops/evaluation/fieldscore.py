@@ -1,8 +1,9 @@
 """Score the field sets through exactly the serving path: bytes -> imaging -> ONNX.
 
 The service decodes an upload with :func:`mnist_mlops.imaging.preprocess_image`
-and runs the exported ONNX graph with ONNX Runtime; this does the same, image by
-image, so a preprocessing or export bug shows up here as it would for users.
+and runs the exported ONNX graph with ONNX Runtime; :mod:`mnist_mlops.evaluation.field_inputs`
+preprocesses each image the same way and this runs the graph on what came out, so a
+preprocessing or export bug shows up here as it would for users.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_mlops.evaluation.field_inputs import preprocess_blobs
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session
 
 
@@ -32,15 +32,6 @@ class SetScore:
     @property
     def refused(self) -> int:
         return int((self.predictions < 0).sum())
-
-
-def score_set(
-    onnx_path: str | os.PathLike[str], blobs: list[bytes], labels: np.ndarray
-) -> SetScore:
-    """Preprocess every image as the service does (a refusal, a 4xx for the user, is a
-    miss), then one ONNX Runtime batch."""
-    inputs, ok = preprocess_blobs(blobs)
-    return score_inputs(onnx_path, inputs, labels, ok)
 
 
 def score_inputs(
