@@ -1,6 +1,7 @@
 """Why the 'writers' field set's misses are missed: preprocessing or the classifier?
 
-    PYTHONPATH=src python bench/writers_misses.py models/model.onnx [--seed 7] [--out F.json]
+    python -m bench.research.writers_misses models/model.onnx [--seed 7] [--out F.json]
+    python -m bench.research.writers_misses models/model.onnx --quick --out /tmp/w.json  # runs?
 
 Every writers digit is read four ways by the same ONNX model:
 
@@ -14,6 +15,7 @@ Every writers digit is read four ways by the same ONNX model:
 A served miss is put down to ink finding when ``clean`` reads it right, to the stroke
 normalisation when ``no_stroke`` does, and to the classifier when neither does (and to
 the source itself when even ``grey`` is wrong). Prints counts per cause and per true digit.
+``--n`` reads only the first digits; ``--quick`` a few of them, to prove the script runs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from mnist_mlops.imaging import MIN_CONTRAST, WORK, decode_image, preprocess_ima
 from mnist_mlops.imaging.decode import shrink, to_channels
 from mnist_mlops.imaging.ink import find_ink
 from mnist_mlops.imaging.stroke import _crop, _to_work_size, centre_by_mass, fit_box
+
+QUICK_N = 50  # digits: every way and every cause's code path, in seconds
 
 
 def _field_no_stroke(ink: np.ndarray) -> np.ndarray:
@@ -74,9 +78,13 @@ def main() -> None:
     parser.add_argument("onnx")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="")
+    parser.add_argument("--n", type=int, help="only the first N digits (default: all)")
+    parser.add_argument("--quick", action="store_true", help="seconds, to prove it runs")
     args = parser.parse_args()
+    n = args.n or (QUICK_N if args.quick else None)
     cells, labels = load_writers()
-    blobs, _ = writers_set(args.seed)
+    cells, labels = cells[:n], labels[:n]
+    blobs, _ = writers_set(args.seed, n)
     ways = {
         "served": np.stack([preprocess_image(b) for b in blobs]),
         "no_stroke": np.stack([no_stroke(b) for b in blobs]),
