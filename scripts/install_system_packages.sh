@@ -2,11 +2,11 @@
 # Installs the Debian packages the project runs besides Python, in one apt transaction:
 #   chromium (+ fonts-liberation)  the browser tests drive it by path (no `playwright install`)
 #   wrk                            bench/serve_load.py's HTTP load generator
-#   prometheus                     tests/service/test_prometheus.py scrapes /metrics with it;
+#   prometheus                     tests/serving/test_prometheus.py scrapes /metrics with it;
 #                                  its promtool unit-tests deploy/prometheus/alerts.yml
 #   postgresql                     `make mlflow-server` and its tests run their own cluster
 #   podman, runc, mmdebstrap       build and run the serving image without a Docker engine
-#                                  (scripts/podman_image.sh, tests/service/test_container.py)
+#                                  (scripts/podman_image.sh, tests/serving/test_container.py)
 # Idempotent and non-interactive: installs only what is missing. Needs root (or sudo) and apt.
 # On failure it exits non-zero with one last line naming the packages and the command.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build and run the serving image with podman, for machines without a Docker engine
-# (as root; the CI test tests/service/test_container.py goes through this script).
+# (as root; the CI test tests/serving/test_container.py goes through this script).
 #
 #   scripts/podman_image.sh base                  # Debian base image with python3 (cached)
 #   scripts/podman_image.sh build [TAG] [CONTEXT] # base + Dockerfile -> TAG (default mnist-mlops)
