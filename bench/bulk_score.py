@@ -1,7 +1,8 @@
 """Bulk scoring speed and memory: ``python -m pipeline.score`` against its limits, in one run.
 
-    PYTHONPATH=src:. python bench/bulk_score.py --model models/model.onnx
-    PYTHONPATH=src:. python bench/bulk_score.py --model m.onnx --sizes 10000 --image-sizes 1000
+    python bench/bulk_score.py --model models/model.onnx
+    python bench/bulk_score.py --model m.onnx --sizes 10000 --image-sizes 1000
+    python bench/bulk_score.py --model m.onnx --quick --out /tmp/x.json  # proves it runs
 
 Each command is timed whole, from its start (interpreter, imports) twice: until its
 output file is in place (renamed, so complete), and until it exits, after recording its
@@ -29,6 +30,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,14 +42,17 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 from PIL import Image, ImageDraw
+from preprocess_speed import drawing_png, median_ms  # bench/ is sys.path[0]
 
-from bench.preprocess_speed import drawing_png, median_ms
 from mnist_mlops import imaging
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
 from mnist_mlops.tracking.runs import prepare_store
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 8192
+# One small command of each local kind (arrays, an image folder), no Ray.
+QUICK = {"sizes": "1000", "image_sizes": "100", "ray_sizes": "", "ray_image_sizes": "",
+         "sustain_s": 0.5}  # fmt: skip
 
 
 def direct_rate(model: Path, array: np.ndarray) -> float:
@@ -60,7 +65,7 @@ def direct_rate(model: Path, array: np.ndarray) -> float:
     return len(array) / (time.perf_counter() - start)
 
 
-def sustained_rate(pngs: list[bytes], seconds: float = 3.0) -> float:
+def sustained_rate(pngs: list[bytes], seconds: float) -> float:
     """One core's preprocessing rate on these images, sustained over ``seconds``.
 
     Not a median of single calls: on a shared machine a median sees the idle moments,
@@ -174,7 +179,13 @@ def main() -> None:
     parser.add_argument("--ray-image-sizes", default="10000")
     parser.add_argument("--criterion-size", type=int, default=200_000)
     parser.add_argument("--out", default="bench/results/bulk_score.json")
+    parser.add_argument(
+        "--sustain-s", type=float, default=3.0, help="seconds of the 1-core preprocess reference"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK}: proves it runs")
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     model = Path(args.model).resolve()
     sizes = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     cores = len(os.sched_getaffinity(0))
@@ -220,7 +231,7 @@ def main() -> None:
     pngs = digit_pngs()
     for n in sorted(set(sizes(args.image_sizes)) | set(sizes(args.ray_image_sizes))):
         folder = image_folder(work / f"images-{n}", n, pngs)
-        one_core = sustained_rate(pngs)
+        one_core = sustained_rate(pngs, args.sustain_s)
         ideal = cores * one_core
         if n in sizes(args.image_sizes):
             add("local, image folder", n, run_command([str(model), str(folder), "o.parquet"], work),
@@ -240,6 +251,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)  # the image folders: gigabytes at full size
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ It also notes what each does with a log folder that cannot exist (a path through
 regular file): BentoML's raises into the request. Prints a table and writes JSON::
 
     python bench/monitor_cost.py            # bench/results/monitor_cost.json
+    python bench/monitor_cost.py --quick --out /tmp/x.json  # proves it runs
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/monitor_cost.json")
+    parser.add_argument("--quick", action="store_true", help="--repeat 20: proves it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 20
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         theirs = bentoml_monitor_us(folder / "bentoml", args.repeat)

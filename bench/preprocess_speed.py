@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/preprocess_speed.py
     PYTHONPATH=src python bench/preprocess_speed.py --repeat 50 --out /tmp/x.json
+    PYTHONPATH=src python bench/preprocess_speed.py --quick --out /tmp/x.json  # runs?
 
 For each image, in one run: (a) the baseline, Pillow decoding the whole image and
 nothing else (what any server pays to look at an upload), and (b) our
@@ -99,7 +100,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--out", default="bench/results/preprocess_speed.json")
+    parser.add_argument("--quick", action="store_true", help="--repeat 2: proves it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 2
     rows = []
     drawing, bomb = drawing_png(), png_bomb()
     cases = (
