@@ -39,8 +39,22 @@ def test_every_declared_output_exists(repo, first_repro):
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
     ran = ("download", "split", "prepare", "train", "evaluate", "export", "field", "package")
-    for stage in ran:
+    for stage in (*ran, "report"):
         assert f"Running stage '{stage}'" in first_repro
+
+
+def test_the_results_page_shows_this_runs_numbers(repo, first_repro):
+    """The report stage rendered the page from the metrics this repro wrote, not the
+    project's committed ones: the test accuracy and the field sets' size are this run's."""
+    path, _ = repo
+    page = (path / "docs/results.md").read_text()
+    test = json.loads((path / "metrics/evaluate.json").read_text())["test"]
+    assert f"({test['errors']:,} wrong of {test['n']:,})" in page
+    section = page.split("## Field sets", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if "|" in line}
+    field = json.loads((path / "metrics/field.json").read_text())["sets"]
+    for name, s in field.items():
+        assert f"| {100 * s['accuracy']:.1f} % |" in rows[name] and f"| {s['n']} |" in rows[name]
 
 
 def test_metrics_parse_and_make_sense(repo, first_repro):

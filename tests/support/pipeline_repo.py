@@ -19,7 +19,8 @@ import yaml
 
 from support import ROOT
 
-CODE = ("pipeline", "src", "serving", "requirements")
+# bench/results: the report stage renders the benchmarks' tables beside the run's metrics.
+CODE = ("pipeline", "src", "serving", "requirements", "bench/results")
 # A guard against a hang, not a guess at how long anything takes: a command that works
 # ends long before. Waits that can scale with measured work do (``Reproduced.budget`` in
 # tests/pipeline/conftest.py).
