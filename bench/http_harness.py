@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 import psutil
+from common import REPO, random_images
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]  # run as a script from anywhere
 
 from serving.schemas import MAX_BATCH, example_pixels  # noqa: E402
@@ -96,7 +96,15 @@ def payloads(folder: Path) -> dict[str, Payload]:
 
 def batch_pixels() -> np.ndarray:
     """BATCH different 28x28 images, 0..255 integers (seeded): (BATCH, 28, 28) uint8."""
-    return np.random.default_rng(0).integers(0, 256, size=(BATCH, 28, 28), dtype=np.uint8)
+    return random_images(BATCH)
+
+
+def checkout(spec: str) -> tuple[str, Path]:
+    """``NAME=DIR`` -> (NAME, DIR), DIR a checkout of this project (serving/service.py)."""
+    name, _, folder = spec.partition("=")
+    if not (Path(folder) / "serving" / "service.py").is_file():
+        raise SystemExit(f"{spec}: no serving/service.py under {folder}")
+    return name, Path(folder).resolve()
 
 
 def free_port() -> int:

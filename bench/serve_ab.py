@@ -8,6 +8,7 @@ compared, with req/s beside it::
 
     git worktree add /tmp/before HEAD~1
     python bench/serve_ab.py --a before=/tmp/before --b after=. --payloads array,png
+    python bench/serve_ab.py --a one=. --b two=. --quick --out /tmp/x.json  # proves it runs
 
 Prints a table and writes bench/results/serve_ab.json.
 """
@@ -22,20 +23,20 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-from http_harness import OURS, PAYLOADS, REPO, payloads, server, wrk  # bench/ is sys.path[0]
+from http_harness import (  # bench/ is sys.path[0]
+    OURS,
+    PAYLOADS,
+    REPO,
+    checkout,
+    payloads,
+    server,
+    wrk,
+)
 
 from mnist_mlops.core.fileio import write_json
 
 SERVER_CORE, LOAD_CORE = 0, 1
 CONNECTIONS = 8
-
-
-def checkout(spec: str) -> tuple[str, Path]:
-    """``NAME=DIR`` -> (NAME, DIR), DIR holding serving/service.py."""
-    name, _, folder = spec.partition("=")
-    if not (Path(folder) / "serving" / "service.py").is_file():
-        raise SystemExit(f"{spec}: no serving/service.py under {folder}")
-    return name, Path(folder).resolve()
 
 
 def main() -> None:
@@ -47,7 +48,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0, help="per wrk run")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/serve_ab.json")
+    parser.add_argument("--quick", action="store_true", help="one round of 1 s: proves it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 1.0
     trees = dict([checkout(args.a), checkout(args.b)])
     rows: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:

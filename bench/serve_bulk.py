@@ -9,7 +9,8 @@ answer, and counts images/s per route and batch size. ONNX Runtime called direct
 the same model, in the same run and on the server's core, is the ceiling::
 
     python bench/serve_bulk.py --model models/model.onnx            # 10 s a cell
-    python bench/serve_bulk.py --model models/model.onnx --quick    # 3 s a cell
+    python bench/serve_bulk.py --model models/model.onnx --seconds 3  # 3 s a cell
+    python bench/serve_bulk.py --quick --out /tmp/x.json  # a fraction of a second: runs?
 
 Prints a table (npy / JSON ratio per batch size) and writes bench/results/serve_bulk.json.
 """
@@ -20,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from http_harness import OURS, REPO, cpu_seconds, server  # bench/ is sys.path[0]
+from common import machine, random_images  # bench/ is sys.path[0]
+from http_harness import OURS, REPO, cpu_seconds, server
 
 from mnist_mlops.core.fileio import write_json
 from mnist_mlops.inference.session import inference_session
@@ -37,11 +38,6 @@ from serving.schemas import MAX_BATCH
 
 BATCHES = (16, 64, MAX_BATCH)
 SERVER_CORE, CLIENT_CORE = 0, 1
-
-
-def images(count: int) -> np.ndarray:
-    """``count`` different 28x28 uint8 images (seeded), the same for both routes."""
-    return np.random.default_rng(0).integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
 
 
 def as_json(batch: np.ndarray) -> tuple[bytes, str]:
@@ -82,7 +78,7 @@ def direct_rate(model: Path, seconds: float) -> float:
     os.sched_setaffinity(0, {SERVER_CORE})
     try:
         session = inference_session(model)
-        chunk = images(MAX_BATCH).astype(np.float32)
+        chunk = random_images(MAX_BATCH).astype(np.float32)
         name = session.get_inputs()[0].name
         session.run(None, {name: chunk})
         done, start = 0, time.perf_counter()
@@ -98,10 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/model.onnx")
     parser.add_argument("--seconds", type=float, default=10.0, help="per cell")
-    parser.add_argument("--quick", action="store_true", help="3 s a cell: proves it runs")
+    parser.add_argument("--quick", action="store_true", help="0.3 s a cell: proves it runs")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/serve_bulk.json")
     args = parser.parse_args()
-    seconds = 3.0 if args.quick else args.seconds
+    seconds = 0.3 if args.quick else args.seconds
     os.sched_setaffinity(0, {CLIENT_CORE})
     results: dict[str, dict[str, dict]] = {}
     model = args.model.resolve()
@@ -111,7 +107,7 @@ def main() -> None:
     ):
         for size in BATCHES:
             for route in ROUTES:
-                cell = closed_loop(url, pid, route, images(size), seconds)
+                cell = closed_loop(url, pid, route, random_images(size), seconds)
                 results.setdefault(str(size), {})[route] = cell
                 print(
                     f"  batch {size:3d} {route:4s} {cell['images_per_s']:8.0f} images/s", flush=True
@@ -129,8 +125,7 @@ def main() -> None:
     print("\n".join(lines))
     write_json(args.out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1min": os.getloadavg()[0]},  # other users share the cores
+        "machine": machine(),  # its load average: other users share the cores
         "seconds_per_cell": seconds, "results": results, "direct_images_per_s": direct,
         "ratios": {s: c["npy"]["images_per_s"] / c["json"]["images_per_s"]
                    for s, c in results.items()},

@@ -29,7 +29,8 @@ when other processes share the machine. Prints a table with our/baseline ratios 
 images/s for the batch payloads) and writes JSON::
 
     python bench/serve_load.py --model models/model.onnx          # 10 s a cell, ~5 min
-    python bench/serve_load.py --model models/model.onnx --quick  # 3 s a cell, ~2 min
+    python bench/serve_load.py --model models/model.onnx --seconds 3  # ~2 min
+    python bench/serve_load.py --quick --servers ours --payloads array  # seconds: does it run?
     # a change to the service against another checkout of it, in the same run:
     python bench/serve_load.py --quick --tree before=../checkout-before --servers starlette
     # the bulk routes: images/s of a BATCH-image .npy body against the same as JSON, on
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -59,11 +59,13 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from http_harness import (  # bench/ is sys.path[0]
+from common import machine  # bench/ is sys.path[0]
+from http_harness import (
     OURS,
     PAYLOADS,
     REPO,
     Payload,
+    checkout,
     payloads,
     server,
     wrk,
@@ -89,6 +91,7 @@ BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal servic
 BULK_FLOOR = ("npy", "npy-bin")  # ... and what the baseline alone answers besides
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
+QUICK_SECONDS = 1.0  # a cell: the shortest wrk run
 
 
 def measure(
@@ -216,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "models/model.onnx")
     parser.add_argument("--seconds", type=float, default=10.0, help="per cell")
-    parser.add_argument("--quick", action="store_true", help="3 s a cell: proves it runs")
+    parser.add_argument("--quick", action="store_true", help="1 s a cell: proves it runs")
     parser.add_argument("--payloads", default="array,png", help=f"some of {','.join(PAYLOADS)}")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"some of {','.join(SERVERS)} ({BASELINE} always runs)")  # fmt: skip
@@ -236,11 +239,9 @@ def main() -> None:
         raise SystemExit(f"--servers: choose from {','.join(SERVERS)}")
     servers = {name: (SERVERS[name], REPO) for name in names}
     for spec in args.tree:
-        name, _, folder = spec.partition("=")
-        if not (Path(folder) / "serving" / "service.py").is_file():
-            raise SystemExit(f"--tree {spec}: no serving/service.py under {folder}")
-        servers[name] = (OURS, Path(folder).resolve())
-    seconds = 3.0 if args.quick else args.seconds
+        name, folder = checkout(spec)
+        servers[name] = (OURS, folder)
+    seconds = QUICK_SECONDS if args.quick else args.seconds
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
@@ -260,8 +261,7 @@ def main() -> None:
     out = args.out or REPO / "bench/results" / f"{name}.json"
     write_json(out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1min": os.getloadavg()[0]},  # other users share the cores
+        "machine": machine(),  # its load average: other users share the cores
         "seconds_per_cell": seconds, "servers": {n: str(t) for n, (_, t) in servers.items()},
         "results": results, "ratios_by_server": (by_server := ratios(results)),
         # ours against the baseline, as before: {payload: ratio}
