@@ -116,7 +116,7 @@ def test_feedback_stores_a_correction_once(served):
     assert first.status_code == again.status_code == 200
     assert first.json() == {"request_id": request_id, "digit": 4, "duplicate": False}
     assert again.json()["duplicate"] is True
-    store = FeedbackStore.from_uri(f"sqlite:///{served.home / 'feedback.sqlite'}")
+    store = FeedbackStore(f"sqlite:///{served.home / 'feedback.sqlite'}")
     assert [(r[0], r[1]) for r in store.corrections() if r[0] == request_id] == [(request_id, 4)]
 
 

@@ -73,10 +73,6 @@ class FeedbackStore:
         self._conn: Any = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_uri(cls, uri: str, durable: bool = True) -> FeedbackStore:
-        return cls(uri, durable)
-
     # ---- what the service calls ------------------------------------------------------
 
     def add(self, request_id: str, digit: int) -> bool:
