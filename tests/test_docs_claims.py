@@ -1,6 +1,6 @@
 """The docs' claims that drift with the code are rendered from it or checked against it.
 
-Two kinds of claim went stale before anyone noticed, because nothing read them:
+Two kinds of claim drift silently, because nothing else reads them:
 
 - **Which rooms may import which** (and so what the serving app imports). The source is
   ``ALLOWED`` and ``SERVING_SIDE`` in ``tests/test_layers.py``, which the layer tests
@@ -18,10 +18,11 @@ Two kinds of claim went stale before anyone noticed, because nothing read them:
   ``[...]`` and a bare ``...`` stand for elided values.
 
 Cheaper claims are checked where they are written: pipeline.md's list of stages against
-dvc.yaml and its train keys against params.yaml; every `section.key` the docs name
-against params.yaml; every `module.name` they name (``serving.errors.INPUT_ERRORS``)
-against the code; the settings tables of monitoring.md and serving.md against the
-defaults in the code.
+dvc.yaml and its train keys against params.yaml; architecture.md's Layout against the
+rooms; every `section.key` the docs name against params.yaml; every `module.name` they
+name (``serving.errors.INPUT_ERRORS``) against the code and every source path against the
+tree; the settings tables of monitoring.md and serving.md against the defaults in the
+code; the error tables against the statuses and reason labels the service answers with.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_layers import render_arrows, render_serving_side
+from test_layers import SERVING_SIDE, render_arrows, render_serving_side, rooms
 
 from mnist_mlops.core.fileio import atomic_open
 
@@ -113,15 +114,16 @@ def test_generated_block_matches_the_code(name: str) -> None:
 
 
 def test_no_page_lists_the_serving_rooms_outside_a_generated_block() -> None:
-    """A hand-written "imports only core, ..." went stale once; the blocks are the one place."""
-    rooms = r"\b(core|imaging|inference|monitoring)\b"
+    """A hand-written list of what serving imports goes stale with ``SERVING_SIDE``; the
+    generated blocks are the one place that says it."""
+    serving_rooms = rf"\b({'|'.join(SERVING_SIDE)})\b"
     stale = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text()
         for name in BLOCKS:
             text = _block_pattern(name).sub("", text)
         for line in text.splitlines():
-            if re.search(rf"imports? only\b[^.]*{rooms}", line):
+            if re.search(rf"imports? only\b[^.]*{serving_rooms}", line):
                 stale.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert not stale, "say it in a generated block (or link to one):\n" + "\n".join(stale)
 
@@ -134,13 +136,17 @@ def _stages() -> list[str]:
 
 
 def _section(page: str, heading: str) -> str:
-    """The text of ``page`` under ``heading`` up to the next heading of its level or above."""
-    text = (ROOT / page).read_text()
-    start = text.index(f"\n{heading}\n")
-    level = heading.split(" ")[0]
-    rest = text[start + len(heading) + 2 :]
-    end = re.search(rf"^#{{1,{len(level)}}} ", rest, re.M)
-    return rest[: end.start()] if end else rest
+    """The lines of ``page`` under ``heading`` up to the next heading of its level or above
+    (a ``#`` line inside a fenced code block is a comment, not a heading)."""
+    lines = (ROOT / page).read_text().splitlines()
+    level = len(heading.split(" ")[0])
+    start = lines.index(heading) + 1
+    fenced = False
+    for end in range(start, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        if not fenced and re.match(rf"#{{1,{level}}} ", lines[end]):
+            return "\n".join(lines[start:end])
+    return "\n".join(lines[start:])
 
 
 def test_pipeline_md_describes_every_stage_in_order() -> None:
@@ -164,8 +170,8 @@ NOT_PARAMS = {"mlflow.db", "mlflow.data"}
 
 
 def test_every_params_key_the_docs_name_exists() -> None:
-    """A `section.key` in the docs names a key of params.yaml (the docs once named keys that
-    had been renamed); file names such as `field.json` are not keys."""
+    """A `section.key` in the docs names a key of params.yaml, so renaming a key leaves no
+    stale name behind; file names such as `field.json` are not keys."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     named = re.compile(rf"`((?:{'|'.join(params)})\.[A-Za-z_][\w.]*)`")
     unknown = []
@@ -181,13 +187,46 @@ def test_every_params_key_the_docs_name_exists() -> None:
     assert not unknown, "not in params.yaml:\n" + "\n".join(sorted(unknown))
 
 
-def _table_rows(page: str) -> list[list[str]]:
-    """Every markdown table row of ``page``, as its cells without backticks."""
+def _table_rows(page: str, heading: str | None = None) -> list[list[str]]:
+    """Every markdown table row of ``page`` (under ``heading``), cells without backticks."""
+    text = _section(page, heading) if heading else (ROOT / page).read_text()
     return [
         [cell.strip().replace("`", "") for cell in line.strip().strip("|").split("|")]
-        for line in (ROOT / page).read_text().splitlines()
+        for line in text.splitlines()
         if line.startswith("| ")
     ]
+
+
+def _status_rows(page: str, heading: str) -> dict[int, list[str]]:
+    """The rows of the table under ``heading`` that start with HTTP statuses, by status
+    (a row "404 / 405" gives both)."""
+    rows = {}
+    for row in _table_rows(page, heading):
+        codes = [c.strip() for c in row[0].split("/")]
+        if all(c.isdigit() for c in codes):
+            rows.update({int(c): row for c in codes})
+    return rows
+
+
+def test_the_error_tables_list_the_statuses_the_code_answers() -> None:
+    """The statuses in the docs' error tables are the ones the OpenAPI document lists
+    (serving.errors.ERROR_STATUSES, serving.feedback.ERROR_STATUSES), and each `reason`
+    label in serving.md is the one /metrics counts it under (serving.errors.REASONS)."""
+    from serving import errors, feedback
+
+    api = set(_status_rows("docs/http-api.md", "## Errors"))
+    assert api == set(errors.ERROR_STATUSES), "docs/http-api.md's Errors table"
+    corrections = set(_status_rows("docs/monitoring.md", "## Corrections: `POST /feedback`"))
+    assert corrections == {200, *feedback.ERROR_STATUSES}, "docs/monitoring.md's /feedback table"
+    labels = {}
+    for row in _status_rows("docs/serving.md", "## Errors").values():
+        codes = [c.strip() for c in row[0].split("/")]
+        names = [n.strip() for n in row[2].split("/")] if row[2] else []
+        labels.update(zip(codes, names, strict=False))
+    assert {int(c): n for c, n in labels.items()} == errors.REASONS, (
+        "docs/serving.md's Errors table: the reason labels differ from serving.errors.REASONS"
+    )
+    assert set(errors.ERROR_STATUSES) <= set(_status_rows("docs/serving.md", "## Errors"))
 
 
 def _shown(value: object) -> str:
@@ -272,7 +311,7 @@ def test_every_module_and_name_the_docs_name_exists() -> None:
     """`serving.errors.INPUT_ERRORS`, `imaging.preprocess_image`, `tracking.registry...`:
     a renamed function or module leaves no stale name in the docs. Names that are also
     params keys (`train.devices`) are checked above."""
-    rooms = {p.name for p in (ROOT / "src/mnist_mlops").iterdir() if (p / "__init__.py").is_file()}
+    room_names = set(rooms())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     dotted = re.compile(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?`")
     stale = []
@@ -283,7 +322,7 @@ def test_every_module_and_name_the_docs_name_exists() -> None:
             parts = name.split(".")
             if parts[0] in params and parts[1] in params[parts[0]]:
                 continue
-            if parts[0] in rooms:
+            if parts[0] in room_names:
                 parts = ["mnist_mlops", *parts]
             elif parts[0] not in {"mnist_mlops", "serving", "pipeline"}:
                 continue
@@ -294,6 +333,37 @@ def test_every_module_and_name_the_docs_name_exists() -> None:
             elif found[1] and found[1][0] not in _defined(found[0]):
                 stale.append(f"{where} (not in {found[0].relative_to(ROOT)})")
     assert not stale, "\n".join(stale)
+
+
+# A path into the repository's own code, as the docs write one (outputs such as models/
+# are left out: they exist only after `dvc repro`). A path with a placeholder is skipped.
+SOURCE_PATH = re.compile(
+    r"(?<![\w./<-])((?:src|serving|pipeline|tests|bench|scripts|deploy|requirements|\.ci)"
+    r"/[\w./-]*[\w/])(?:::(\w+))?(?![\w./<*{$-])"
+)
+
+
+def test_every_source_path_the_docs_name_exists() -> None:
+    """Files move (tests by subject, bench/research/); a path in the docs moves with them,
+    and a `file.py::test_name` names a test that is still there."""
+    missing = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "results.md":
+            continue
+        for name, function in sorted(set(SOURCE_PATH.findall(path.read_text()))):
+            target = ROOT / name
+            if not target.exists():
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+            elif function and not re.search(rf"def {function}\b", target.read_text()):
+                missing.append(f"{path.relative_to(ROOT)}: {name}::{function}")
+    assert not missing, "no such file or test:\n" + "\n".join(missing)
+
+
+def test_architecture_md_layout_lists_every_room() -> None:
+    """The Layout block names each room of src/mnist_mlops once (a new room is described)."""
+    layout = _section("docs/architecture.md", "## Layout")
+    listed = re.findall(r"^  (\w+)/ ", layout, re.M)
+    assert sorted(listed) == rooms(), "docs/architecture.md's Layout differs from src/mnist_mlops"
 
 
 # --- answer examples against the OpenAPI document --------------------------------------
