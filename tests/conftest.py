@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_mlops.core.config import load_params
 from support import ROOT
-from support.digits import draw_digit, encode, png_claiming_size
+from support.digits import draw_digit, encode
 from support.http_mirror import HttpMirror
 from support.http_mirror import http_mirror as serve_mirror
 from support.mlflow_server import MlflowServer
@@ -171,9 +171,3 @@ def make_digit() -> Callable[..., Image.Image]:
 def encode_image() -> Callable[..., bytes]:
     """:func:`support.digits.encode`."""
     return encode
-
-
-@pytest.fixture(scope="session")
-def png_bomb() -> Callable[[int, int], bytes]:
-    """:func:`support.digits.png_claiming_size`."""
-    return png_claiming_size

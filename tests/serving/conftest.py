@@ -1,4 +1,4 @@
-"""Fixtures for the serving tests: a small real ONNX model and digit-like test images.
+"""Fixtures for the serving tests: a small real ONNX model, one server of it, its answers.
 
 The model is a seeded, untrained MLP exported with the project's own exporter,
 so its answers are arbitrary but deterministic: tests compare the service with
