@@ -220,6 +220,8 @@ def test_health_and_metrics(server, digit_png):
     assert server.get("/livez").status_code == 200
     assert server.get("/readyz").status_code == 200
     server.post("/predict", files={"image": ("d.png", digit_png, "image/png")})
+    # One refused upload of its own, so the rejection counter exists whichever tests ran first.
+    assert server.post("/predict", files={"image": ("e.png", b"", "image/png")}).status_code == 400
     metrics = server.get("/metrics")
     assert metrics.status_code == 200
     assert "# TYPE" in metrics.text and "bentoml_service_request" in metrics.text
