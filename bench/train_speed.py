@@ -53,6 +53,7 @@ from mnist_mlops.data.splits import Splits, load_splits
 from mnist_mlops.train.datamodule import MNISTDataModule
 from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import MLP
+from mnist_mlops.train.optim import make_optimizer, make_scheduler
 from mnist_mlops.train.trainer import best_checkpoint, build_trainer
 
 TARGET = 0.98
@@ -106,21 +107,6 @@ class Clock:
         self.paused_s += seconds
 
 
-def make_optimizer(net: torch.nn.Module, cfg: TrainConfig, steps: int, fused: bool = False):
-    """Optimizer and per-step schedule as a plain loop would write them (same maths as ours)."""
-    extra = {"fused": True} if fused else {}
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.optimizer)
-    if opt_cls is None:
-        raise SystemExit(f"bench supports adam/adamw, params say {cfg.optimizer}")
-    opt = opt_cls(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
-    sched = None
-    if cfg.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
-    elif cfg.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.lr * 1e-2)
-    return opt, sched
-
-
 def plain_loop(
     run: Run,
     cfg: TrainConfig,
@@ -134,7 +120,15 @@ def plain_loop(
     min_epochs: int,
 ) -> None:
     """The textbook loop: forward, loss, backward, step; no host sync inside an epoch."""
-    opt, sched = make_optimizer(net, cfg, cfg.max_epochs * n_batches)
+    # The train stage's optimizer and schedule, so the loops differ only in how they run.
+    opt = make_optimizer(
+        cfg.optimizer,
+        net.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
+    sched = make_scheduler(cfg.schedule, opt, lr=cfg.lr, total_steps=cfg.max_epochs * n_batches)
     net.train()
     for epoch in range(cfg.max_epochs):
         start = clock.elapsed()

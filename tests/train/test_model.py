@@ -11,8 +11,9 @@ from mnist_mlops.core.config import Activation, Init, Optimizer, TrainConfig
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.train.augment import random_affine, random_shift, random_stroke
 from mnist_mlops.train.datamodule import MNISTDataModule, TensorBatches
-from mnist_mlops.train.module import OPTIMIZERS, LitMLP
+from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import MLP, count_parameters
+from mnist_mlops.train.optim import OPTIMIZERS
 from mnist_mlops.train.trainer import build_trainer
 
 

@@ -5,17 +5,16 @@ Kept apart from the network so the exported graph and checkpoint loading need no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_mlops.core.config import Optimizer, TrainConfig
+from mnist_mlops.core.config import TrainConfig
 from mnist_mlops.train.augment import random_affine, random_shift, random_stroke
 from mnist_mlops.train.network import MLP, N_CLASSES
+from mnist_mlops.train.optim import make_optimizer, make_scheduler
 
 
 class LitMLP(pl.LightningModule):
@@ -116,40 +115,17 @@ class LitMLP(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: D102
         cfg = self.cfg
-        # One fused kernel per step instead of one or more per parameter (CPU and CUDA).
-        fused = self.device.type in ("cuda", "cpu")
-        opt = OPTIMIZERS[cfg.optimizer](self.parameters(), cfg, fused)
-        if cfg.schedule == "none":
+        opt = make_optimizer(
+            cfg.optimizer,
+            self.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            fused=self.device.type in ("cuda", "cpu"),
+        )
+        # Only a schedule needs the step count (the Trainer builds the train loader to count).
+        total = int(self.trainer.estimated_stepping_batches) if cfg.schedule != "none" else 0
+        sched = make_scheduler(cfg.schedule, opt, lr=cfg.lr, total_steps=total)
+        if sched is None:
             return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        if cfg.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-        else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-                opt, T_max=max(total, 1), eta_min=cfg.lr * 1e-2
-            )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-Params = Iterator[nn.Parameter]
-
-
-def _fused(fused: bool) -> dict[str, bool]:
-    return {"fused": True} if fused else {}
-
-
-# How each config name builds its optimizer (keys: the config's ``Optimizer`` Literal;
-# tests check they match). RMSprop has no fused kernel.
-OPTIMIZERS: dict[Optimizer, Callable[[Params, TrainConfig, bool], torch.optim.Optimizer]] = {
-    "sgd": lambda p, c, f: torch.optim.SGD(p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)),
-    "sgd_momentum": lambda p, c, f: torch.optim.SGD(
-        p, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay, **_fused(f)
-    ),
-    "adam": lambda p, c, f: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)),
-    "adamw": lambda p, c, f: torch.optim.AdamW(
-        p, lr=c.lr, weight_decay=c.weight_decay, **_fused(f)
-    ),
-    "rmsprop": lambda p, c, f: torch.optim.RMSprop(
-        p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
-    ),
-}
