@@ -24,7 +24,7 @@ from common import accuracy_on_test, parse_sets  # bench/ is sys.path[0]
 from mnist_mlops.core.config import TrainConfig, load_params
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.train.checkpoint import load_net
-from mnist_mlops.train.training import train
+from mnist_mlops.train.training import TrainInputs, train
 
 # One epoch of a small net: every step of a run, in seconds.
 QUICK = {"max_epochs": 1, "hidden": [32]}
@@ -59,7 +59,7 @@ def main() -> None:
         cfg = base.replace(seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            result = train(cfg, args.processed_dir, Path(tmp) / "model.ckpt", mlflow_cfg=None)
+            result = train(cfg, TrainInputs(args.processed_dir), Path(tmp) / "model.ckpt")
             wall = time.perf_counter() - started
             acc = checkpoint_accuracy(Path(tmp) / "model.ckpt", args.processed_dir)
         record = {

@@ -14,13 +14,8 @@ from pathlib import Path
 
 from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import MlflowConfig, TrainConfig, load_params
-from mnist_mlops.core.fileio import write_csv, write_json
-from mnist_mlops.data.splits import load_splits
-from mnist_mlops.tracking.runs import prepare_store, resolve_tracking_uri
-from mnist_mlops.train.curves import diagnose
-from mnist_mlops.train.pause import pause_hooks
-from mnist_mlops.train.trainer import HISTORY_KEYS
-from mnist_mlops.train.training import train
+from mnist_mlops.train.stage import TrainStageFiles, run_train_stage
+from mnist_mlops.train.training import TrainInputs
 
 
 def main() -> None:
@@ -39,52 +34,14 @@ def main() -> None:
     parser.add_argument("--curve", default="plots/learning_curve.csv")
     args = parser.parse_args()
     params = load_params(args.params)
-    cfg = TrainConfig.from_params(params)
-    mlflow_cfg = MlflowConfig.from_params(params)
-    # Decided once here and recorded in run.json, which the later stages follow.
-    mlflow_cfg = mlflow_cfg.replace(tracking_uri=resolve_tracking_uri(mlflow_cfg.tracking_uri))
-    load_splits(args.processed_dir)  # bad data fails here, before the MLflow store is touched
-    # Schema and experiment are created under a lock: parallel runs can share one sqlite store.
-    prepare_store(mlflow_cfg.tracking_uri, mlflow_cfg.experiment)
-    # DVC names every experiment (queued ones too); the MLflow run carries the same name.
-    exp = os.environ.get("DVC_EXP_NAME")
-    result = train(
-        cfg,
-        args.processed_dir,
-        args.checkpoint,
-        mlflow_cfg,
-        run_name=exp,
-        extra_tags={"dvc_experiment": exp} if exp else None,
-        prepared_dir=args.prepared,
-        callbacks=pause_hooks(),  # only fault-injection tests set its variable
-        corrections_dir=args.corrections,
+    run_train_stage(
+        TrainConfig.from_params(params),
+        MlflowConfig.from_params(params),
+        TrainInputs(args.processed_dir, args.prepared, args.corrections),
+        TrainStageFiles(Path(args.checkpoint), Path(args.metrics), Path(args.curve)),
+        # DVC names every experiment (queued ones too); the MLflow run carries the same name.
+        experiment_name=os.environ.get("DVC_EXP_NAME"),
     )
-    if result.global_rank != 0:
-        return  # under torchrun/SLURM every rank runs this; rank 0 alone writes the outputs
-    write_json(
-        Path(args.checkpoint).with_name("run.json"),
-        {
-            "run_id": result.run_id,
-            "experiment_id": result.experiment_id,
-            "tracking_uri": mlflow_cfg.tracking_uri,
-            "experiment": mlflow_cfg.experiment,
-        },
-    )
-    last = result.history[-1] if result.history else {}
-    write_json(
-        args.metrics,
-        {
-            "best_val_acc": result.best_val_acc,
-            "epochs": result.epochs,
-            "seconds": round(result.seconds, 2),
-            "device": result.device,
-            "precision": result.precision,
-            "n_parameters": result.n_parameters,
-            **{k: last.get(k) for k in HISTORY_KEYS},
-            "diagnosis": diagnose(result.history),
-        },
-    )
-    write_csv(args.curve, ["epoch", *HISTORY_KEYS], result.history)
 
 
 if __name__ == "__main__":

@@ -112,15 +112,15 @@ def main() -> None:
     if not args.onnx:
         from mnist_mlops.export.to_onnx import export_and_verify
         from mnist_mlops.train.checkpoint import load_net
-        from mnist_mlops.train.training import train
+        from mnist_mlops.train.training import TrainInputs, train
 
         kinds = args.kinds.split(",") if args.kinds else list(params["prepare"]["kinds"])
         folder = prepared(work, params, kinds, *splits.split("train"))
         overrides = (QUICK_TRAIN if args.quick else {}) | parse_sets(args.set)
         cfg = TrainConfig.from_params(params, **overrides)
         start = time.perf_counter()
-        result = train(cfg, args.processed, onnx.with_name("model.ckpt"), None,
-                       prepared_dir=folder)  # fmt: skip
+        result = train(cfg, TrainInputs(args.processed, prepared_dir=folder),
+                       onnx.with_name("model.ckpt"))  # fmt: skip
         row |= {"kinds": kinds, "overrides": overrides, "epochs": result.epochs,
                 "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
         net = load_net(onnx.with_name("model.ckpt"))

@@ -65,7 +65,7 @@ def test_training_pauses_once_its_first_checkpoint_is_written(
 
     from mnist_mlops.core.config import TrainConfig
     from mnist_mlops.train.pause import pause_hooks
-    from mnist_mlops.train.training import train
+    from mnist_mlops.train.training import TrainInputs, train
 
     marker, scratch = tmp_path / "paused", tmp_path / "scratch"
     scratch.mkdir()
@@ -84,7 +84,7 @@ def test_training_pauses_once_its_first_checkpoint_is_written(
     cfg = TrainConfig.from_params(
         repo_params, hidden=(16,), max_epochs=2, batch_size=64, accelerator="cpu", devices="1"
     )
-    result = train(cfg, processed_dir, tmp_path / "m.ckpt", None, callbacks=pause_hooks())
+    result = train(cfg, TrainInputs(processed_dir), tmp_path / "m.ckpt", callbacks=pause_hooks())
     resumer.join(60)
     assert seen == [0]  # paused with exactly epoch 1's checkpoint on disk (epochs count from 0)
     assert result.epochs == 2 and [h["epoch"] for h in result.history] == [1, 2]

@@ -12,7 +12,7 @@ import pytest
 from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.corrections.export import export_corrections, holdout_share, split_corrections
 from mnist_mlops.data.corrections import PARTS, CorrectionSet, load_part, part_path, save_part
-from mnist_mlops.train.training import extra_training_digits
+from mnist_mlops.train.extra_digits import extra_training_digits
 
 
 @dataclass(frozen=True)

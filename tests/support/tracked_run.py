@@ -43,7 +43,7 @@ def train_tracked(processed_dir: Path, folder: Path, repo_params: dict[str, Any]
     from mnist_mlops.core.config import MlflowConfig, TrainConfig
     from mnist_mlops.data.splits import load_splits
     from mnist_mlops.tracking.runs import prepare_store
-    from mnist_mlops.train.training import train
+    from mnist_mlops.train.training import Tracking, TrainInputs, train
 
     class TestSetLogits(Callback):
         """The net's test-split logits (eval mode) at each epoch's end: ModelCheckpoint
@@ -72,9 +72,9 @@ def train_tracked(processed_dir: Path, folder: Path, repo_params: dict[str, Any]
         prepare_store(uri, "tracked")
         result = train(
             cfg,
-            processed_dir,
+            TrainInputs(processed_dir),
             folder / "model.ckpt",
-            MlflowConfig.from_params(repo_params, tracking_uri=uri, experiment="tracked"),
+            Tracking(MlflowConfig.from_params(repo_params, tracking_uri=uri, experiment="tracked")),
             callbacks=[logits],
         )
     return TrainedRun(result, cfg, folder, uri, logits.by_epoch)

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from mnist_mlops.core.config import MlflowConfig, TrainConfig, load_params
-from mnist_mlops.train.training import train
+from mnist_mlops.train.training import Tracking, TrainInputs, train
 
 
 class RecordFirstEpoch(Callback):
@@ -53,10 +53,12 @@ def main() -> None:
     record = RecordFirstEpoch()
     result = train(
         cfg,
-        processed,
+        TrainInputs(processed),
         out / "model.ckpt",
-        MlflowConfig.from_params(
-            params, tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"
+        Tracking(
+            MlflowConfig.from_params(
+                params, tracking_uri=f"sqlite:///{out}/mlflow.db", experiment="ddp"
+            )
         ),
         callbacks=[record],
     )

@@ -21,17 +21,17 @@ from mnist_mlops.export.to_onnx import (
 from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.checkpoint import load_net
 from mnist_mlops.train.trainer import HISTORY_KEYS
-from mnist_mlops.train.training import train
+from mnist_mlops.train.training import TrainInputs, train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def untracked(tracked_run, processed_dir, tmp_path_factory):
-    """The tracked run's config again with ``mlflow_cfg=None`` (the GPU box has no MLflow):
+    """The tracked run's config again with ``tracking=None`` (the GPU box has no MLflow):
     its folder and result."""
     folder = tmp_path_factory.mktemp("untracked")
-    return folder, train(tracked_run.config, processed_dir, folder / "model.ckpt", None)
+    return folder, train(tracked_run.config, TrainInputs(processed_dir), folder / "model.ckpt")
 
 
 def test_model_learns_and_history_is_per_epoch(tracked_run):

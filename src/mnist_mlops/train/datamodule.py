@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mnist_mlops.data.splits import Splits, load_splits
+from mnist_mlops.data.splits import Splits, load_splits, pixel_stats
 
 
 class TensorBatches:
@@ -71,7 +71,12 @@ class TensorBatches:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """Serves the split stage's splits as device-resident uint8 batches."""
+    """Serves the split stage's splits as device-resident uint8 batches.
+
+    The splits are loaded (and validated) when the module is built, so a bad file fails
+    before a tracked run or a Trainer exists, and ``mean``/``std`` are there to build the
+    model with, whichever way the module was given its data.
+    """
 
     def __init__(
         self,
@@ -83,21 +88,24 @@ class MNISTDataModule(pl.LightningDataModule):
         splits: Splits | None = None,
         extra_train: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """``extra_train``: more (images, labels) for the train split only (prepare stage)."""
-        super().__init__()
-        self.processed_dir, self.batch_size, self.seed = processed_dir, batch_size, seed
-        self.eval_batch_size = eval_batch_size
-        self._splits = splits
-        self.extra_train = extra_train
-        self.stats: dict = {}
-        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        """Give the split stage's folder (``processed_dir``) or ``splits`` already in memory.
 
-    @property
-    def splits(self) -> Splits:
-        if self._splits is None:
-            assert self.processed_dir is not None, "give processed_dir or splits"
-            self._splits, self.stats = load_splits(self.processed_dir)
-        return self._splits
+        ``extra_train``: more (images, labels) for the train split only (prepare stage).
+        """
+        super().__init__()
+        if splits is None:
+            if processed_dir is None:
+                raise ValueError("give processed_dir or splits")
+            splits, stats = load_splits(processed_dir)
+            mean, std = stats["mean"], stats["std"]
+        else:  # the same numbers the split stage writes to stats.json
+            mean, std = pixel_stats(splits.x_train)
+        self.splits: Splits = splits
+        self.mean, self.std = float(mean), float(std)
+        self.batch_size, self.seed = batch_size, seed
+        self.eval_batch_size = eval_batch_size
+        self.extra_train = extra_train
+        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +24,29 @@ from pytorch_lightning.loggers import MLFlowLogger
 from mnist_mlops.core.config import MlflowConfig
 from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.tracking.inputs import log_inputs
-from mnist_mlops.tracking.runs import client, git_commit
+from mnist_mlops.tracking.runs import git_commit
 
 # Seconds between samples; MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL_S = 5.0
 
 
+@dataclass(frozen=True)
+class Tracking:
+    """Where a tracked run goes (the store and experiment), its name and extra tags."""
+
+    mlflow: MlflowConfig
+    run_name: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 def log_datasets(
-    tracking_uri: str,
+    mlflow_client: Any,
     run_id: str,
     source: str | os.PathLike[str],
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> None:
-    """Log each ``name -> (images, labels)`` split as a dataset input of ``run_id``.
+    """Log each ``name -> (images, labels)`` split as a dataset input of ``run_id``
+    through ``mlflow_client`` (the run logger's own, ``MLFlowLogger.experiment``).
 
     The context tag is the split name (``train``, ``val``); MLflow computes the
     digest from the arrays, so two runs on the same data show the same digest.
@@ -50,26 +62,21 @@ def log_datasets(
             dataset = mlflow.data.from_numpy(x, source=str(source), targets=y, name=f"mnist-{name}")
         tags = [InputTag(key="mlflow.data.context", value=name)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
-    log_inputs(client(tracking_uri), run_id, inputs)
+    log_inputs(mlflow_client, run_id, inputs)
 
 
-def run_logger(
-    mlflow_cfg: MlflowConfig,
-    processed_dir: str | os.PathLike[str],
-    run_name: str | None,
-    extra_tags: dict[str, str] | None,
-) -> MLFlowLogger:
+def run_logger(tracking: Tracking, processed_dir: str | os.PathLike[str]) -> MLFlowLogger:
     """Lightning's MLflow logger, its run tagged with the code and the data it trains on."""
     tags = {
         "git_commit": git_commit(),
         "dataset_sha256": sha256_file(Path(processed_dir) / "mnist.npz"),
         "stage": "train",
-        **(extra_tags or {}),
+        **tracking.tags,
     }
     return MLFlowLogger(
-        experiment_name=mlflow_cfg.experiment,
-        tracking_uri=mlflow_cfg.tracking_uri,
-        run_name=run_name,
+        experiment_name=tracking.mlflow.experiment,
+        tracking_uri=tracking.mlflow.tracking_uri,
+        run_name=tracking.run_name,
         tags=tags,
         log_model=False,
     )

@@ -1,13 +1,15 @@
 """Fit the classifier with Lightning, tracked in MLflow.
 
-``train`` is what the train stage calls: it seeds everything, builds the
-DataModule and the model, fits on the GPU when one is present (CPU otherwise),
-keeps the checkpoint with the best validation accuracy, and returns the
-per-epoch history (the same numbers the logger sends to MLflow, collected by one
-callback). Without an MLflow config it trains untracked (the GPU box has no MLflow).
+``train`` is what the train stage calls (through :mod:`mnist_mlops.train.stage`). It reads
+top to bottom: seed, data, model, logger, Trainer, fit, keep the checkpoint with the best
+validation accuracy, and return the per-epoch history (the same numbers the logger sends
+to MLflow, collected by one callback). It fits on the GPU when one is present (CPU
+otherwise); without ``tracking`` it trains untracked (the GPU box has no MLflow).
 The same params run on several processes, GPUs or nodes: set ``train.strategy``
 (``ddp``), ``train.devices`` and ``train.num_nodes``; the DataModule shards each
 epoch by rank and only rank 0 writes the checkpoint.
+
+    result = train(cfg, TrainInputs("data/processed"), "models/model.ckpt")
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +29,28 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from mnist_mlops.core.config import MlflowConfig, TrainConfig
+from mnist_mlops.core.config import TrainConfig
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_path
-from mnist_mlops.tracking.runs import client
 from mnist_mlops.train.datamodule import MNISTDataModule
 from mnist_mlops.train.extra_digits import extra_training_digits
 from mnist_mlops.train.module import LitMLP
 from mnist_mlops.train.network import count_parameters, is_finite_model
-from mnist_mlops.train.run_extras import SystemMetrics, log_datasets, run_logger
+from mnist_mlops.train.run_extras import SystemMetrics, Tracking, log_datasets, run_logger
 from mnist_mlops.train.trainer import EpochHistory, best_checkpoint, build_trainer
+
+__all__ = ["TrainInputs", "TrainResult", "Tracking", "train"]
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """Where the training digits come from: the split stage's folder, and optionally the
+    prepare stage's extra digits (:mod:`mnist_mlops.data.prepared`) and the users'
+    corrections (:mod:`mnist_mlops.data.corrections`), both added to the train split."""
+
+    processed_dir: str | os.PathLike[str]
+    prepared_dir: str | os.PathLike[str] | None = None
+    corrections_dir: str | os.PathLike[str] | None = None
 
 
 @dataclass
@@ -55,87 +70,78 @@ class TrainResult:
 
 def train(
     cfg: TrainConfig,
-    processed_dir: str | os.PathLike[str],
+    inputs: TrainInputs,
     checkpoint_out: str | os.PathLike[str],
-    mlflow_cfg: MlflowConfig | None = None,
-    run_name: str | None = None,
-    extra_tags: dict[str, str] | None = None,
-    trainer_kwargs: dict[str, Any] | None = None,
-    callbacks: list[Callback] | None = None,
-    prepared_dir: str | os.PathLike[str] | None = None,
-    corrections_dir: str | os.PathLike[str] | None = None,
+    tracking: Tracking | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
+    trainer_overrides: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train, write the best checkpoint atomically to ``checkpoint_out``, return the summary.
 
-    With ``mlflow_cfg=None`` nothing is tracked (GPU boxes without MLflow, quick
-    sweeps). ``callbacks`` are added to the Trainer's own (checkpoint, history).
+    With ``tracking=None`` nothing is tracked (GPU boxes without MLflow, quick sweeps).
     A tracked run gets each parameter once (flat names), the train/val splits as
-    dataset inputs and system metrics. ``prepared_dir``: the prepare stage's extra
-    training digits (:mod:`mnist_mlops.prepare.variants`), added to the train split;
-    ``corrections_dir``: users' corrections (:mod:`mnist_mlops.data.corrections`), likewise.
+    dataset inputs and system metrics. ``callbacks`` join the Trainer's own (checkpoint,
+    history); ``trainer_overrides`` replace :func:`build_trainer`'s arguments.
     """
     # The order matters for reproducibility: the seed, then the data, then the weights.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = _datamodule(cfg, processed_dir, prepared_dir, corrections_dir)
-    model = LitMLP(cfg, mean=dm.stats["mean"], std=dm.stats["std"])
-    logger = run_logger(mlflow_cfg, processed_dir, run_name, extra_tags) if mlflow_cfg else None
-    extras = [SystemMetrics(mlflow_cfg.tracking_uri)] if mlflow_cfg else []
+    dm = _datamodule(cfg, inputs)
+    model = LitMLP(cfg, mean=dm.mean, std=dm.std)
+    logger = run_logger(tracking, inputs.processed_dir) if tracking is not None else None
+    tracked = [SystemMetrics(tracking.mlflow.tracking_uri)] if tracking is not None else []
     with tempfile.TemporaryDirectory(prefix="mnist-ckpt-", ignore_cleanup_errors=True) as folder:
         checkpoint, history = best_checkpoint(folder), EpochHistory()
         trainer = build_trainer(
             cfg,
-            logger if logger is not None else False,
-            [checkpoint, history, *extras, *(callbacks or [])],
-            **(trainer_kwargs or {}),
+            logger or False,
+            [checkpoint, history, *tracked, *callbacks],
+            **(trainer_overrides or {}),
         )
         # Before fit the Trainer does not know its rank yet; Lightning's env-derived one does.
-        if mlflow_cfg and logger is not None and rank_zero_only.rank == 0:
-            _log_run_inputs(logger, mlflow_cfg.tracking_uri, processed_dir, cfg, dm, model)
+        if logger is not None and rank_zero_only.rank == 0:
+            _log_run_inputs(logger, inputs.processed_dir, cfg, dm, model)
         seconds = _fit(trainer, model, dm)
         if trainer.global_rank == 0:
             _keep_best(checkpoint, checkpoint_out)
-    if mlflow_cfg and logger is not None and trainer.global_rank == 0:
-        client(mlflow_cfg.tracking_uri).log_metric(logger.run_id or "", "train/seconds", seconds)
+    if logger is not None and trainer.global_rank == 0:
+        logger.experiment.log_metric(logger.run_id, "train/seconds", seconds)
     return _result(trainer, model, logger, checkpoint, history, seconds)
 
 
-def _datamodule(
-    cfg: TrainConfig,
-    processed_dir: str | os.PathLike[str],
-    prepared_dir: str | os.PathLike[str] | None,
-    corrections_dir: str | os.PathLike[str] | None,
-) -> MNISTDataModule:
-    """The splits (plus the prepare stage's digits), loaded and validated now: a bad
-    file fails before any MLflow run is created."""
-    extra = extra_training_digits(prepared_dir, corrections_dir, cfg.corrections_weight)
-    dm = MNISTDataModule(processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra)
-    _ = dm.splits
-    return dm
+def _datamodule(cfg: TrainConfig, inputs: TrainInputs) -> MNISTDataModule:
+    """The splits plus the extra digits, loaded and validated now: a bad file fails
+    before any MLflow run is created."""
+    extra = extra_training_digits(
+        inputs.prepared_dir, inputs.corrections_dir, cfg.corrections_weight
+    )
+    return MNISTDataModule(
+        inputs.processed_dir, batch_size=cfg.batch_size, seed=cfg.seed, extra_train=extra
+    )
 
 
 def _log_run_inputs(
     logger: MLFlowLogger,
-    tracking_uri: str,
     processed_dir: str | os.PathLike[str],
     cfg: TrainConfig,
     dm: MNISTDataModule,
     model: LitMLP,
 ) -> None:
     """The run's dataset inputs and its parameters, each once under its flat name."""
-    splits = dm.splits
+    train, val = dm.splits.split("train"), dm.splits.split("val")
     log_datasets(
-        tracking_uri,
+        logger.experiment,
         logger.run_id or "",
         Path(processed_dir).resolve() / "mnist.npz",
-        {"train": splits.split("train"), "val": splits.split("val")},
+        {"train": train, "val": val},
     )
     logger.log_hyperparams(
         {
             **cfg.model_dump(),
             "n_parameters": count_parameters(model.net),
-            "train_size": dm.stats["counts"]["train"],
+            "train_size": len(train[1]),
             "train_extra_size": len(dm.extra_train[1]) if dm.extra_train is not None else 0,
-            "val_size": dm.stats["counts"]["val"],
+            "val_size": len(val[1]),
         }
     )
 
