@@ -35,7 +35,9 @@ ALLOWED: dict[str, set[str]] = {
     "tracking": {"core"},
     "train": {"core", "data", "tracking"},
     "evaluation": {"core", "data", "imaging", "inference"},
-    "export": {"core", "inference"},
+    # The export stage's library: a checkpoint (train) -> ONNX checked on the test split
+    # (data) -> logged and registered (tracking).
+    "export": {"core", "data", "inference", "tracking", "train"},
     "packaging": {"core", "inference"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},
