@@ -30,7 +30,8 @@ from pydantic import (
 
 from mnist_mlops.core.errors import UserError
 
-# The allowed values, each listed once; model.py reads them with typing.get_args.
+# The allowed values, each listed once; code that needs the list (train/network.py,
+# data/prepared.py) reads it with typing.get_args.
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"]  # torch.nn.functional names
 # The prepare stage's extra training digits: prepare/variants.py.
 VariantKind = Literal["served", "marker", "brushed", "lowres", "flagged", "crossed", "fonts"]

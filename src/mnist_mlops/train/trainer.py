@@ -50,8 +50,8 @@ def native_bf16_cpu() -> bool:
 def resolve_precision(cfg: TrainConfig) -> str:
     """``train.precision``, with "auto" made concrete for this machine.
 
-    On a CPU with native bfloat16, "bf16-mixed" trains the MLP about 1.5x faster than
-    float32 with the same accuracy (issue 18's table); on other CPUs it would be slower,
+    On a CPU with native bfloat16, "bf16-mixed" trains the MLP faster than float32 with
+    the same accuracy (bench/results/field_ideas.jsonl); on other CPUs it would be slower,
     and on a GPU whether it pays depends on the card, so "auto" is "32-true" there.
     """
     if cfg.precision != "auto":
