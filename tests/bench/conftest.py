@@ -6,17 +6,16 @@ quick mode, on synthetic data and an untrained model, writing only under ``tmp_p
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+
 RESULTS = ROOT / "bench" / "results"
 # A guard against a hung benchmark, not a guess at how long one takes.
 BENCH_HANG_S = 1800
@@ -38,16 +37,6 @@ def run_bench(*args: str) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     return proc
-
-
-def read_json(path: Path) -> Any:
-    assert path.is_file(), f"{path} was not written"
-    return json.loads(path.read_text())
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    assert path.is_file(), f"{path} was not written"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,27 @@ checked against the scripts it calls, and those scripts run here on CPU.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_json, read_jsonl
 
 from mnist_mlops.core.config import FieldConfig
+from support import ROOT
+
+
+def read_json(path: Path) -> Any:
+    assert path.is_file(), f"{path} was not written"
+    return json.loads(path.read_text())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    assert path.is_file(), f"{path} was not written"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def need(*tools: str) -> None:
