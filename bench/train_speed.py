@@ -315,7 +315,6 @@ def run_lightning(
     model = LitMLP(cfg, stats["mean"], stats["std"])
     clock = Clock(device)
     dm = MNISTDataModule(batch_size=cfg.batch_size, seed=cfg.seed, splits=splits)
-    dm.stats = stats
     test = (torch.from_numpy(splits.x_test).to(device), torch.from_numpy(splits.y_test).to(device))
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as ckpt_dir:
         checkpoint = best_checkpoint(ckpt_dir)
