@@ -29,11 +29,16 @@ STORE_NAME = "mnist-mlp"  # the BentoML model store entry, tagged by version
 MODEL_PATH_ENV = "MNIST_MODEL_PATH"  # points the service at a model.onnx
 MODEL_TAG_ENV = "MNIST_MODEL_TAG"  # set inside a built Bento: the store tag packaged with it
 VERSION_HEX = 12  # a model's version: this many leading hex digits of its SHA-256
+PRECISIONS = ("float32", "int8")  # what a card's precision may say
 
 
 def card_path(model_path: str | os.PathLike[str]) -> Path:
-    """Where the card of ``model_path`` lives."""
-    return Path(model_path).with_name(CARD_NAME)
+    """Where the card of ``model_path`` lives: beside it, same stem, ``.json``.
+
+    ``model.onnx`` -> ``model.json`` (:data:`CARD_NAME`), ``model.int8.onnx`` ->
+    ``model.int8.json``: each artifact of one export vouched for by a card of its own.
+    """
+    return Path(model_path).with_suffix(".json")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,10 @@ class ModelCard:
     input_shape: list[Any] = field(default_factory=lambda: ["batch", 28, 28])
     input_dtype: str = "float32"
     input_range: list[int] = field(default_factory=lambda: [0, 255])
+    # What the weights are stored and computed in: PRECISIONS. A quantized artifact's card
+    # also says how it was made (method, format, calibration), so it can be made again.
+    precision: str = "float32"
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
