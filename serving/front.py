@@ -35,7 +35,7 @@ from typing import Any
 import bentoml
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import (
     INTERNAL_ERROR,
@@ -48,7 +48,9 @@ from serving.metrics import service_metrics
 from serving.routes import Route, media_type
 
 logger = logging.getLogger(__name__)
+_REPLACED = (b"content-length", b"content-type")  # the ready answer's, now the JSON body's
 PICKLE_MEDIA_TYPE = "application/vnd.bentoml+pickle"
+READY_PATH = "/readyz"  # BentoML answers it; a ready answer's body says which model answers
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,9 @@ class ApiFront:
                 logger.exception("building /docs.json failed")
                 response = error_response(500, INTERNAL_ERROR)
             await response(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == READY_PATH:
+            ready = ready_body(send, lambda: self._instance().readiness())
+            await self.app(scope, receive, one_error_shape(ready))
         elif scope["type"] == "http":
             await self.app(scope, receive, one_error_shape(send))
         else:
@@ -178,3 +183,26 @@ class ApiFront:
     @property
     def _too_large(self) -> str:
         return f"the request body is over the limit of {self.limits.max_bytes} bytes"
+
+
+def ready_body(send: Send, body: Callable[[], dict[str, Any]]) -> Send:
+    """BentoML's ready ``/readyz`` (200, an empty line) answered as JSON ``body()`` instead:
+    the model's version and precision. Not-ready answers pass through (to the error shape)."""
+    rewriting = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal rewriting
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            rewriting = True
+            response = JSONResponse(body())
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _REPLACED]
+            await send({**message, "headers": kept + response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body, "more_body": True})
+            return
+        if rewriting and message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b""})
+            return
+        await send(message)
+
+    return wrapped

@@ -17,7 +17,7 @@ import bentoml
 from serving.errors import ERROR_STATUSES
 from serving.feedback import ERROR_STATUSES as FEEDBACK_ERRORS
 from serving.feedback import FEEDBACK_ROUTE
-from serving.predictions import MODEL_VERSION_HEADER, NPY_ANSWER_DTYPE
+from serving.predictions import MODEL_PRECISION_HEADER, MODEL_VERSION_HEADER, NPY_ANSWER_DTYPE
 from serving.routes import Route
 from serving.schemas import ErrorBody
 
@@ -31,6 +31,10 @@ BINARY_ANSWER = {
 }
 VERSION_HEADER_DOC = {
     "description": "the binary answer's model_version (first 12 hex digits of its SHA-256)",
+    "schema": {"type": "string"},
+}
+PRECISION_HEADER_DOC = {
+    "description": "the binary answer's model_precision (int8 or float32, as its card says)",
     "schema": {"type": "string"},
 }
 
@@ -58,7 +62,10 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
         (ok,) = (answer for status, answer in responses.items() if str(status) == "200")
         for media_type in route.answers[1:]:  # a binary answer, asked for with Accept
             ok.setdefault("content", {})[media_type] = {"schema": BINARY_ANSWER}
-            ok["headers"] = {MODEL_VERSION_HEADER: VERSION_HEADER_DOC}
+            ok["headers"] = {
+                MODEL_VERSION_HEADER: VERSION_HEADER_DOC,
+                MODEL_PRECISION_HEADER: PRECISION_HEADER_DOC,
+            }
         statuses = FEEDBACK_ERRORS if route.path == FEEDBACK_ROUTE else ERROR_STATUSES
         for status, description in statuses.items():
             responses[str(status)] = {"description": description, "content": error}

@@ -13,6 +13,7 @@ from mnist_mlops import imaging
 from serving.schemas import NPY_MEDIA_TYPES, Prediction
 
 MODEL_VERSION_HEADER = "X-Model-Version"  # the binary answer's model_version
+MODEL_PRECISION_HEADER = "X-Model-Precision"  # ... and its model_precision
 # /predict_npy's binary answer (``Accept: application/x-npy``): one row per image, in the
 # order sent. A structured array, so ``numpy.load`` reads it without pickle, and the ids
 # travel with their rows instead of in a header that 256 ids would swell to 8 kB.
@@ -33,6 +34,7 @@ def to_predictions(
     probabilities: np.ndarray,
     pixels: np.ndarray,
     version: str,
+    precision: str,
     return_input: bool,
     request_ids: list[str],
 ) -> list[Prediction]:
@@ -43,6 +45,7 @@ def to_predictions(
             digit=digit,
             probabilities=row,
             model_version=version,
+            model_precision=precision,
             request_id=request_id,
             model_input=png_base64(image) if return_input else None,
         )
@@ -52,9 +55,12 @@ def to_predictions(
     ]
 
 
-def npy_answer(probabilities: np.ndarray, request_ids: list[str], version: str) -> Response:
+def npy_answer(
+    probabilities: np.ndarray, request_ids: list[str], version: str, precision: str
+) -> Response:
     """The same answers as :func:`to_predictions`, as an ``.npy`` of :data:`NPY_ANSWER_DTYPE`
-    (the model version in the :data:`MODEL_VERSION_HEADER` header).
+    (the model's version and precision in the :data:`MODEL_VERSION_HEADER` and
+    :data:`MODEL_PRECISION_HEADER` headers).
 
     No per-row Python objects: for a full batch this costs a fraction of the 2,560 JSON
     numbers it replaces (docs/http-api.md).
@@ -65,5 +71,5 @@ def npy_answer(probabilities: np.ndarray, request_ids: list[str], version: str) 
     rows["request_id"] = np.frombuffer("".join(request_ids).encode("ascii"), "S32")
     buffer = io.BytesIO()
     np.save(buffer, rows, allow_pickle=False)
-    headers = {MODEL_VERSION_HEADER: version}
+    headers = {MODEL_VERSION_HEADER: version, MODEL_PRECISION_HEADER: precision}
     return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPES[0], headers=headers)

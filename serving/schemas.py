@@ -14,6 +14,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
 from mnist_mlops import imaging
+from mnist_mlops.inference.model_card import PRECISIONS
 
 MAX_BATCH = 256  # images per /predict_batch or /predict_npy request: bounds one call
 # /predict_npy's body: the first is what the OpenAPI document and BentoML's client say.
@@ -78,6 +79,11 @@ class Prediction(BaseModel):
         min_length=10, max_length=10, description="softmax over digits 0..9; sums to 1"
     )
     model_version: str = Field(description="first 12 hex digits of the model's SHA-256")
+    model_precision: str = Field(
+        pattern=f"^({'|'.join(PRECISIONS)})$",
+        description="what the answering model computes in, as its card says: int8 (the "
+        "quantized artifact the gate chose) or float32",
+    )
     request_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",
         description="this answer's id in the inference log: send it to POST /feedback "

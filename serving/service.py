@@ -1,8 +1,10 @@
 """The MNIST digit classifier as a BentoML service: ONNX Runtime on CPU, no torch.
 
-Run it from the repository root (the model and its card come from the export stage)::
+Run it from the repository root: it serves the artifact the gate chose (``models/served.json``,
+written by the field stage; the model and its card come from the export stage)::
 
-    MNIST_MODEL_PATH=models/model.onnx bentoml serve serving.service:MnistClassifier --port 3000
+    bentoml serve serving.service:MnistClassifier --port 3000
+    MNIST_MODEL_PATH=models/model.onnx bentoml serve ...  # float32, whatever the gate chose
 
     curl -F image=@digit.png http://127.0.0.1:3000/predict
     curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
@@ -78,12 +80,10 @@ class MnistClassifier:
         self._decoders = anyio.CapacityLimiter(settings.DECODE_THREADS)
         self._metrics = service_metrics()
         try:
-            path, self._model = load_configured_model()
+            self._model = load_configured_model()
         except Exception as exc:  # checksum, missing file, or ONNX Runtime refusing it
             self._load_error = f"model not loaded: {exc}"
             logger.error("ModelLoadError: %s", exc)
-        else:
-            logger.info("Loaded %s (version %s)", path, self._model.version)
         self._log, self._feedback = start_monitoring(self._model)  # docs/monitoring.md
         # Everything loaded so far (BentoML, pydantic, ONNX Runtime: ~230k objects) lives as
         # long as the worker; freezing it keeps each full GC pass from scanning it all again,
@@ -98,6 +98,12 @@ class MnistClassifier:
     async def __is_ready__(self) -> bool:
         """``/readyz``: ready once the model is loaded and checked."""
         return self._model is not None
+
+    def readiness(self) -> dict[str, str]:
+        """A ready ``/readyz``'s body (:mod:`serving.front`): which model answers, so a probe
+        or a person sees the precision serving without sending an image."""
+        assert self._model is not None  # asked only once __is_ready__ said so
+        return {"status": "ready", **self._model.identity()}
 
     @bentoml.api(route="/predict")
     async def predict(self, image: ImageUpload, return_input: ReturnInput = False) -> Prediction:
@@ -140,7 +146,9 @@ class MnistClassifier:
         batch = await self._model_input("npy", inputs.npy, data)
         if answer != NPY_MEDIA_TYPES[0]:
             return BatchPrediction(predictions=self._predict(batch, return_input=False))
-        return npy_answer(*self._answer(batch), self._model.version)  # type: ignore[union-attr]
+        model = self._model
+        assert model is not None  # checked by _model_input
+        return npy_answer(*self._answer(batch), model.version, model.precision)
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
@@ -163,8 +171,11 @@ class MnistClassifier:
     def _predict(self, batch: np.ndarray, return_input: bool) -> list[Prediction]:
         """Run the model on ``batch`` (N, 28, 28): one :class:`Prediction` per image."""
         probabilities, request_ids = self._answer(batch)
-        version = self._model.version  # type: ignore[union-attr]
-        return to_predictions(probabilities, batch, version, return_input, request_ids)
+        model = self._model
+        assert model is not None  # checked by _model_input
+        return to_predictions(
+            probabilities, batch, model.version, model.precision, return_input, request_ids
+        )
 
     def _answer(self, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """The model's probabilities for ``batch``, counted and logged, and the request ids."""

@@ -16,6 +16,7 @@ import pytest
 from mnist_mlops.inference.model_card import ModelCard
 from serving.schemas import example_pixels
 from support.bento_process import Served, serving
+from support.gated import gated_export
 
 
 def write_test_model(folder: Path) -> Path:
@@ -36,6 +37,13 @@ def write_test_model(folder: Path) -> Path:
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real exported ONNX model (with model.json) in a session temp dir."""
     return write_test_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def served_choice(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test model as the gate leaves an export: float and int8 artifacts with their
+    cards, and ``served.json`` choosing the int8 one."""
+    return gated_export(model_path, tmp_path_factory.mktemp("gated"))
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ def test_predict_png_matches_offline_prediction(server, digit_png, offline_logit
     assert len(body["probabilities"]) == 10
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-5)
     assert len(body["model_version"]) == 12
+    assert body["model_precision"] == "float32"  # MNIST_MODEL_PATH names the float model
 
 
 @pytest.mark.parametrize(
@@ -160,6 +161,7 @@ def test_predict_npy_answers_an_npy_when_asked(server, offline_logits):
         rows["probabilities"], [p["probabilities"] for p in expected], rtol=1e-6, atol=1e-7
     )
     assert binary.headers["x-model-version"] == expected[0]["model_version"]
+    assert binary.headers["x-model-precision"] == expected[0]["model_precision"] == "float32"
     ids = [i.decode() for i in rows["request_id"]]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == MAX_BATCH
 
@@ -218,7 +220,9 @@ def _decode_png(encoded: str) -> np.ndarray:
 
 def test_health_and_metrics(server, digit_png):
     assert server.get("/livez").status_code == 200
-    assert server.get("/readyz").status_code == 200
+    ready = server.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["model_precision"] == "float32", ready.text
     server.post("/predict", files={"image": ("d.png", digit_png, "image/png")})
     # One refused upload of its own, so the rejection counter exists whichever tests ran first.
     assert server.post("/predict", files={"image": ("e.png", b"", "image/png")}).status_code == 400

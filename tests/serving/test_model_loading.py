@@ -65,4 +65,4 @@ def test_explicit_model_path_wins(monkeypatch, tmp_path):
 def test_default_path_is_used_when_it_exists(monkeypatch, model_path):
     monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
     monkeypatch.delenv("MNIST_MODEL_TAG", raising=False)
-    assert resolve_model_path(model_path) == model_path
+    assert resolve_model_path([model_path]) == model_path

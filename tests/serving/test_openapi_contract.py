@@ -61,7 +61,8 @@ def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
     assert ok["content"]["application/json"] == as_json
     binary = ok["content"]["application/x-npy"]["schema"]
     assert (binary["type"], binary["format"]) == ("string", "binary")
-    assert "request_id" in binary["description"] and "X-Model-Version" in ok["headers"]
+    assert "request_id" in binary["description"]
+    assert {"X-Model-Version", "X-Model-Precision"} <= ok["headers"].keys()
 
 
 def test_answers_are_documented_field_by_field(served):
@@ -73,6 +74,7 @@ def test_answers_are_documented_field_by_field(served):
         "digit",
         "probabilities",
         "model_version",
+        "model_precision",
         "request_id",
     }
     assert single["schema"]["properties"]["probabilities"]["maxItems"] == 10
