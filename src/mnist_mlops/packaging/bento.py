@@ -1,9 +1,12 @@
-"""Put the exported model into the BentoML model store and build the serving Bento.
+"""Put the served model into the BentoML model store and build the serving Bento.
 
-The store entry is versioned by the model's SHA-256 (``mnist-mlp:<first 12 hex>``),
-so importing the same export twice is a no-op and a Bento always names the exact
-model inside it. The service loads the model from the store (see
-:func:`resolve_model_path`) and checks its SHA-256 against ``model.json`` at startup.
+What goes in is what the gate chose: given ``models/served.json`` the artifact it names
+(int8 or float32, its card's SHA-256 checked against the choice), given an ``.onnx`` that
+file. In the store entry it is always ``model.onnx`` with its card as ``model.json``, so
+the service reads any entry the same way. The entry is versioned by the artifact's SHA-256
+(``mnist-mlp:<first 12 hex>``), so importing the same export twice is a no-op and a Bento
+always names the exact model inside it. The service loads the model from the store (see
+``serving.model_loading``) and checks its SHA-256 against the card at startup.
 Needs only bentoml: no torch.
 """
 
@@ -24,16 +27,18 @@ from mnist_mlops.inference.model_card import (
     ModelCard,
     card_path,
 )
+from mnist_mlops.inference.serving_choice import resolve_artifact
 
 log = logging.getLogger(__name__)
 
 
-def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> str:
-    """Copy ``model.onnx`` + ``model.json`` into the BentoML model store; return the tag."""
+def import_model(model: str | os.PathLike[str], name: str = STORE_NAME) -> str:
+    """Copy the model ``model`` stands for (a ``served.json``: the artifact it chose; or an
+    ``.onnx``) and its card into the BentoML model store; return the tag."""
     import bentoml
     from bentoml.exceptions import NotFound
 
-    onnx_path = Path(onnx_path)
+    onnx_path = resolve_artifact(model)
     card = ModelCard.read_beside(onnx_path)
     card.verify(onnx_path)
     tag = f"{name}:{card.version}"
@@ -43,10 +48,12 @@ def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> s
         return str(existing.tag)
     except NotFound:
         pass
-    labels = {"format": card.format, "sha256": card.version}
+    labels = {"format": card.format, "sha256": card.version, "precision": card.precision}
     metadata = {
         "sha256": card.sha256,
         "version": card.version,
+        "precision": card.precision,
+        "artifact": onnx_path.name,  # its name in the export, before it became MODEL_FILE
         "test_accuracy": card.test_accuracy,
     }
     with bentoml.models.create(
@@ -54,7 +61,7 @@ def import_model(onnx_path: str | os.PathLike[str], name: str = STORE_NAME) -> s
     ) as model:
         shutil.copyfile(onnx_path, model.path_of(MODEL_FILE))
         shutil.copyfile(card_path(onnx_path), model.path_of(CARD_NAME))
-    log.info("imported %s into the BentoML model store", tag)
+    log.info("imported %s (%s, %s) into the BentoML model store", tag, onnx_path, card.precision)
     return tag
 
 
