@@ -41,6 +41,8 @@ Init = Literal["default", "xavier", "he"]
 # Evidently's distance methods (a p-value test would flag smaller shifts as traffic grows).
 NumDriftMethod = Literal["wasserstein", "psi", "kl_div", "jensenshannon", "hellinger", "ed"]
 CatDriftMethod = Literal["jensenshannon", "psi", "kl_div", "hellinger"]
+# How the export stage makes its int8 model (export/quantize.py).
+QuantizeMethod = Literal["dynamic", "static"]
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -196,10 +198,22 @@ class CorrectionsConfig(Section):
     holdout_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
+class QuantizeConfig(BaseModel):
+    """``export.quantize``: the int8 model written beside the float one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: QuantizeMethod
+    preprocess: StrictBool  # onnxruntime's quant_pre_process (shapes, fusions) first
+    optimize: StrictBool  # store the graph as ORT optimises it at load (load time only)
+    calibration_n: PositiveInt  # static: training images whose activation ranges are kept
+    seed: int  # static: which training images
+
+
 class ExportConfig(Section):
     SECTION: ClassVar[str] = "export"
     opset: PositiveInt
     atol: PositiveFloat  # max |logit_onnx - logit_torch| allowed on the test set
+    quantize: QuantizeConfig
 
 
 def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
