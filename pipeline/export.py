@@ -3,9 +3,13 @@
     python -m pipeline.export models/model.ckpt data/processed models/model.onnx
 
 Writes the model, its card (models/model.json via :class:`ModelCard`: SHA-256,
-version, I/O names, nothing volatile) and metrics/export.json (parity); logs the ONNX
-model to the MLflow run and registers it; the field stage then decides whether it
-becomes the ``champion`` (the registry, not the card, records registry versions).
+version, I/O names, nothing volatile), its int8 copy beside it (models/model.int8.onnx,
+card models/model.int8.json; made as ``export.quantize`` says) and metrics/export.json
+(parity with PyTorch, and the int8 model's with the float one under ``int8``); logs the
+ONNX model and the int8 file to the MLflow run and registers the model, tagged with the
+int8 file's SHA-256 and artifact path; the field stage then decides which of the two
+serves and whether the version becomes the ``champion`` (the registry, not the card,
+records registry versions).
 """
 
 import argparse

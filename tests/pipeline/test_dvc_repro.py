@@ -74,6 +74,10 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     from mnist_mlops.core.fileio import sha256_file
 
     assert meta["sha256"] == sha256_file(path / "models/model.onnx")
+    int8 = json.loads((path / "models/model.int8.json").read_text())
+    assert int8["sha256"] == sha256_file(path / "models/model.int8.onnx")
+    assert int8["precision"] == "int8" and int8["test_accuracy"] == export["int8"]["test_accuracy"]
+    assert export["int8"]["n_images"] == 200 and export["int8"]["agreement"] >= 0.9
     assert (path / "mlflow.db").stat().st_size > 0
     field = json.loads((path / "metrics/field.json").read_text())
     assert set(field["sets"]) == {"photo", "marker", "pen", "canvas", "fonts", "writers"}

@@ -177,6 +177,7 @@ def _outputs(repo: Path, downstream: bool = True) -> dict[str, object]:
     }
     if downstream:
         out["models/model.onnx"] = _sha(repo / "models/model.onnx")
+        out["models/model.int8.onnx"] = _sha(repo / "models/model.int8.onnx")  # deterministic too
         for name in ("evaluate", "per_class", "confusion_matrix"):
             out[f"metrics/{name}.json"] = _json(repo / f"metrics/{name}.json")
     train = json.loads((repo / "metrics/train.json").read_text())
@@ -355,7 +356,8 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     assert _cache_files(repo) == cache_before, "the killed stage's outputs reached the cache"
     ckpt = repo / "models/model.ckpt"
     assert not ckpt.exists() or _sha(ckpt) == old_ckpt, "a half-trained checkpoint at the target"
-    declared = {".gitignore", "model.ckpt", "run.json", "model.onnx", "model.json"}
+    declared = {".gitignore", "model.ckpt", "run.json", "model.onnx", "model.json",
+                "model.int8.onnx", "model.int8.json"}  # fmt: skip
     strays = [p.name for p in (repo / "models").iterdir() if p.name not in declared]
     assert not strays, strays
     if sig == signal.SIGINT:  # clean-up ran: Lightning's temp checkpoints are gone
