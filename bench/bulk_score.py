@@ -3,6 +3,10 @@
     python bench/bulk_score.py --model models/model.onnx
     python bench/bulk_score.py --model m.onnx --sizes 10000 --image-sizes 1000
     python bench/bulk_score.py --model m.onnx --quick --out /tmp/x.json  # proves it runs
+    # models of one export in one run, each row run on each (its "model" field), and
+    # "model_ratios": each later model's images/s over the first's, per row
+    python bench/bulk_score.py --sizes 200000 --image-sizes 10000 --ray-sizes "" \
+        --ray-image-sizes "" --models float32=models/model.onnx int8=models/model.int8.onnx
 
 Each command is timed whole, from its start (interpreter, imports) twice: until its
 output file is in place (renamed, so complete), and until it exits, after recording its
@@ -41,10 +45,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import psutil
+from models_compare import over_first, parse_models  # bench/ is sys.path[0]
 from PIL import Image, ImageDraw
-from preprocess_speed import drawing_png, median_ms  # bench/ is sys.path[0]
+from preprocess_speed import drawing_png, median_ms
 
 from mnist_mlops import imaging
+from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
 from mnist_mlops.tracking.runs import prepare_store
 
@@ -170,9 +176,31 @@ def run_command(args: list[str], cwd: Path) -> dict:
     }
 
 
+def model_ratios(rows: list[dict], models: list[str]) -> dict[str, list[dict]]:
+    """{"int8/float32": [{"case", "n", "images_per_s", "images_per_s_to_output",
+    "reference_per_s"}]}: per case and size, each later model's rates over the first's."""
+    out: dict[str, list[dict]] = {}
+    cases = dict.fromkeys((r["case"], r["n"]) for r in rows)
+    for case, n in cases:
+        by_model = {r["model"]: r for r in rows if (r["case"], r["n"]) == (case, n)}
+        if models[0] not in by_model:
+            continue
+        keys = ("images_per_s", "images_per_s_to_output", "reference_per_s")
+        per_key = {
+            k: over_first({m: by_model[m][k] for m in models if m in by_model}) for k in keys
+        }
+        for pair in per_key["images_per_s"]:
+            out.setdefault(pair, []).append(
+                {"case": case, "n": n, **{k: round(per_key[k][pair], 3) for k in keys}}
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/model.onnx")
+    parser.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH",
+                        help="run every row on each model (instead of --model)")  # fmt: skip
     parser.add_argument("--sizes", default="10000,100000,200000,1000000", help="array inputs")
     parser.add_argument("--image-sizes", default="10000,100000", help="image-folder inputs")
     parser.add_argument("--ray-sizes", default="200000", help="array inputs on --engine ray")
@@ -186,7 +214,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         vars(args).update(QUICK)
-    model = Path(args.model).resolve()
+    precision = ModelCard.read_beside(args.model).precision if not args.models else ""
+    models = parse_models(args.models or [f"{precision}={args.model}"])
+    first = next(iter(models))
     sizes = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     cores = len(os.sched_getaffinity(0))
     rows: list[dict] = []
@@ -195,35 +225,38 @@ def main() -> None:
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, size=(10_000, 28, 28), dtype=np.uint8)
 
-    def add(case: str, n: int, result: dict, reference: float, ref_name: str) -> None:
+    def add(case: str, n: int, result: dict, reference: float, ref_name: str, model: str) -> None:
         rate, to_output = n / result["seconds"], n / result["seconds_to_output"]
-        rows.append({"case": case, "n": n, **result, "images_per_s": round(rate),
+        rows.append({"case": case, "model": model, "n": n, **result, "images_per_s": round(rate),
                      "images_per_s_to_output": round(to_output),
                      "reference": ref_name, "reference_per_s": round(reference),
                      "ratio": round(rate / reference, 3),
                      "ratio_to_output": round(to_output / reference, 3)})  # fmt: skip
-        print(f"{case:27s} {n:>9,} {result['seconds_to_output']:7.1f} {result['seconds']:7.1f} "
+        print(f"{case:27s} {model:8s} {n:>9,} {result['seconds_to_output']:7.1f} "
+              f"{result['seconds']:7.1f} "
               f"{to_output:9,.0f} {rate:9,.0f} {to_output / reference:6.1%} {rate / reference:6.1%}"
               f" {ref_name} {reference:,.0f}/s  RSS {result['peak_rss_mb']:.0f} MB "
               f"(tree {result['peak_tree_rss_mb']:.0f})", flush=True)  # fmt: skip
 
-    print(f"{'case':27s} {'n':>9s} {'s->out':>7s} {'s->exit':>7s} {'/s->out':>9s} "
+    print(f"{'case':27s} {'model':8s} {'n':>9s} {'s->out':>7s} {'s->exit':>7s} {'/s->out':>9s} "
           f"{'/s->exit':>9s} {'%->out':>6s} {'%->exit':>6s} reference")  # fmt: skip
 
     for n in sorted(set(sizes(args.sizes)) | set(sizes(args.ray_sizes))):
         array = np.concatenate([base] * (-(-n // len(base))))[:n]
         np.save(work / "in.npy", array)
-        direct = direct_rate(model, array)
-        del array
-        if n in sizes(args.sizes):
-            result = run_command([str(model), "in.npy", "out.parquet"], work)
-            add("local, .npy", n, result, direct, "direct ORT")
-            if n == args.criterion_size:  # what the MLflow run costs, at the issue's size
+        for label, model in models.items():  # each model on the same file, one after another
+            direct = direct_rate(model, array)
+            if n in sizes(args.sizes):
+                result = run_command([str(model), "in.npy", "out.parquet"], work)
+                add("local, .npy", n, result, direct, "direct ORT", label)
+            if n in sizes(args.sizes) and n == args.criterion_size and label == first:
+                # what the MLflow run costs, at the issue's size (on the first model)
                 result = run_command([str(model), "in.npy", "out.parquet", "--no-track"], work)
-                add("local, .npy, --no-track", n, result, direct, "direct ORT")
-        if n in sizes(args.ray_sizes):
-            result = run_command([str(model), "in.npy", "ray.parquet", "--engine", "ray"], work)
-            add("ray (local 1-node), .npy", n, result, direct, "direct ORT")
+                add("local, .npy, --no-track", n, result, direct, "direct ORT", label)
+            if n in sizes(args.ray_sizes):
+                result = run_command([str(model), "in.npy", "ray.parquet", "--engine", "ray"], work)
+                add("ray (local 1-node), .npy", n, result, direct, "direct ORT", label)
+        del array
         (work / "in.npy").unlink()
 
     png = drawing_png()
@@ -233,18 +266,30 @@ def main() -> None:
         folder = image_folder(work / f"images-{n}", n, pngs)
         one_core = sustained_rate(pngs, args.sustain_s)
         ideal = cores * one_core
-        if n in sizes(args.image_sizes):
-            add("local, image folder", n, run_command([str(model), str(folder), "o.parquet"], work),
-                ideal, f"{cores} x 1-core preprocess")  # fmt: skip
-        if n in sizes(args.ray_image_sizes):
-            result = run_command([str(model), str(folder), "r.parquet", "--engine", "ray"], work)
-            add("ray (local 1-node), images", n, result, ideal, f"{cores} x 1-core preprocess")
+        for label, model in models.items():
+            if n in sizes(args.image_sizes):
+                result = run_command([str(model), str(folder), "o.parquet"], work)
+                add("local, image folder", n, result, ideal, f"{cores} x 1-core preprocess", label)
+            if n in sizes(args.ray_image_sizes):
+                result = run_command(
+                    [str(model), str(folder), "r.parquet", "--engine", "ray"], work
+                )
+                add("ray (local 1-node), images", n, result, ideal, f"{cores} x 1-core preprocess",
+                    label)  # fmt: skip
 
+    by_model = model_ratios(rows, list(models))
+    for pair, cells in by_model.items():
+        for r in cells:
+            print(f"{pair}, {r['case']} {r['n']:,}: {r['images_per_s']:.2f}x to exit, "
+                  f"{r['images_per_s_to_output']:.2f}x to output, "
+                  f"direct ORT {r['reference_per_s']:.2f}x")  # fmt: skip
     result = {
         "rows": rows,
         "one_core_preprocess_per_s": round(one_core) if sizes(args.image_sizes) else None,
         "one_core_preprocess_median_per_s": round(one_core_median),
-        "model": str(model),
+        "model": str(models[first]),
+        "models": {label: str(path) for label, path in models.items()},
+        "model_ratios": by_model,  # each later model over the first, per case and size
         "cores": cores,
         "machine": platform.processor() or platform.machine(),
         "load_avg_1m": os.getloadavg()[0],

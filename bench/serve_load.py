@@ -40,6 +40,15 @@ images/s for the batch payloads) and writes JSON::
     # what the inference log costs:
     python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
         --out bench/results/serve_load-logging.json
+    # two models of one export on the same service (rows ours-float32, ours-int8; the
+    # baseline serves the first), with ONNX Runtime alone on each as the reference:
+    python bench/serve_load.py --servers ours --payloads array,png,batch,npy \
+        --models float32=models/model.onnx int8=models/model.int8.onnx
+
+With ``--models``, each of our servers named in ``--servers`` runs once per model, as
+``ours-NAME``; "model_ratios" in the JSON holds each later model over the first per
+payload (peak req/s, CPU a request, p50 at C = 1, each as a speed-up above 1 where
+the later model is better), and "direct" ONNX Runtime alone on each (bench/models_compare.py).
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
 p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost at most
@@ -58,6 +67,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from common import machine  # bench/ is sys.path[0]
 from http_harness import (
@@ -69,6 +79,15 @@ from http_harness import (
     payloads,
     server,
     wrk,
+)
+from models_compare import QUICK_SECONDS as DIRECT_QUICK_SECONDS
+from models_compare import (
+    describe,
+    direct_all,
+    direct_ratios,
+    direct_table,
+    over_first,
+    parse_models,
 )
 
 from mnist_mlops.core.fileio import write_json
@@ -92,24 +111,33 @@ BULK_FLOOR = ("npy", "npy-bin")  # ... and what the baseline alone answers besid
 CONCURRENCY = (1, 8, 32)
 PACED_CONNECTIONS = 32
 QUICK_SECONDS = 1.0  # a cell: the shortest wrk run
+DIRECT_SECONDS = 3.0  # each ONNX Runtime reference (--models)
+
+
+class Served(NamedTuple):
+    """One server of a run: what SERVERS calls it (its kind), where, and which model."""
+
+    kind: str
+    command: list[str]
+    tree: Path
+    model: Path
 
 
 def measure(
-    servers: dict[str, tuple[list[str], Path]], kinds: tuple[str, ...], model: Path,
-    seconds: float, folder: Path,
+    servers: dict[str, Served], kinds: tuple[str, ...], seconds: float, folder: Path,
 ) -> dict[str, dict[str, dict]]:  # fmt: skip
-    """servers: name -> (command, checkout). Our service (any checkout) gets every payload
-    in ``kinds``; the baseline and the minimal service only those they answer."""
+    """Our service (any checkout, any model) gets every payload in ``kinds``; the baseline
+    and the minimal service only those they answer."""
     server_core, load_core = 0, 1 if (os.cpu_count() or 1) > 1 else 0
     bodies = payloads(folder)
     results: dict[str, dict[str, dict]] = {}
-    for name, (command, tree) in servers.items():
+    for name, (kind_of_server, command, tree, model) in servers.items():
         wanted = [k for k in kinds if command is OURS or k in BASELINE_PAYLOADS
                   or (name == BASELINE and k in BULK_FLOOR)]  # fmt: skip
         if not wanted:
             continue
         home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round
-        extra = {k: v.format(home=home) for k, v in SERVER_ENV.get(name, {}).items()}
+        extra = {k: v.format(home=home) for k, v in SERVER_ENV.get(kind_of_server, {}).items()}
         with server(command, tree, model, server_core, home, extra) as (url, pid):
             for kind in wanted:
                 payload = bodies[kind]
@@ -192,6 +220,32 @@ def ratios(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str,
     }  # fmt: skip
 
 
+def model_ratios(results: dict[str, dict[str, dict]], models: list[str]) -> dict:
+    """Per our server and payload, each later model over the first, as speed-ups:
+    ``{"ours int8/float32": {"array": {"peak_rps": x, "cpu": y, "p50_c1": z}}}``: peak
+    req/s, CPU a request at C = 8 and p50 at C = 1, each above 1 where the later is better."""
+    one, eight = CONCURRENCY.index(1), CONCURRENCY.index(8)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for server_kind in ("ours", "ours-nolog"):
+        for payload in PAYLOADS:
+            cells = {m: r[payload] for m in models
+                     if payload in (r := results.get(f"{server_kind}-{m}", {}))}  # fmt: skip
+            if models[0] not in cells:
+                continue
+            metrics = {
+                "peak_rps": over_first({m: c["peak_rps"] for m, c in cells.items()}),
+                "cpu": over_first({m: c["closed"][eight]["cpu_us"] for m, c in cells.items()},
+                                  higher_is_better=False),
+                "p50_c1": over_first({m: c["closed"][one]["p50_ms"] for m, c in cells.items()},
+                                     higher_is_better=False),
+            }  # fmt: skip
+            for metric, by_pair in metrics.items():
+                for pair, ratio in by_pair.items():
+                    row = out.setdefault(f"{server_kind} {pair}", {})
+                    row.setdefault(payload, {})[metric] = ratio
+    return out
+
+
 def log_cost(rounds: list[dict[str, dict[str, dict]]], kinds: tuple[str, ...]) -> dict:
     """Per payload, the median over rounds of what the inference log costs: the share of
     the peak (1 - ours / ours-nolog) and CPU a request (ours / ours-nolog, C = 8)."""
@@ -225,6 +279,8 @@ def main() -> None:
                         help=f"some of {','.join(SERVERS)} ({BASELINE} always runs)")  # fmt: skip
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
                         help="also serve our service from another checkout, as NAME")  # fmt: skip
+    parser.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH",
+                        help="ours per model, as ours-NAME; others serve the first")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the servers this many times, alternating the order")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
@@ -237,18 +293,33 @@ def main() -> None:
     names = [BASELINE] + [n for n in args.servers.split(",") if n != BASELINE]
     if not set(names) <= set(SERVERS):
         raise SystemExit(f"--servers: choose from {','.join(SERVERS)}")
-    servers = {name: (SERVERS[name], REPO) for name in names}
+    models = parse_models(args.models) if args.models else {}
+    first = next(iter(models.values()), args.model.resolve())
+    servers: dict[str, Served] = {}
+    for name in names:
+        for label, path in models.items() if SERVERS[name] is OURS else ():
+            servers[f"{name}-{label}"] = Served(name, OURS, REPO, path)
+        if SERVERS[name] is not OURS or not models:
+            servers[name] = Served(name, SERVERS[name], REPO, first)
     for spec in args.tree:
         name, folder = checkout(spec)
-        servers[name] = (OURS, folder)
+        servers[name] = Served(name, OURS, folder, first)
     seconds = QUICK_SECONDS if args.quick else args.seconds
+    direct = direct_all(models, DIRECT_QUICK_SECONDS if args.quick else DIRECT_SECONDS)
+    if direct:
+        print(direct_table(direct), flush=True)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             order = dict(list(servers.items())[:: 1 if i % 2 == 0 else -1])
-            rounds.append(measure(order, kinds, args.model.resolve(), seconds, Path(tmp)))
+            rounds.append(measure(order, kinds, seconds, Path(tmp)))
     results = {name: rounds[0][name] for name in servers if name in rounds[0]}
     print(table(results))
+    by_model = model_ratios(results, list(models))
+    for pair, by_payload in by_model.items():
+        for kind, r in by_payload.items():
+            print(f"{pair}, {kind}: peak {r['peak_rps']:.2f}x, CPU a request {r['cpu']:.2f}x,"
+                  f" p50 at C=1 {r['p50_c1']:.2f}x")  # fmt: skip
     costs = log_cost(rounds, kinds)
     bulk = bulk_ratios(results)
     for pair, ratio in bulk.items():
@@ -262,12 +333,16 @@ def main() -> None:
     write_json(out, {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),  # its load average: other users share the cores
-        "seconds_per_cell": seconds, "servers": {n: str(t) for n, (_, t) in servers.items()},
+        "seconds_per_cell": seconds, "servers": {n: str(s.tree) for n, s in servers.items()},
+        "server_models": {n: str(s.model) for n, s in servers.items()},
         "results": results, "ratios_by_server": (by_server := ratios(results)),
         # ours against the baseline, as before: {payload: ratio}
         "ratios": {k: r["peak"] for k, r in by_server.get("ours", {}).items()},
         "cpu_ratios": {k: r["cpu"] for k, r in by_server.get("ours", {}).items()},
         "log_cost": costs, "bulk_ratios": bulk,
+        # --models: each model's card, ONNX Runtime alone on each, later models over the first
+        "models": describe(models), "direct": direct, "direct_ratios": direct_ratios(direct),
+        "model_ratios": by_model,
     })  # fmt: skip
     print(f"wrote {out}")
 
