@@ -62,6 +62,22 @@ def bench_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def bench_int8_model(bench_model: Path) -> Path:
+    """``bench_model`` quantized to int8 as the export does it (dynamic, weights int8),
+    beside it as ``model.int8.onnx`` with its own card: the second model of the
+    benchmarks' ``--models`` comparisons."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from mnist_mlops.inference.model_card import ModelCard
+
+    path = bench_model.with_name("model.int8.onnx")
+    quantize_dynamic(bench_model, path, weight_type=QuantType.QInt8)
+    card = ModelCard.read_beside(bench_model)
+    ModelCard.for_model(path, mean=card.mean, std=card.std, precision="int8").write_beside(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _committed_results_untouched() -> Iterator[None]:
     """No quick run may write into bench/results: those files are what the docs report."""

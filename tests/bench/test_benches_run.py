@@ -119,33 +119,71 @@ def test_monitor_cost_quick(bench, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bulk_score_quick(bench, bench_model: Path, tmp_path: Path) -> None:
+def test_bulk_score_quick(bench, bench_model: Path, bench_int8_model: Path, tmp_path: Path) -> None:
+    """Two models in one run (what a single --model run does, once more)."""
     out = tmp_path / "bulk_score.json"
-    bench("bench/bulk_score.py", "--model", str(bench_model), "--quick", "--out", str(out))
+    bench("bench/bulk_score.py", "--models", f"float32={bench_model}", f"int8={bench_int8_model}",
+          "--quick", "--out", str(out))  # fmt: skip
     data = read_json(out)
-    assert [(r["case"], r["n"]) for r in data["rows"]] == [
+    assert [(r["case"], r["model"], r["n"]) for r in data["rows"]] == [
+        ("local, .npy", "float32", 1000),
+        ("local, .npy", "int8", 1000),
+        ("local, image folder", "float32", 100),
+        ("local, image folder", "int8", 100),
+    ]
+    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
+    (pair,) = data["model_ratios"]
+    assert pair == "int8/float32"
+    assert [(r["case"], r["n"]) for r in data["model_ratios"][pair]] == [
         ("local, .npy", 1000),
         ("local, image folder", 100),
     ]
-    assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
 
 
 # ---- HTTP: wrk or a Python client against served processes ----------------------------------
 
 
 @pytest.mark.slow
-def test_serve_load_quick(bench, bench_model: Path, tmp_path: Path) -> None:
+def test_serve_load_quick(bench, bench_model: Path, bench_int8_model: Path,
+                          tmp_path: Path) -> None:  # fmt: skip
+    """Our service once per model (``--models``), the others on the first model."""
     need("wrk", "taskset")
     out = tmp_path / "serve_load.json"
-    bench("bench/serve_load.py", "--quick", "--model", str(bench_model), "--payloads", "array",
-          "--servers", "bentoml-minimal,ours", "--out", str(out))  # fmt: skip
+    bench("bench/serve_load.py", "--quick", "--payloads", "array",
+          "--servers", "bentoml-minimal,ours", "--out", str(out),
+          "--models", f"float32={bench_model}", f"int8={bench_int8_model}")  # fmt: skip
     data = read_json(out)
-    assert set(data["results"]) == {"starlette", "bentoml-minimal", "ours"}
+    assert set(data["results"]) == {"starlette", "bentoml-minimal", "ours-float32", "ours-int8"}
     for by_payload in data["results"].values():
         cell = by_payload["array"]
         assert len(cell["closed"]) == 3 and cell["peak_rps"] > 0
         assert all(c["non_2xx"] == 0 for c in cell["closed"])
-    assert set(data["ratios"]) == {"array"}
+    assert data["server_models"]["starlette"] == str(bench_model)
+    assert data["server_models"]["ours-int8"] == str(bench_int8_model)
+    assert set(data["ratios_by_server"]["ours-int8"]) == {"array"}
+    assert {m: d["precision"] for m, d in data["models"].items()} == {
+        "float32": "float32",
+        "int8": "int8",
+    }
+    assert set(data["model_ratios"]["ours int8/float32"]["array"]) == {"peak_rps", "cpu", "p50_c1"}
+    assert all(r["one"] > 0 and r["batch"] > 0 for r in data["direct"].values())
+    assert set(data["direct_ratios"]["int8/float32"]) == {"one", "batch"}
+
+
+@pytest.mark.slow
+def test_serve_profile_quick(bench, bench_int8_model: Path, tmp_path: Path) -> None:
+    need("wrk", "taskset")
+    out = tmp_path / "serve_profile.json"
+    bench("bench/serve_profile.py", "--quick", "--model", str(bench_int8_model),
+          "--payloads", "array,npy", "--out", str(out))  # fmt: skip
+    data = read_json(out)
+    assert data["model"]["precision"] == "int8" and set(data["routes"]) == {"array", "npy"}
+    for route in data["routes"].values():
+        assert route["samples"] > 0 and route["load"]["non_2xx"] == 0
+        shares = [a["share"] for a in route["areas"]]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.001
+        assert route["largest"]["area"] == route["areas"][0]
+        assert route["largest"]["function"] == route["self"][0]
 
 
 @pytest.mark.slow
