@@ -1,9 +1,13 @@
 """Bulk scoring: a folder of images, an .npy or an IDX file -> predictions in Parquet or CSV.
 
-    python -m pipeline.score models/model.onnx scans/ predictions.parquet
+    python -m pipeline.score models/served.json scans/ predictions.parquet
+    python -m pipeline.score models/model.onnx scans/ predictions.parquet  # float32
     python -m pipeline.score models:/mnist-mlp@champion digits.npy predictions.csv
-    python -m pipeline.score models/model.onnx digits.npy out.parquet --engine ray \\
+    python -m pipeline.score models/served.json digits.npy out.parquet --engine ray \\
         --ray-address auto
+
+``models/served.json`` scores with the artifact the gate chose to serve (int8 or
+float32), as the service does.
 
 Not a DVC stage: users run it on their own data. Writes the output and, for image
 folders, ``<output stem>.errors.csv`` (files skipped, with the reason), both atomically;
@@ -24,7 +28,9 @@ from mnist_mlops.tracking.runs import resolve_tracking_uri
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="models/model.onnx or models:/<name>@<alias>")
+    parser.add_argument(
+        "model", help="models/served.json (the gate's choice), an .onnx, or models:/<name>@<alias>"
+    )
     parser.add_argument("input", help="folder of images (recursive), N x 28 x 28 .npy, or IDX")
     parser.add_argument("output", help="predictions file: .parquet or .csv")
     parser.add_argument("--engine", choices=ENGINES, default="local")

@@ -53,10 +53,11 @@ class Summary:
     def line(self) -> str:
         failed = f", {self.failed:,} failed (see {self.errors_file})" if self.failed else ""
         resumed = f", {self.resumed:,} of them resumed" if self.resumed else ""
+        precision = f" ({self.model.precision})" if self.model.precision else ""
         return (
             f"scored {self.scored:,} of {self.inputs:,} inputs ({self.kind}){failed}{resumed} "
             f"in {self.seconds:.1f} s ({self.images_per_s:,.0f}/s) with model "
-            f"{self.model.ref} v{self.model.version} -> {self.output}"
+            f"{self.model.ref} v{self.model.version}{precision} -> {self.output}"
         )
 
 

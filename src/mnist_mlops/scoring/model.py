@@ -1,10 +1,12 @@
-"""Which model to score with: a file path, or a registry URI resolved through MLflow.
+"""Which model to score with: the gate's choice, a file path, or a registry URI.
 
-``models:/mnist-mlp@champion`` (an alias) and ``models:/mnist-mlp/3`` (a version)
-name a registered model, downloaded through MLflow; anything else is a path to an
-ONNX file. The model is
-read into memory once (a few MB), so every engine and every Ray actor uses the
-very bytes whose SHA-256 the run records.
+``models/served.json`` (the gate's record of which artifact serves) scores with the
+artifact it chose, int8 or float32, hash-checked as every server checks it; a path to
+an ``.onnx`` scores with that file (``models/model.onnx``: float32); ``models:/mnist-mlp@champion``
+(an alias) and ``models:/mnist-mlp/3`` (a version) name a registered model, downloaded
+through MLflow. The model is read into memory once (a few MB), so every engine and every
+Ray actor uses the very bytes whose SHA-256 the run records, with the precision its card
+gives.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.errors import ChecksumError, UserError
+from mnist_mlops.inference.model_card import ModelCard, card_path
+from mnist_mlops.inference.serving_choice import is_choice, resolve_artifact
 from mnist_mlops.tracking.runs import _sqlite_path as sqlite_path
 
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -29,20 +33,32 @@ class Model:
     ref: str  # what the user gave: a path or a models:/ URI
     version: str  # registry version, or the file's short SHA-256 (as model.json calls it)
     sha256: str
+    precision: str | None = None  # float32 or int8, as the model's card says; None: no card
 
 
 def load_model(ref: str, tracking_uri: str) -> Model:
     """Read the model at ``ref`` (a path or ``models:/`` URI); one-line error if it is not there."""
     if ref.startswith("models:/"):
         return _from_registry(ref, tracking_uri)
-    path = Path(ref)
+    path = resolve_artifact(ref) if is_choice(ref) else Path(ref)
     if not path.is_file():
         raise UserError(
-            f"{ref}: model file not found; run `dvc repro export` or give a models:/ URI"
+            f"{path}: model file not found; run `dvc repro export` or give a models:/ URI"
         )
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    return Model(data, ref, sha[:12], sha)
+    card = _card(path)
+    if is_choice(ref) and card is not None and card.sha256 != sha:
+        raise ChecksumError(
+            f"{path} has SHA-256 {sha} but {card_path(path)} expects {card.sha256}; "
+            "the model and its card come from different exports: re-run `dvc repro`"
+        )
+    return Model(data, ref, sha[:12], sha, card.precision if card else None)
+
+
+def _card(path: Path) -> ModelCard | None:
+    """The card beside ``path``, when there is one (a bare .onnx scores without it)."""
+    return ModelCard.read_beside(path) if card_path(path).is_file() else None
 
 
 def _from_registry(ref: str, tracking_uri: str) -> Model:
@@ -73,13 +89,15 @@ def _from_registry(ref: str, tracking_uri: str) -> Model:
             if not onnx:
                 raise UserError(f"{ref}: version {found.version} has no .onnx file")
             data = _inline(onnx[0])
+            card = _card(onnx[0])
     except MlflowException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"{ref}: not found in the registry at {tracking_uri} ({reason}); "
             "check the name and alias, or set MLFLOW_TRACKING_URI"
         ) from None
-    return Model(data, ref, str(found.version), hashlib.sha256(data).hexdigest())
+    precision = card.precision if card else None
+    return Model(data, ref, str(found.version), hashlib.sha256(data).hexdigest(), precision)
 
 
 def _inline(path: Path) -> bytes:

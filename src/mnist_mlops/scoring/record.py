@@ -35,6 +35,7 @@ def record_run(tracking_uri: str, summary: Any) -> str | None:
             "model": summary.model.ref,
             "model_version": summary.model.version,
             "model_sha256": summary.model.sha256,
+            "model_precision": summary.model.precision or "unknown",
             "input": summary.input,
             "input_kind": summary.kind,
             "engine": summary.engine,
