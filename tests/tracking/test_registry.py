@@ -74,7 +74,12 @@ def test_champion_moves_only_to_a_better_model(store, name):
     champion = client.get_model_version_by_alias(name, CHAMPION)
     assert str(champion.version) == "3" and champion.run_id == runs[2]
     first = client.get_model_version(name, "1")
-    assert first.tags == {"test_accuracy": "0.980000", "git_commit": "abc"}
+    assert first.tags == {
+        "test_accuracy": "0.980000",
+        "git_commit": "abc",
+        "gate_decision": "promoted",
+        "gate_reason": "no champion yet",
+    }
     # The registered artifact is a loadable MLflow ONNX model.
     model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)
@@ -105,7 +110,18 @@ def test_champion_needs_test_and_every_field_set(store, name):
     assert tie["promoted"] and tie["previous"] == versions[2]
     champion = client.get_model_version_by_alias(name, CHAMPION)
     assert str(champion.version) == versions[3]
-    assert client.get_model_version(name, versions[1]).tags["field_photo"] == "0.800000"
+    refused = client.get_model_version(name, versions[1]).tags
+    assert refused["field_photo"] == "0.800000" and refused["gate_decision"] == "refused"
+    # The registry's UI says why: which metric, both numbers, against which champion.
+    assert (
+        refused["gate_reason"]
+        == worse["reason"]
+        == (
+            f"worse than champion v{versions[0]} beyond noise on "
+            "field_photo 0.8000 vs 0.9000 (lowest allowed 0.9000)"
+        )
+    )
+    assert client.get_model_version(name, versions[2]).tags["gate_decision"] == "promoted"
 
 
 def test_registered_version_is_found_by_run_and_model_hash(store, name):

@@ -7,7 +7,11 @@ every metric compared (the field stage passes MNIST test and each field set:
 model that is worse where users are. Versions are compared on the same images: each is
 tagged with a fingerprint of the sets it was scored on, and when the champion's differs
 from the current one (the field sets were regenerated, corrections arrived, the
-preprocessing changed) the champion is scored again on the current sets first.
+preprocessing changed) the champion is scored again on the current sets first: the
+artifact it serves (its ``served_*`` tags; the int8 file its run logged when it served
+int8), since that is what its numbers describe. Every judged version carries the gate's
+word (``gate_decision``, ``gate_reason``), so the registry's UI shows why a version is or
+is not the champion.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 SETS_TAG = "sets_sha256"  # what a version's metric tags were measured on
 TAG_DIGITS = 6  # metrics are tagged on model versions with this many decimals
+DECISION_TAG, REASON_TAG = "gate_decision", "gate_reason"  # the champion gate's word
+PROMOTED, REFUSED = "promoted", "refused"  # what DECISION_TAG says
+# Which artifact of its export a version serves (the field stage tags it): a version
+# without these tags (registered before the gate chose) served its float model.
+SERVED_PRECISION_TAG, SERVED_SHA_TAG = "served_precision", "served_sha256"
+INT8_ARTIFACT_TAG = "int8_artifact"  # the export stage's: the int8 file, run-relative
 
 
 def register_onnx(
@@ -98,8 +108,10 @@ def promote_if_better(
     gate would refuse every retrained model).
 
     ``sets_sha256`` names the images ``metrics`` were measured on. When the champion was
-    scored on other images and ``rescore`` is given, ``rescore(champion's ONNX file)``
+    scored on other images and ``rescore`` is given, ``rescore(champion's served file)``
     measures it again on these, and those numbers (tagged on the champion) are compared.
+    The result (and the version's ``gate_decision`` and ``gate_reason`` tags, promoted or
+    refused) says what was decided and why.
     """
     import mlflow
 
@@ -126,7 +138,7 @@ def _decide(
         previous: str | None = str(current.version)
         tags = dict(current.tags)
     except MlflowException:
-        previous, tags = None, {}
+        current, previous, tags = None, None, {}
     rescored = (
         previous is not None
         and previous != version
@@ -135,36 +147,84 @@ def _decide(
         and tags.get(SETS_TAG) != sets_sha256
     )
     if rescored:
-        with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-            path = _download_onnx(client.tracking_uri, model_name, str(previous), Path(tmp))
-            remeasured = rescore(path)
-        _tag(client, model_name, str(previous), remeasured, sets_sha256)
-        tags.update({k: f"{v:.{TAG_DIGITS}f}" for k, v in remeasured.items()})
-        log.info("%s v%s rescored on the current sets: %s", model_name, previous, remeasured)
+        tags.update(_rescore_champion(client, model_name, current, rescore, sets_sha256))
     theirs = {k: float(v) for k, v in tags.items() if k in metrics}
     # Compared as tagged: the champion's tags are rounded, so an equal model is not "worse".
     mine = {k: round(v, TAG_DIGITS) for k, v in metrics.items()}
-    worse = sorted(
-        k
+    floors = {
+        k: round(v - (tolerances or {}).get(k, 0.0), TAG_DIGITS)
         for k, v in theirs.items()
-        if not math.isnan(v) and mine[k] < round(v - (tolerances or {}).get(k, 0.0), TAG_DIGITS)
-    )
+        if not math.isnan(v)
+    }
+    worse = sorted(k for k, floor in floors.items() if mine[k] < floor)
     promote = previous == version or not worse
+    reason = _reason(previous, version, worse, mine, theirs, floors)
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-        log.info("%s v%s is the %s", model_name, version, CHAMPION)
+        log.info("%s v%s is the %s: %s", model_name, version, CHAMPION, reason)
     else:
-        log.info(
-            "%s v%s is worse than %s v%s on %s; alias unchanged",
-            model_name, version, CHAMPION, previous, ", ".join(worse),
-        )  # fmt: skip
+        log.info("%s v%s refused, alias unchanged: %s", model_name, version, reason)
+    word = {DECISION_TAG: PROMOTED if promote else REFUSED, REASON_TAG: reason}
+    _set_tags(client, model_name, version, word)
     return {
         "promoted": promote,
         "previous": previous,
         "previous_metrics": theirs,
         "worse_on": worse,
         "rescored_previous": rescored,
+        "reason": reason,
     }
+
+
+def _rescore_champion(
+    client: Any,
+    model_name: str,
+    champion: Any,
+    rescore: Callable[[Path], dict[str, float]],
+    sets_sha256: str,
+) -> dict[str, str]:
+    """The champion's served file measured on the current sets; its new tags."""
+    with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
+        remeasured = rescore(_download_served(client, model_name, champion, Path(tmp)))
+    _tag(client, model_name, str(champion.version), remeasured, sets_sha256)
+    log.info("%s v%s rescored on the current sets: %s", model_name, champion.version, remeasured)
+    return {k: f"{v:.{TAG_DIGITS}f}" for k, v in remeasured.items()}
+
+
+def _reason(
+    previous: str | None,
+    version: str,
+    worse: list[str],
+    mine: dict[str, float],
+    theirs: dict[str, float],
+    floors: dict[str, float],
+) -> str:
+    """The decision in one line for a person: which metrics lost, by how much, against what."""
+    if previous is None:
+        return "no champion yet"
+    if previous == version:
+        return "already the champion"
+    if not worse:
+        return (
+            f"no worse than {CHAMPION} v{previous} beyond noise on "
+            f"{', '.join(sorted(floors)) or 'any metric it was scored on'}"
+        )
+    lost = "; ".join(
+        f"{k} {mine[k]:.4f} vs {theirs[k]:.4f} (lowest allowed {floors[k]:.4f})" for k in worse
+    )
+    return f"worse than {CHAMPION} v{previous} beyond noise on {lost}"
+
+
+def tag_version(tracking_uri: str, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Set ``tags`` on one registered version (the field stage's ``served_*`` record)."""
+    from mlflow.tracking import MlflowClient
+
+    _set_tags(MlflowClient(tracking_uri=tracking_uri), model_name, version, tags)
+
+
+def _set_tags(client: Any, model_name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
 
 
 def noise_tolerance(accuracy: float, n: int, z: float) -> float:
@@ -188,6 +248,39 @@ def _tag(
         client.set_model_version_tag(model_name, version, key, f"{value:.{TAG_DIGITS}f}")  # type: ignore[attr-defined]
     if sets is not None:
         client.set_model_version_tag(model_name, version, SETS_TAG, sets)  # type: ignore[attr-defined]
+
+
+def _download_served(client: Any, model_name: str, champion: Any, folder: Path) -> Path:
+    """The file the champion serves, downloaded into ``folder``: the int8 file its run
+    logged when its tags say it served int8 (its SHA-256 checked against the tag), else
+    the registered float model."""
+    import mlflow
+
+    from mnist_mlops.core.errors import ChecksumError
+    from mnist_mlops.core.fileio import sha256_file
+
+    tags = dict(champion.tags)
+    if tags.get(SERVED_PRECISION_TAG) != "int8":
+        return _download_onnx(client.tracking_uri, model_name, str(champion.version), folder)
+    if INT8_ARTIFACT_TAG not in tags:
+        raise FileNotFoundError(
+            f"{model_name} v{champion.version} served int8 but has no {INT8_ARTIFACT_TAG} tag"
+        )
+    path = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id,
+            artifact_path=tags[INT8_ARTIFACT_TAG],
+            dst_path=str(folder),
+            tracking_uri=client.tracking_uri,
+        )
+    )
+    expected = tags.get(SERVED_SHA_TAG)
+    if expected and sha256_file(path) != expected:
+        raise ChecksumError(
+            f"{model_name} v{champion.version}: {tags[INT8_ARTIFACT_TAG]} in run "
+            f"{champion.run_id} is not the file it served (SHA-256 {expected})"
+        )
+    return path
 
 
 def _download_onnx(tracking_uri: str, model_name: str, version: str, folder: Path) -> Path:
