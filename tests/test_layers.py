@@ -38,6 +38,9 @@ ALLOWED: dict[str, set[str]] = {
     # The export stage's library: a checkpoint (train) -> ONNX checked on the test split
     # (data) -> logged and registered (tracking).
     "export": {"core", "data", "inference", "tracking", "train"},
+    # The field stage's library: each artifact scored through the serving path (evaluation),
+    # the one to serve chosen (inference's served.json), the champion gate (tracking).
+    "gate": {"core", "data", "evaluation", "inference", "tracking"},
     "packaging": {"core", "inference"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},
