@@ -86,12 +86,23 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     assert field["sets"]["writers"]["n"] == 1797  # the real writers: all of them, always
     assert field["min_accuracy"] == min(s["accuracy"] for s in field["sets"].values())
     assert field["champion"]["promoted"]  # the first model in a fresh registry
+    # Both artifacts scored on every set and the test split; the served one's are `sets`.
+    assert set(field["artifacts"]) == {"float32", "int8"}
+    for accuracies in field["artifacts"].values():
+        assert set(accuracies) == {*field["sets"], "test"}
+    served = field["served"]
+    assert {k: s["accuracy"] for k, s in field["sets"].items()} == {
+        k: field["artifacts"][served["precision"]][k] for k in field["sets"]
+    }
+    choice = json.loads((path / "models/served.json").read_text())
+    assert {k: choice[k] for k in ("artifact", "precision", "reason")} == served
 
 
 def test_field_accuracy_is_what_the_model_gets_through_the_serving_path(repo, first_repro):
     """Each set's accuracy in metrics/field.json is a recount: the same images (same seed),
-    decoded as the service decodes them, through the exported model, against their labels;
-    the MLflow run and the champion's registry tags carry the same numbers.
+    decoded as the service decodes them, through the artifact served.json chose, against
+    their labels; the MLflow run and the champion's registry tags carry the same numbers,
+    and the champion's tags name that artifact.
 
     (On the synthetic data the drawn sets sit near chance: their classes differ only by
     where the block is, which the preprocessing's centring removes. The trained model's
@@ -104,13 +115,16 @@ def test_field_accuracy_is_what_the_model_gets_through_the_serving_path(repo, fi
     from mnist_mlops.data.splits import load_splits
     from mnist_mlops.evaluation.fieldsets import build_set
     from mnist_mlops.imaging import ImageError, preprocess_image
+    from mnist_mlops.inference.model_card import ModelCard
+    from mnist_mlops.inference.serving_choice import resolve_artifact
     from mnist_mlops.inference.session import INPUT_NAME, inference_session
 
     path, _ = repo
     field = json.loads((path / "metrics/field.json").read_text())["sets"]
     cfg = FieldConfig.from_params(load_params(path / "params.yaml"))
     splits, _ = load_splits(path / "data/processed")
-    session = inference_session(path / "models/model.onnx")
+    served = resolve_artifact(path / "models/served.json")
+    session = inference_session(served)
     for name in cfg.sets:
         blobs, labels = build_set(name, splits.x_test, splits.y_test, cfg.n_per_set, cfg.seed)
         right = refused = 0
@@ -129,6 +143,9 @@ def test_field_accuracy_is_what_the_model_gets_through_the_serving_path(repo, fi
     for name, result in field.items():
         assert run.data.metrics[f"field/acc_{name}"] == pytest.approx(result["accuracy"])
         assert float(champion.tags[f"field_{name}"]) == pytest.approx(result["accuracy"], abs=1e-6)
+    assert champion.tags["served_artifact"] == served.name
+    assert champion.tags["served_sha256"] == ModelCard.read_beside(served).sha256
+    assert champion.tags["gate_decision"] == "promoted"
 
 
 def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
