@@ -1,5 +1,4 @@
-"""Field stage: scores the export's artifacts where users are, chooses the one to serve, and
-runs the champion gate on it.
+"""Field stage: the export's artifacts scored where users are; the one to serve is gated.
 
     python -m pipeline.field models/model.onnx data/processed --corrections data/corrections \\
         --int8 models/model.int8.onnx
