@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,26 @@ def test_gpu_session_calls_what_exists() -> None:
             assert f'"{flag}"' in source, f"gpu_session.sh passes {flag} to {path}"
         checked.add(path)
     assert checked >= {"bench/prepare_data.py", "bench/accuracy.py", "bench/train_speed.py"}
+
+
+def test_int8_compare_calls_what_exists() -> None:
+    """bench/run_int8_compare.sh runs for minutes on a quiet machine: it parses, and each
+    script it calls exists and takes the flags it passes (their quick runs are tested here)."""
+    path = ROOT / "bench" / "run_int8_compare.sh"
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    script = path.read_text().replace("\\\n", " ")
+    called = set()
+    for line in script.splitlines():
+        script_path = re.search(r"(bench/\w+\.py)", line)
+        if line.lstrip().startswith("#") or script_path is None:
+            continue
+        source = (ROOT / script_path.group(1)).read_text()
+        flags = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", line) + ["--quick"]
+        flags += ["--models"] if "MODELS" in line else []
+        for flag in flags:
+            assert f'"{flag}"' in source, f"run_int8_compare.sh passes {flag} to {script_path[1]}"
+        called.add(script_path.group(1))
+    assert called == {"bench/serve_load.py", "bench/bulk_score.py", "bench/serve_profile.py"}
 
 
 # ---- preprocessing, scoring, monitoring ----------------------------------------------------
