@@ -1,5 +1,7 @@
 # Slim serving image: ONNX Runtime + BentoML from the lock (requirements/serve.txt), no torch,
-# non-root, model baked in. Build after `dvc repro` (it needs models/model.onnx and model.json).
+# non-root, model baked in. Build after `dvc repro`: it needs the gate's choice
+# (models/served.json) and both artifacts of the export with their cards. It serves the
+# artifact the gate chose; -e MNIST_MODEL_PATH=/app/models/model.onnx serves float32 instead.
 #   docker build -t mnist-mlops . && docker run -p 3000:3000 mnist-mlops
 # Without a Docker engine, scripts/podman_image.sh builds and runs it with podman (README).
 #
@@ -18,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BENTOML_HOME=/home/app/bentoml \
     BENTOML_HOST=0.0.0.0 \
     BENTOML_PORT=3000 \
-    MNIST_MODEL_PATH=/app/models/model.onnx
+    MNIST_MODEL_PATH=/app/models/served.json
 
 # /app/monitoring: the inference log and the corrections store (docs/monitoring.md), the
 # service's defaults relative to /app; a volume keeps them across containers.
@@ -37,7 +39,7 @@ RUN python3 -m venv /opt/venv \
 # lock above is all that pip puts in the image.
 COPY src/ src/
 COPY serving/ serving/
-COPY models/model.onnx models/model.json models/
+COPY models/served.json models/model.onnx models/model.json models/model.int8.onnx models/model.int8.json models/
 
 USER 10001:10001
 VOLUME /app/monitoring

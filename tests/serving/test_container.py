@@ -2,7 +2,9 @@
 
 scripts/podman_image.sh builds the Dockerfile on a Debian base it makes with mmdebstrap
 (cached between runs, as are the image's layers), with a model trained by the real
-pipeline baked in; the container then serves on a free loopback port (host network) and
+pipeline baked in, as the gate leaves it: both artifacts with their cards and
+``served.json`` (made here, int8 chosen, when the trained model's folder has none). The
+container then serves the chosen artifact on a free loopback port (host network) and
 must answer like the service does, as the non-root user, without torch, and stop on
 SIGTERM within its grace period. Needs podman, runc and mmdebstrap as root
 (scripts/install_system_packages.sh installs them).
@@ -23,8 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.inference.serving_choice import CHOICE_NAME, resolve_artifact
 from support import ROOT
 from support.bento_process import free_port
+from support.gated import gated_export
 
 SCRIPT = ROOT / "scripts" / "podman_image.sh"
 TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
@@ -69,9 +74,18 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> str:
+def gated_models(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Path:
+    """The trained model's folder as the gate leaves it: its own when the pipeline's field
+    stage wrote ``served.json`` there, else a copy with an int8 artifact chosen."""
+    if (trained_model.parent / CHOICE_NAME).is_file():
+        return trained_model.parent
+    return gated_export(trained_model, tmp_path_factory.mktemp("gated")).parent
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory, gated_models: Path) -> str:
     """The Dockerfile built by scripts/podman_image.sh from a context holding what its COPY
-    lines name, the models/ files taken from the trained model."""
+    lines name, the models/ files taken from the trained model as the gate leaves it."""
     missing = [tool for tool in ("podman", "runc", "mmdebstrap") if not shutil.which(tool)]
     if missing:
         pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
@@ -84,7 +98,7 @@ def image(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> str:
         for src in sources:
             origin = ROOT / src
             if src.startswith("models/"):  # a clean checkout has no model: the trained one
-                origin = trained_model.parent / Path(src).name
+                origin = gated_models / Path(src).name
             target = context / src
             if origin.is_dir():
                 ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
@@ -161,14 +175,18 @@ def test_container_is_ready_and_healthy(container):
 
 
 @pytest.mark.slow
-def test_container_predicts_a_drawn_digit(container, digit_png, trained_model):
+def test_container_predicts_a_drawn_digit_with_the_chosen_artifact(
+    container, digit_png, gated_models
+):
     files = {"image": ("seven.png", digit_png, "image/png")}
     reply = httpx.post(f"{container.url}/predict", files=files, timeout=30)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["digit"] == 7, body
-    card = json.loads(trained_model.with_name("model.json").read_text())
-    assert body["model_version"] == card["version"]
+    card = ModelCard.read_beside(resolve_artifact(gated_models / CHOICE_NAME))
+    assert (body["model_version"], body["model_precision"]) == (card.version, card.precision)
+    ready = httpx.get(f"{container.url}/readyz", timeout=5).json()
+    assert ready["model_precision"] == card.precision
 
 
 @pytest.mark.slow
