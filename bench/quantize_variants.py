@@ -39,13 +39,13 @@ from common import REPO, machine  # bench/ is sys.path[0]
 from mnist_mlops.core.config import FieldConfig, QuantizeConfig, load_params
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.evaluation.field_inputs import build_field_inputs, load_field_inputs
-from mnist_mlops.export.quantize import int8_parity, quantize_onnx
+from mnist_mlops.export.quantize import METHODS, int8_parity, quantize_onnx
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session
 
 # name -> (method, preprocess, optimize): every combination the export stage can make.
 VARIANTS = {
     f"{method}{'+pre' if pre else ''}{'+opt' if opt else ''}": (method, pre, opt)
-    for method in ("dynamic", "static")
+    for method in METHODS
     for pre in (False, True)
     for opt in (False, True)
 }
