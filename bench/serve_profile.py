@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common import machine  # bench/ is sys.path[0]
-from http_harness import OURS, PAYLOADS, REPO, payloads, server, wrk
+from http_harness import OURS, PAYLOADS, REPO, Payload, payloads, server, wrk
 from models_compare import describe
 from serve_load import SERVER_ENV, answers
 
@@ -118,15 +118,15 @@ def summarise(raw: str, top: int) -> dict:
         if not stack:
             continue
         n = int(count)
-        frames = stack.split(";")
-        if frames[0].startswith("process "):
-            processes[frames[0].split('"')[1][:80] if '"' in frames[0] else frames[0]] += n
-            frames = frames[1:]
+        frames, process = stack.split(";"), ""
+        while frames and frames[0].startswith("process "):  # a worker nests in its parent
+            process = frames.pop(0).partition(":")[2].strip('"')[:100]  # the command line
         name, path = frame_parts(frames[-1]) if frames else ("", "")
         if not frames or waiting(name, path):
             idle += n
             continue
         samples += n
+        processes[process] += n
         areas[area(path)] += n
         self_fn[f"{name} ({path})"] += n
         self_line[frames[-1]] += n
@@ -145,7 +145,8 @@ def summarise(raw: str, top: int) -> dict:
     return out
 
 
-def profile_route(url: str, pid: int, payload, args: argparse.Namespace, folder: Path) -> dict:
+def profile_route(url: str, pid: int, payload: Payload, args: argparse.Namespace,
+                  folder: Path) -> dict:  # fmt: skip
     """One route: warm up, then load it for LEAD + seconds + LEAD while py-spy samples."""
     load_core = 1
     wrk(url, payload, CONNECTIONS, 1, load_core, 0, folder, pid)  # warm-up, discarded

@@ -203,6 +203,8 @@ def test_serve_profile_quick(bench, bench_int8_model: Path, tmp_path: Path) -> N
         assert route["samples"] > 0 and route["load"]["non_2xx"] == 0
         shares = [a["share"] for a in route["areas"]]
         assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.001
+        assert sum(p["share"] for p in route["processes"]) <= 1.001  # busy samples only
+        assert not any(f["function"].startswith("process ") for f in route["total"])
         assert route["largest"]["area"] == route["areas"][0]
         assert route["largest"]["function"] == route["self"][0]
 
