@@ -183,7 +183,7 @@ def model_ratios(rows: list[dict], models: list[str]) -> dict[str, list[dict]]:
     cases = dict.fromkeys((r["case"], r["n"]) for r in rows)
     for case, n in cases:
         by_model = {r["model"]: r for r in rows if (r["case"], r["n"]) == (case, n)}
-        if models[0] not in by_model:
+        if not models or models[0] not in by_model:
             continue
         keys = ("images_per_s", "images_per_s_to_output", "reference_per_s")
         per_key = {

@@ -91,6 +91,8 @@ def over_first(values: dict[str, float | None], higher_is_better: bool = True) -
     A speed-up either way: rates divide as later / first, costs (seconds, CPU a request)
     as first / later, so every ratio above 1 means the later model is better."""
     names = list(values)
+    if not names:
+        return {}
     first = values[names[0]]
     out = {}
     for name in names[1:]:

@@ -230,7 +230,7 @@ def model_ratios(results: dict[str, dict[str, dict]], models: list[str]) -> dict
         for payload in PAYLOADS:
             cells = {m: r[payload] for m in models
                      if payload in (r := results.get(f"{server_kind}-{m}", {}))}  # fmt: skip
-            if models[0] not in cells:
+            if not models or models[0] not in cells:
                 continue
             metrics = {
                 "peak_rps": over_first({m: c["peak_rps"] for m, c in cells.items()}),

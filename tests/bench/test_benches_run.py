@@ -165,16 +165,32 @@ def test_bulk_score_quick(bench, bench_model: Path, bench_int8_model: Path, tmp_
 
 
 @pytest.mark.slow
-def test_serve_load_quick(bench, bench_model: Path, bench_int8_model: Path,
-                          tmp_path: Path) -> None:  # fmt: skip
-    """Our service once per model (``--models``), the others on the first model."""
+def test_serve_load_quick(bench, bench_model: Path, tmp_path: Path) -> None:
     need("wrk", "taskset")
     out = tmp_path / "serve_load.json"
-    bench("bench/serve_load.py", "--quick", "--payloads", "array",
-          "--servers", "bentoml-minimal,ours", "--out", str(out),
-          "--models", f"float32={bench_model}", f"int8={bench_int8_model}")  # fmt: skip
+    bench("bench/serve_load.py", "--quick", "--model", str(bench_model), "--payloads", "array",
+          "--servers", "bentoml-minimal,ours", "--out", str(out))  # fmt: skip
     data = read_json(out)
-    assert set(data["results"]) == {"starlette", "bentoml-minimal", "ours-float32", "ours-int8"}
+    assert set(data["results"]) == {"starlette", "bentoml-minimal", "ours"}
+    for by_payload in data["results"].values():
+        cell = by_payload["array"]
+        assert len(cell["closed"]) == 3 and cell["peak_rps"] > 0
+        assert all(c["non_2xx"] == 0 for c in cell["closed"])
+    assert set(data["ratios"]) == {"array"}
+    assert data["models"] == data["direct"] == data["model_ratios"] == {}
+
+
+@pytest.mark.slow
+def test_serve_load_models_quick(bench, bench_model: Path, bench_int8_model: Path,
+                                 tmp_path: Path) -> None:  # fmt: skip
+    """Our service once per model (``--models``), the baseline on the first model."""
+    need("wrk", "taskset")
+    out = tmp_path / "serve_load.json"
+    bench("bench/serve_load.py", "--quick", "--payloads", "array", "--servers", "ours",
+          "--out", str(out), "--models", f"float32={bench_model}",
+          f"int8={bench_int8_model}")  # fmt: skip
+    data = read_json(out)
+    assert set(data["results"]) == {"starlette", "ours-float32", "ours-int8"}
     for by_payload in data["results"].values():
         cell = by_payload["array"]
         assert len(cell["closed"]) == 3 and cell["peak_rps"] > 0
