@@ -25,6 +25,7 @@ Per route the JSON says (shares of the samples, largest first):
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -148,7 +149,7 @@ def summarise(raw: str, top: int) -> dict:
 def profile_route(url: str, pid: int, payload: Payload, args: argparse.Namespace,
                   folder: Path) -> dict:  # fmt: skip
     """One route: warm up, then load it for LEAD + seconds + LEAD while py-spy samples."""
-    load_core = 1
+    load_core = 1 if (os.cpu_count() or 1) > 1 else 0  # the server has core 0
     wrk(url, payload, CONNECTIONS, 1, load_core, 0, folder, pid)  # warm-up, discarded
     raw = folder / "stacks.txt"
     with ThreadPoolExecutor(1) as pool:
@@ -189,10 +190,10 @@ def main() -> None:
                 if not answers(url, bodies[kind]):
                     raise SystemExit(f"{bodies[kind].route} did not answer 200")
                 routes[kind] = profile_route(url, pid, bodies[kind], args, folder)
-                top = routes[kind]["largest"]
-                print(f"{kind:6s} {routes[kind]['load']['rps']:7.0f} req/s under py-spy; "
-                      f"largest: {top['area']['area']} {top['area']['share']:.0%}, "
-                      f"{top['function']['function']} {top['function']['share']:.0%}",
+                area, function = routes[kind]["largest"].values()
+                print(f"{kind:6s} {routes[kind]['load']['rps']:7.0f} req/s under py-spy; largest: "
+                      + (f"{area['area']} {area['share']:.0%}, {function['function']} "
+                         f"{function['share']:.0%}" if area else "none (no busy samples)"),
                       flush=True)  # fmt: skip
     out = args.out or REPO / "bench/results" / f"serve_profile-{card['precision']}.json"
     write_json(out, {
