@@ -1,6 +1,6 @@
 """Reference stage: what the service would log for the images the model was gated on.
 
-    python -m pipeline.reference models/model.onnx data/processed data/reference.parquet
+    python -m pipeline.reference models/served.json data/processed data/reference.parquet
 
 MNIST test digits (``reference.test_n`` of them, uploaded as PNG files) and the field sets
 (the images the field stage scored, as it preprocessed them: ``--field-inputs``), each through the
@@ -19,11 +19,12 @@ from mnist_mlops.core.fileio import atomic_path
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.drift.reference import build_reference
 from mnist_mlops.evaluation.field_inputs import load_field_inputs
+from mnist_mlops.inference.serving_choice import resolve_artifact
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("onnx")
+    parser.add_argument("onnx", help="a model.onnx, or the gate's served.json (its choice)")
     parser.add_argument("processed_dir")
     parser.add_argument("out")
     parser.add_argument("--field-inputs", default="data/field_inputs.npz",
@@ -36,7 +37,7 @@ def main() -> None:
     n = min(cfg.test_n, len(splits.y_test))
     picks = np.random.default_rng(field.seed).choice(len(splits.y_test), n, replace=False)
     table = build_reference(
-        args.onnx,
+        resolve_artifact(args.onnx),
         splits.x_test[np.sort(picks)],
         splits.y_test[np.sort(picks)],
         load_field_inputs(args.field_inputs),

@@ -166,9 +166,18 @@ def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
     assert "evaluation/confusion_matrix.png" in artifacts
 
 
+def _served_card(path: Path) -> dict:
+    """The card of the artifact the gate chose (what the package stage must ship)."""
+    from mnist_mlops.inference.model_card import card_path
+    from mnist_mlops.inference.serving_choice import resolve_artifact
+
+    return json.loads(card_path(resolve_artifact(path / "models/served.json")).read_text())
+
+
 def test_package_stage_stores_the_exact_model(repo, first_repro):
+    """The Bento holds the artifact the gate chose, not whichever file was exported last."""
     path, env = repo
-    meta = json.loads((path / "models/model.json").read_text())
+    meta = _served_card(path)
     tag = f"mnist-mlp:{meta['sha256'][:12]}"
     models = json.loads(_run(["bentoml", "models", "list", "-o", "json"], path, env).stdout)
     assert tag in {m["tag"] for m in models}
@@ -189,15 +198,16 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
     import httpx
     import numpy as np
 
+    from mnist_mlops.inference.serving_choice import resolve_artifact
     from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME, inference_session, softmax
     from support.bento_process import serving
 
     path, env = repo
-    meta = json.loads((path / "models/model.json").read_text())
+    meta = _served_card(path)
     version = meta["sha256"][:12]
     pixels = np.zeros((1, 28, 28), np.float32)
     pixels[0, 4:24, 12:16] = 255.0  # a "1"
-    session = inference_session(path / "models/model.onnx")
+    session = inference_session(resolve_artifact(path / "models/served.json"))
     expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
     with (
         serving(
@@ -215,6 +225,7 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
         assert body["digit"] == int(expected.argmax())
         assert np.allclose(body["probabilities"], expected, atol=1e-5)
         assert body["model_version"] == version
+        assert body["model_precision"] == meta["precision"]
 
 
 def test_second_repro_runs_nothing(repo, first_repro):

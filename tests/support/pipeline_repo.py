@@ -91,6 +91,7 @@ def build_repo(
     params["split"]["val_size"] = 100
     params["field"]["n_per_set"] = 20
     params["prepare"]["font_samples"] = 1  # every kind still runs, in seconds
+    params["export"]["quantize"]["calibration_n"] = 100  # the tiny train split holds 300
     tiny = {"hidden": [32], "max_epochs": 2, "batch_size": 32, "accelerator": "cpu", "devices": "1"}
     params["train"].update({**tiny, **(train or {})})
     params["mlflow"].update(mlflow or {})
