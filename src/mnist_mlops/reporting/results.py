@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import atomic_open
+from mnist_mlops.reporting import int8
 from mnist_mlops.reporting.bench import bench_sections
 from mnist_mlops.reporting.markdown import load, pct, table
 
@@ -79,6 +80,7 @@ def model_quality(root: Path) -> str:
             f" {export['argmax_mismatches']} argmax mismatches on {export['n_images']:,} images",
         ],
     ]
+    rows += int8.export_row(export)
     if "diagnosis" in train:
         rows.append(["learning-curve diagnosis", train["diagnosis"]])
     per_class = read(root, "metrics/per_class.json")
@@ -121,10 +123,12 @@ def field(root: Path) -> str:
     return "\n\n".join(
         [
             "## Field sets (`metrics/field.json`)",
-            "Realistic images scored through the serving path (bytes -> imaging -> ONNX); the "
-            "interval is where the true accuracy lies with 95 % confidence given the set's size.",
+            "Realistic images scored through the serving path (bytes -> imaging -> ONNX) with "
+            "the served artifact; the interval is where the true accuracy lies with 95 % "
+            "confidence given the set's size.",
             table(["set", "accuracy", "95 % interval", "images", "refused"], rows),
             f"Lowest set: {pct(data['min_accuracy'], 1)}. This model was {verdict}.",
+            *int8.served_lines(data),
         ]
     )
 
