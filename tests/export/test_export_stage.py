@@ -61,8 +61,12 @@ def cfg(repo_params) -> ExportConfig:
 @pytest.fixture(scope="module")
 def exported(tracked_run, processed_dir, cfg, tmp_path_factory) -> Exported:
     paths = stage_folder(tmp_path_factory.mktemp("export"), tracked_run, processed_dir)
-    card = run_export_stage(paths, cfg, registered_model=NAME)
     ref = json.loads(paths.run_ref.read_text())
+    with pytest.MonkeyPatch.context() as env:
+        # MLflow sets $MLFLOW_TRACKING_URI when the stage logs; setting it here first makes
+        # the context undo it, so later modules' subprocesses do not find this store.
+        env.setenv("MLFLOW_TRACKING_URI", ref["tracking_uri"])
+        card = run_export_stage(paths, cfg, registered_model=NAME)
     return Exported(paths, card, ref["tracking_uri"], ref["run_id"])
 
 

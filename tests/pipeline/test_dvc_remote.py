@@ -49,11 +49,16 @@ def test_fresh_clone_pulls_runs_nothing_and_serves(tmp_path, reproduced):
     repro = run(["dvc", "repro"], bob, env_b)
     assert "Running stage" not in repro.stdout, repro.stdout
 
-    # Bob serves the pulled model as it is in his checkout (no BentoML store needed).
-    meta = json.loads((bob / "models/model.json").read_text())
+    # Bob serves the pulled model as it is in his checkout (no BentoML store needed): the
+    # artifact the gate chose (models/served.json), float32 or int8.
+    from mnist_mlops.inference.model_card import card_path
+    from mnist_mlops.inference.serving_choice import resolve_artifact
+
+    artifact = resolve_artifact(bob / "models/served.json")
+    meta = json.loads(card_path(artifact).read_text())
     pixels = np.zeros((1, 28, 28), np.float32)
     pixels[0, 4:24, 12:16] = 255.0
-    session = inference_session(bob / "models/model.onnx")
+    session = inference_session(artifact)
     expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
     with (
         serving(None, tmp_path / "bob-serve", cwd=bob, PYTHONPATH=f"{bob / 'src'}:{bob}") as served,
