@@ -48,7 +48,7 @@ Digit = Annotated[
 # How a POST /feedback ended, the label of mnist_feedback_total.
 OUTCOMES = ("stored", "duplicate", "unknown", "rate_limited", "unavailable")
 # Every status /feedback can answer besides 200, for the OpenAPI document.
-ERROR_STATUSES = {
+FEEDBACK_ERROR_STATUSES = {
     400: "malformed request: bad JSON, a request_id that is not 32 hex digits, a digit outside 0-9",
     404: "no logged answer has this request_id (never logged, or its log has expired)",
     408: "the request headers or body did not arrive in time; the connection is closed",
