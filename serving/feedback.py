@@ -32,7 +32,6 @@ from serving.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_ROUTE = "/feedback"
 RequestId = Annotated[
     str,
     Field(

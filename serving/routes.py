@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Message, Scope
 
 from serving.errors import PREDICT_ERROR_STATUSES, ServiceError
-from serving.feedback import FEEDBACK_ERROR_STATUSES, FEEDBACK_ROUTE
+from serving.feedback import FEEDBACK_ERROR_STATUSES
 from serving.schemas import NPY_MEDIA_TYPES
 
 Method = Callable[..., Awaitable[BaseModel | Response]]
@@ -41,16 +41,19 @@ class ApiRoute:
     """One row of the route table: what the front, the log and the OpenAPI document need."""
 
     path: str
+    method: str  # the service's @bentoml.api method (its decorator takes ``path`` from here)
     body: Literal["json", "upload", "npy"]  # JSON, a form with one file, an .npy (or a form)
     source: str | None  # records.SOURCES: the log's source for its answers; None: not logged
     statuses: Mapping[int, str]  # every answer besides 200, for the OpenAPI document
 
 
-PREDICT = ApiRoute("/predict", "upload", "upload", PREDICT_ERROR_STATUSES)
-PREDICT_ARRAY = ApiRoute("/predict_array", "json", "json", PREDICT_ERROR_STATUSES)
-PREDICT_BATCH = ApiRoute("/predict_batch", "json", "batch", PREDICT_ERROR_STATUSES)
-PREDICT_NPY = ApiRoute("/predict_npy", "npy", "npy", PREDICT_ERROR_STATUSES)
-FEEDBACK = ApiRoute(FEEDBACK_ROUTE, "json", None, FEEDBACK_ERROR_STATUSES)
+# fmt: off
+PREDICT = ApiRoute("/predict", "predict", "upload", "upload", PREDICT_ERROR_STATUSES)
+PREDICT_ARRAY = ApiRoute("/predict_array", "predict_array", "json", "json", PREDICT_ERROR_STATUSES)
+PREDICT_BATCH = ApiRoute("/predict_batch", "predict_batch", "json", "batch", PREDICT_ERROR_STATUSES)
+PREDICT_NPY = ApiRoute("/predict_npy", "predict_npy", "npy", "npy", PREDICT_ERROR_STATUSES)
+FEEDBACK = ApiRoute("/feedback", "feedback", "json", None, FEEDBACK_ERROR_STATUSES)
+# fmt: on
 API_ROUTES = (PREDICT, PREDICT_ARRAY, PREDICT_BATCH, PREDICT_NPY, FEEDBACK)
 
 
@@ -71,9 +74,8 @@ class Route:
 def front_routes(
     service: bentoml.Service[Any], table: tuple[ApiRoute, ...] = API_ROUTES
 ) -> tuple[Route, ...]:
-    """Each row of ``table`` bound to the service's ``@bentoml.api`` method of its path."""
-    apis = {api.route: api for api in service.apis.values()}
-    return tuple(_route(row, apis[row.path]) for row in table)
+    """Each row of ``table`` bound to its ``@bentoml.api`` method."""
+    return tuple(_route(row, service.apis[row.method]) for row in table)
 
 
 def _route(row: ApiRoute, api: Any) -> Route:

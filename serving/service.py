@@ -222,7 +222,7 @@ MnistClassifier.add_asgi_middleware(
         body_timeout_s=SETTINGS.body_timeout_s,
         max_in_flight=SETTINGS.max_in_flight,
     ),
-    openapi=lambda routes: openapi_document(MnistClassifier, routes),
+    openapi=lambda front_routes: openapi_document(MnistClassifier, front_routes),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
 MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)

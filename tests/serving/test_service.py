@@ -372,10 +372,10 @@ def test_every_route_logs_a_known_source():
 
     sources = {row.source for row in API_ROUTES if row.source is not None}
     assert sources | {UI_SOURCE, PYTHON_SOURCE} == set(SOURCES)
-    # the table and BentoML's APIs name the same routes, each once
-    assert sorted(row.path for row in API_ROUTES) == sorted(
-        api.route for api in MnistClassifier.apis.values()
-    )
+    # the table and BentoML's APIs name the same routes, each once, each by its method
+    assert {row.method: row.path for row in API_ROUTES} == {
+        name: api.route for name, api in MnistClassifier.apis.items()
+    }
 
 
 def test_each_api_takes_its_input_model_plus_what_the_front_adds():
