@@ -1,8 +1,8 @@
 """The route table, and how the front reads each route's body.
 
 :data:`API_ROUTES` is the one list of the API: each route's path (the ``@bentoml.api``
-decorators take it from here), how its body is read, the ``source`` its answers carry in
-the inference log, and the statuses it answers besides 200 (the OpenAPI document's).
+decorators take it from here) and method, how its body is read, the ``source`` its answers
+carry in the inference log, and the statuses it answers besides 200 (the OpenAPI document's).
 :func:`front_routes` turns each row into a :class:`Route` for :class:`serving.front.ApiFront`:
 the media type(s) it accepts, a parser that turns the already-read body into the keyword
 arguments of the route's ``@bentoml.api`` method (raising :class:`~serving.errors.ServiceError`
@@ -31,8 +31,8 @@ from serving.schemas import NPY_MEDIA_TYPES
 Method = Callable[..., Awaitable[BaseModel | Response]]
 Parser = Callable[[Scope, bytes], Awaitable[dict[str, Any]]]
 FORM = "multipart/form-data"
-SOURCE_HEADER = "x-mnist-source"  # the /ui page sends "ui"; other values are ignored
 UI_SOURCE = "ui"
+UI_HEADER = (b"x-mnist-source", b"ui")  # the /ui page sends it; other values are ignored
 PYTHON_SOURCE = "python"  # the source of a direct Python call (no HTTP route)
 
 
@@ -100,8 +100,7 @@ def _with_source(parse: Parser, source: str) -> Parser:
 
     async def parse_with_source(scope: Scope, body: bytes) -> dict[str, Any]:
         arguments = await parse(scope, body)
-        sent = Headers(scope=scope).get(SOURCE_HEADER)
-        arguments["source"] = UI_SOURCE if sent == UI_SOURCE else source
+        arguments["source"] = UI_SOURCE if UI_HEADER in scope["headers"] else source
         return arguments
 
     return parse_with_source
