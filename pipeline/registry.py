@@ -23,13 +23,18 @@ from mnist_mlops.registry import aliases, history
 from mnist_mlops.registry.aliases import CHALLENGER, CHAMPION
 from mnist_mlops.tracking.runs import resolve_tracking_uri
 
-# A registry that does not answer should say so in seconds, not after MLflow's retries.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+# A registry that does not answer says so in seconds, not after MLflow's retries; a card's
+# download draws no progress bar over the one line the command answers with.
+ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def main() -> None:
     args = _parser().parse_args()
-    for key, value in HTTP_DEFAULTS.items():
+    for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     cfg = MlflowConfig.from_params(load_params(args.params))
     uri, model = resolve_tracking_uri(cfg.tracking_uri), cfg.registered_model

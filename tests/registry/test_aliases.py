@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow  # logs real MLflow models
 
 def moves(uri: str, name: str) -> list[tuple]:
     return [
-        (e.number, e.alias, e.action, e.from_version, e.to_version)
-        for e in read_history(uri, name)
+        (e.number, e.alias, e.action, e.from_version, e.to_version) for e in read_history(uri, name)
     ]
 
 

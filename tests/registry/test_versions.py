@@ -46,7 +46,7 @@ def test_a_card_for_another_file_or_a_missing_int8_card_is_refused(store, name):
     with pytest.raises(VersionError, match=r"its card's SHA-256 .* is not its tag's ffffffffffff"):
         served_card(store.client, name, store.client.get_model_version(name, version))
     other = store.register(name, 0.98)
-    tag_version(store.uri, name, other, {"served_precision": "int8",
-                                         "int8_artifact": "export/int8/model.int8.onnx"})  # fmt: skip
+    int8 = {"served_precision": "int8", "int8_artifact": "export/int8/model.int8.onnx"}
+    tag_version(store.uri, name, other, int8)
     with pytest.raises(VersionError, match=r"has no card \(export/int8/model.int8.json"):
         served_card(store.client, name, store.client.get_model_version(name, other))

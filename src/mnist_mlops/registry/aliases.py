@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import re
 import shlex
 import sys
 import time
@@ -254,8 +255,13 @@ def connect(tracking_uri: str, model_name: str) -> Any:
 
 
 def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    """What went wrong, short: the socket's own words (``Connection refused``) when the
+    message holds them, else its first line."""
+    text = str(exc).strip()
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _user() -> str:
