@@ -87,10 +87,31 @@ def _table(model: str, uri: str, now: dict, events: list[history.AliasEvent]) ->
                      f"v{e.from_version}" if e.from_version else "-",
                      f"v{e.to_version}" if e.to_version else "-", e.user, e.reason))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]
-             for r in rows]  # fmt: skip
+    lines = [_row(rows[0], widths)]
+    for row, e in zip(rows[1:], events, strict=True):
+        indent = " " * (widths[0] + 2)
+        lines += [_row(row, widths), f"{indent}{e.command}"]
+        compared = _compared(e.metrics)
+        lines += [f"{indent}{compared}"] if compared else []
     empty = ["(no alias moves recorded yet)"] if not events else []
     return "\n".join([f"{model} at {uri}: {state}", *lines, *empty])
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + "  " + cells[-1]
+
+
+def _compared(metrics: dict) -> str:
+    """``test_accuracy 0.9748 -> 0.9655, field_photo ...``: the numbers the move traded."""
+    before, after = metrics.get("from") or {}, metrics.get("to") or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return ""
+    keys = sorted(set(before) | set(after), key=lambda k: (k != "test_accuracy", k))
+    return ", ".join(f"{k} {_num(before.get(k))} -> {_num(after.get(k))}" for k in keys)
+
+
+def _num(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
 def _as_json(model: str, now: dict, events: list[history.AliasEvent]) -> str:

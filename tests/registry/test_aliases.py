@@ -112,8 +112,15 @@ def test_the_challenger_is_set_and_cleared_on_the_record(store, name):
     set_challenger(store.uri, name, None, reason="done")
     with pytest.raises(PromotionError, match="has no challenger to clear"):
         set_challenger(store.uri, name, None, reason="x")
+    assert previous_champion(store.uri, name) is None  # challenger moves are not champions
+    # A challenger that becomes the champion stops being the challenger, on the record.
+    set_challenger(store.uri, name, other, reason="again")
+    promote(store.uri, name, other, reason="it won")
     assert moves(store.uri, name)[1:] == [
         (2, CHALLENGER, "challenger", None, "2"),
         (3, CHALLENGER, "challenger", "2", None),
+        (4, CHALLENGER, "challenger", None, "2"),
+        (5, CHAMPION, "promote", "1", "2"),
+        (6, CHALLENGER, "challenger", "2", None),
     ]
-    assert previous_champion(store.uri, name) is None  # challenger moves are not champions
+    assert read_history(store.uri, name)[-1].reason == "v2 became the champion (promote #5)"

@@ -60,7 +60,9 @@ def test_history_promote_and_rollback_from_the_command_line(store, name, tmp_pat
 
     table = cli(p, "history")
     assert table.returncode == 0, table.stderr
-    header, columns, *rows = table.stdout.strip().splitlines()
+    header, columns, *lines = table.stdout.strip().splitlines()
+    rows = [line for line in lines if not line.startswith(" ")]
+    details = [line.strip() for line in lines if line.startswith(" ")]
     assert header == f"{name} at {store.uri}: champion v1, challenger none"
     assert columns.split() == ["#", "time", "(UTC)", "alias", "action", "from", "to", "user",
                                "reason"]  # fmt: skip
@@ -70,6 +72,9 @@ def test_history_promote_and_rollback_from_the_command_line(store, name, tmp_pat
         ["champion", "rollback", "v2", "v1"],
     ]
     assert rows[1].endswith("the photo set was mislabelled")
+    # Under each move: the command that made it and the numbers it traded.
+    assert details[2].startswith(f"python -m pipeline.registry --params {p} promote {v2}")
+    assert details[3] == "test_accuracy 0.9500 -> 0.9600"
     data = json.loads(cli(p, "history", "--json").stdout)
     assert data["aliases"] == {"champion": v1, "challenger": None}
     assert [e["action"] for e in data["events"]] == ["gate", "promote", "rollback"]

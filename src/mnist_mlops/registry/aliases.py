@@ -110,6 +110,10 @@ def record_move(
     if before is not None and before != version:
         to = f"v{version}" if version is not None else "nothing"
         client.set_model_version_tag(model_name, before, f"left_{alias}", f"{word} (to {to})")
+    won = alias == CHAMPION and version is not None
+    if won and alias_version(client, model_name, CHALLENGER) == version:  # not both at once
+        why = f"v{version} became the {CHAMPION} ({action} #{event.number})"
+        record_move(client, model_name, CHALLENGER, None, action="challenger", reason=why)
     return event
 
 
