@@ -21,6 +21,7 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import MlflowConfig, load_params
 from mnist_mlops.registry import aliases, history
 from mnist_mlops.registry.aliases import CHALLENGER, CHAMPION
+from mnist_mlops.registry.connect import connect
 from mnist_mlops.tracking.runs import resolve_tracking_uri
 
 # A registry that does not answer says so in seconds, not after MLflow's retries; a card's
@@ -39,7 +40,7 @@ def main() -> None:
     cfg = MlflowConfig.from_params(load_params(args.params))
     uri, model = resolve_tracking_uri(cfg.tracking_uri), cfg.registered_model
     if args.command == "history":
-        client = aliases.connect(uri, model)
+        client = connect(uri, model)
         events = history.events(client, model)
         now = {a: aliases.alias_version(client, model, a) for a in (CHAMPION, CHALLENGER)}
         print(_as_json(model, now, events) if args.json else _table(model, uri, now, events))

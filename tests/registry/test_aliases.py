@@ -18,6 +18,7 @@ from mnist_mlops.registry.aliases import (
     rollback,
     set_challenger,
 )
+from mnist_mlops.registry.connect import RegistryError
 from mnist_mlops.registry.history import read_history
 from mnist_mlops.registry.versions import VersionError
 
@@ -92,7 +93,7 @@ def test_a_champion_set_before_the_history_began_is_rolled_back_to(store, name):
 
 def test_promote_is_refused_without_a_card_unknown_or_current(store, name):
     carded, bare = store.register(name, 0.95), store.register(name, 0.96, card=False)
-    with pytest.raises(PromotionError, match=r"has no version '9' \(registered versions: 1, 2\)"):
+    with pytest.raises(RegistryError, match=r"has no version '9' \(registered versions: 1, 2\)"):
         promote(store.uri, name, "9", reason="x")
     with pytest.raises(VersionError, match=r"v2 has no card .*re-run the export stage"):
         promote(store.uri, name, bare, reason="x")

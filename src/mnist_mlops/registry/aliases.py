@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
-import re
 import shlex
 import sys
 import time
@@ -22,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.locks import cache_folder, flock, sqlite_path
 from mnist_mlops.core.pause import pause_here
 from mnist_mlops.registry import history
+from mnist_mlops.registry.connect import RegistryError, connect, get_version
 from mnist_mlops.registry.history import AliasEvent
 from mnist_mlops.registry.versions import metric_tags, served_card
 
@@ -34,8 +33,8 @@ CHALLENGER = "challenger"
 NUMBERED = "history-numbered"  # the pause point between numbering an event and writing it
 
 
-class PromotionError(UserError):
-    """A move that is refused or cannot be made: one line, naming the fix."""
+class PromotionError(RegistryError):
+    """A move that is refused: one line, naming the fix."""
 
 
 @contextlib.contextmanager
@@ -191,28 +190,6 @@ def set_challenger(
         )
 
 
-def get_version(client: Any, model_name: str, version: str) -> Any:
-    """The registered version, or a one-line :class:`PromotionError` naming the known ones."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version(model_name, version)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise
-    try:
-        known = sorted(
-            (int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")),
-        )
-    except MlflowException:
-        known = []
-    listed = ", ".join(map(str, known)) if known else "none"
-    raise PromotionError(
-        f"{model_name} has no version {version!r} (registered versions: {listed}); "
-        "see python -m pipeline.registry history"
-    )
-
-
 def _previous(client: Any, model_name: str, current: str | None) -> str | None:
     stack = history.champion_stack(history.events(client, model_name), CHAMPION, current)
     return stack[-2] if len(stack) >= 2 else None
@@ -227,45 +204,6 @@ def _compared(
         for side, v in (("from", before), ("to", after))
         if v is not None
     }
-
-
-def connect(tracking_uri: str, model_name: str) -> Any:
-    """A client of the registry at ``tracking_uri`` that holds ``model_name``, or one line
-    saying why not: a sqlite file that is not there (MLflow would create an empty one), a
-    server that does not answer, a model never registered."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    db = sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise PromotionError(
-            f"no registry at {tracking_uri} ({db} not found); run the pipeline (dvc repro) "
-            "or set MLFLOW_TRACKING_URI to the team's tracking server"
-        )
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        client.get_registered_model(model_name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise PromotionError(
-                f"{model_name} is not registered at {tracking_uri}; run the pipeline "
-                "(dvc repro) to register a version first"
-            ) from None
-        raise PromotionError(
-            f"the registry at {tracking_uri} did not answer ({_first_line(exc)}); start it "
-            "or set MLFLOW_TRACKING_URI to one that runs"
-        ) from None
-    return client
-
-
-def _first_line(exc: Exception) -> str:
-    """What went wrong, short: the socket's own words (``Connection refused``) when the
-    message holds them, else its first line."""
-    text = str(exc).strip()
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return errno.group(1).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _user() -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.inference.model_card import CARD_NAME, ModelCard, card_path
+from mnist_mlops.registry.connect import RegistryError
 
 SETS_TAG = "sets_sha256"  # what a version's metric tags were measured on
 TAG_DIGITS = 6  # metrics are tagged on model versions with this many decimals
@@ -35,7 +36,7 @@ EXPORT_ARTIFACTS = "export"  # the run folder the export stage logs into
 CARD_ARTIFACT = f"{EXPORT_ARTIFACTS}/{CARD_NAME}"  # the float card in the run
 
 
-class VersionError(UserError):
+class VersionError(RegistryError):
     """A version that is not there, or not fit to serve (no card, a hash that differs)."""
 
 
