@@ -40,15 +40,17 @@ class Store:
         return register_onnx(self.onnx, self.uri, run, name, accuracy, tags)
 
 
-def make_store(folder: Path) -> Store:
-    """A sqlite store in ``folder`` (artifacts under ``folder/mlruns``) and a tiny model."""
+def make_store(folder: Path, server: str | None = None) -> Store:
+    """A sqlite store in ``folder`` (artifacts under ``folder/mlruns``), or an experiment of
+    its own on ``server`` (which keeps the artifacts), and a tiny model in ``folder``."""
     import mlflow
 
     from mnist_mlops.export.to_onnx import export_onnx
     from mnist_mlops.train.network import MLP
 
     export_onnx(MLP(hidden=(8,)), folder / "m.onnx")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = server or f"sqlite:///{folder}/mlflow.db"
     client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("registry", (folder / "mlruns").as_uri())
+    location = None if server else (folder / "mlruns").as_uri()
+    experiment = client.create_experiment(f"registry-{folder.name}", location)
     return Store(uri, client, experiment, folder / "m.onnx")
