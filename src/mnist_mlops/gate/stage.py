@@ -2,8 +2,7 @@
 to serve chosen, logged, and judged by the champion gate.
 
     outcome = run_field_stage(FieldStagePaths(...), cfg, registered_model="mnist-mlp")
-    write_json("metrics/field.json", outcome.summary)
-    outcome.choice.write("models")  # served.json, last
+    outcome.write("metrics/field.json", "models")  # the numbers, then served.json, last
 
 The steps, in order: build the images once (the field sets, saved for the reference
 stage; the corrections holdout; the MNIST test split as arrays), score the float model and
@@ -26,6 +25,7 @@ import numpy as np
 
 from mnist_mlops.core.config import FieldConfig
 from mnist_mlops.core.errors import ChecksumError, DataFormatError
+from mnist_mlops.core.fileio import write_json
 from mnist_mlops.data.corrections import HOLDOUT_SET, load_part
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.evaluation.field_inputs import SetInputs, build_field_inputs, save_field_inputs
@@ -82,6 +82,12 @@ class FieldOutcome:
 
     summary: dict[str, Any]
     choice: ServingChoice  # its version is the registered one when tracked
+
+    def write(self, metrics: str | Path, models_dir: str | Path) -> None:
+        """metrics/field.json, then served.json in ``models_dir``: what serves is written
+        last, once the numbers that chose it are."""
+        write_json(metrics, self.summary)
+        self.choice.write(Path(models_dir))
 
 
 def run_field_stage(
