@@ -293,7 +293,7 @@ def _defined(path: Path) -> set[str]:
 
 
 def test_every_module_and_name_the_docs_name_exists() -> None:
-    """`serving.errors.INPUT_ERRORS`, `imaging.preprocess_image`, `tracking.registry...`:
+    """`serving.errors.INPUT_ERRORS`, `imaging.preprocess_image`, `gate.decide...`:
     a renamed function or module leaves no stale name in the docs. Names that are also
     params keys (`train.devices`) are checked above."""
     room_names = set(rooms())

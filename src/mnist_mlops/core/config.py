@@ -164,7 +164,7 @@ class FieldConfig(Section):
     seed: int
     # The champion gate: a new model is worse on a set (MNIST test, a field set, the
     # corrections holdout) only when it is lower by more than this many standard errors of
-    # two accuracies on that many images (tracking.registry.noise_tolerance); 0 = strict.
+    # two accuracies on that many images (gate.decide.noise_tolerance); 0 = strict.
     gate_z: NonNegativeFloat
 
 
