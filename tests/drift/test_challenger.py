@@ -112,6 +112,25 @@ def test_agreement_accuracy_and_the_paired_test_are_exact(tmp_path) -> None:
     assert verdict.status == "better" and verdict.exit_status == 0
 
 
+def test_unusable_model_fields_are_skipped_and_counted(tmp_path) -> None:
+    good = json.loads(line(Req(3, 8), 0, T0))
+    bad = [
+        {"shadow_role": "champion"},
+        {"shadow_digit": "8"},
+        {"shadow_digit": 12},
+        {"model_role": "intern"},
+        {"shadow_confidence": None},
+        {"shadow_confidence": 1.5},
+    ]
+    log = LogFile(tmp_path, rotate_bytes=10**9)
+    log.append("".join(json.dumps({**good, **b}) + "\n" for b in [{}, *bad]).encode())
+    log.close()
+    window = load_pairs(tmp_path, T0, T0 + timedelta(seconds=1))
+    assert (len(window.pairs), window.skipped, window.records) == (1, 6, 7)
+    assert window.pairs[0].digits == {"champion": 3, "challenger": 8}
+    assert window.pairs[0].versions == {"champion": "3", "challenger": "4"}
+
+
 def test_the_intervals_and_the_test_match_scipy() -> None:
     stats = pytest.importorskip("scipy.stats")
     for k, n in [(12, 30), (0, 7), (40, 40), (523, 1000)]:

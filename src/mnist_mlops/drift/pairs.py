@@ -64,35 +64,38 @@ def _when(text: object) -> datetime | None:
 
 
 def _pair(record: dict[str, object]) -> Pair | str:
-    """The record as a Pair, or why it is not one: "old", "single" or "skipped"."""
-    role, other = record["model_role"], record["shadow_role"]
+    """The record as a Pair, or why it is not one: "old", "single" or "skipped".
+
+    Fields are read with ``get``: a record from before the model fields may lack them.
+    """
+    role, other = record.get("model_role"), record.get("shadow_role")
+    digit, shadow = record.get("digit"), record.get("shadow_digit")
     if role is None:
         return "old"
     if role not in ROLES:
         return "skipped"
-    if record["shadow_digit"] is None:
+    if shadow is None:
         return "single"
     if other not in ROLES or other == role:
         return "skipped"
+    if not all(type(d) is int and 0 <= d <= 9 for d in (digit, shadow)):
+        return "skipped"
     try:
-        digits = {role: int(record["digit"]), other: int(record["shadow_digit"])}  # type: ignore[call-overload]
         confidences = {
-            role: float(record["confidence"]),  # type: ignore[arg-type]
-            other: float(record["shadow_confidence"]),  # type: ignore[arg-type]
+            str(role): float(record["confidence"]),  # type: ignore[arg-type]
+            str(other): float(record.get("shadow_confidence")),  # type: ignore[arg-type]
         }
     except (TypeError, ValueError):
         return "skipped"
-    if not all(0 <= d <= 9 for d in digits.values()) or not all(
-        0.0 <= c <= 1.0 for c in confidences.values()
-    ):
+    if not all(0.0 <= c <= 1.0 for c in confidences.values()):
         return "skipped"
-    versions = {role: record["registry_version"], other: record["shadow_version"]}
+    versions = {role: record.get("registry_version"), other: record.get("shadow_version")}
     return Pair(
         str(record["request_id"]),
         str(role),
-        digits,
+        {str(role): digit, str(other): shadow},  # type: ignore[dict-item]
         confidences,
-        {r: None if v is None else str(v) for r, v in versions.items()},
+        {str(r): None if v is None else str(v) for r, v in versions.items()},
     )
 
 
