@@ -10,14 +10,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_mlops.imaging import to_uint8
-from mnist_mlops.monitoring.records import (
-    FIELDS,
-    MODEL_FIELDS,
-    Answered,
-    build_records,
-    encode_pngs,
-    parse_record,
-)
+from mnist_mlops.monitoring.records import FIELDS, Answered, build_records, encode_pngs
 from support.logkit import answers
 
 
@@ -52,14 +45,3 @@ def test_every_line_is_json_with_every_field_in_order():
     assert [r["time"] for r in records] == ["2023-11-14T22:13:20.250+00:00"] * 2 + [
         "2023-11-14T22:14:19.999+00:00"
     ]
-
-
-def test_a_record_written_before_the_model_fields_reads_back_with_them_null():
-    pixels, probabilities = answers(1)
-    line = build_records([Answered(["a" * 32], 1.7e9, "/predict", "upload", pixels,
-                                   probabilities)], "v1", "f" * 64, False)[0]  # fmt: skip
-    old = {k: v for k, v in json.loads(line).items() if k not in MODEL_FIELDS}
-    record = parse_record(json.dumps(old))
-    assert record is not None and list(record) == list(FIELDS)
-    assert all(record[name] is None for name in MODEL_FIELDS)
-    assert parse_record(json.dumps({k: v for k, v in old.items() if k != "digit"})) is None

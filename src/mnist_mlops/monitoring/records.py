@@ -30,19 +30,11 @@ import numpy as np
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.features import FEATURES, batch_features
 
-# Which model answered (champion or challenger, its registry version) and the second
-# model that scored the same request in shadow or canary mode (null when none did). Logs
-# written before these existed lack them: they read back as null.
-MODEL_FIELDS: tuple[str, ...] = (
-    "model_role", "registry_version",
-    "shadow_version", "shadow_role", "shadow_digit", "shadow_confidence",
-)  # fmt: skip
 # The fields every record has, in order (the features sit between margin and input_png).
 FIELDS: tuple[str, ...] = (
     "request_id", "time", "model_version", "model_sha256", "endpoint", "source",
-    "digit", "confidence", "margin", *FEATURES, "input_png", *MODEL_FIELDS,
+    "digit", "confidence", "margin", *FEATURES, "input_png",
 )  # fmt: skip
-_REQUIRED = FIELDS[: -len(MODEL_FIELDS)]
 # Where a request came from; "python" is a call to the service class without HTTP.
 SOURCES: tuple[str, ...] = ("upload", "json", "batch", "ui", "npy", "python")
 
@@ -152,25 +144,18 @@ def _iso_time(when: float) -> str:
 _LINE = (
     '{"request_id":"%s",%s,"digit":%d,"confidence":%r,"margin":%r,'
     + "".join(f'"{name}":%r,' for name in FEATURES)
-    + '"input_png":%s,'
-    + ",".join(f'"{name}":null' for name in MODEL_FIELDS)
-    + "}"
+    + '"input_png":%s}'
 )
 
 
 def parse_record(line: str) -> dict[str, object] | None:
-    """A record from one line, or None if the line is not a whole, well-formed record.
-
-    A record written before :data:`MODEL_FIELDS` existed gets them as None.
-    """
+    """A record from one line, or None if the line is not a whole, well-formed record."""
     try:
         record = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(record, dict) or not all(field in record for field in _REQUIRED):
+    if not isinstance(record, dict) or not all(field in record for field in FIELDS):
         return None
     if not isinstance(record["request_id"], str) or not isinstance(record["digit"], int):
         return None
-    for field in MODEL_FIELDS:
-        record.setdefault(field, None)
     return record
