@@ -4,8 +4,9 @@ In shadow mode the champion answers and the challenger scores the same request; 
 mode a share is answered by the challenger with the champion scoring it. Either way the
 log record says who answered (``model_role``) and what the other model said (``shadow_*``),
 so each such record is one pair of answers to one image. Records that are not pairs are
-counted, never guessed at: records written before the log named the models (``old``) and
-requests only one model scored (``single``). :mod:`.challenger` compares the pairs.
+counted, never guessed at: requests only one model scored (``single``) and records
+written before the log named the models (``old``: no ``model_role``; a reader that gives
+such records a default role makes them ``single``). :mod:`.challenger` compares the pairs.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class Pairs:
 
     def describe(self) -> str:
         """What the window held, in one line: pairs and what was not one."""
+        old = f", {self.old} logged before records named the model" if self.old else ""
         skipped = f"; {self.skipped} corrupt or unusable log lines skipped" if self.skipped else ""
         return (
             f"{self.records} records from {self.start.isoformat()} to {self.end.isoformat()}: "
-            f"{len(self.pairs)} scored by both models, {self.single} by one model only, "
-            f"{self.old} written before the log named the model (not comparisons){skipped}"
+            f"{len(self.pairs)} scored by both models; {self.single + self.old} not "
+            f"comparisons ({self.single} scored by one model only{old}){skipped}"
         )
 
 
