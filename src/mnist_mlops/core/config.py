@@ -191,6 +191,14 @@ class MonitorConfig(Section):
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)]  # of the columns: drift verdict
 
 
+class CompareConfig(Section):
+    SECTION: ClassVar[str] = "compare"
+    # python -m pipeline.compare: champion against challenger on a window of the log.
+    window_hours: PositiveFloat  # the log's last this many hours (--since/--until override)
+    min_corrections: PositiveInt  # fewer corrected requests both models scored: no verdict
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)]  # McNemar's test level; intervals 1 - alpha
+
+
 class CorrectionsConfig(Section):
     SECTION: ClassVar[str] = "corrections"
     # Held out by a hash of the request id (never in both parts): the field stage's
