@@ -1,0 +1,244 @@
+"""Follow a registry alias: each worker swaps in the version it names, once it has checked it.
+
+With ``MNIST_MODEL_URI=models:/mnist-mlp@champion`` every worker runs a :class:`Follower`,
+a background thread that asks the registry every ``MNIST_MODEL_POLL_S`` seconds which
+version the alias names. On a move it fetches that version
+(:func:`mnist_mlops.registry.served.fetch`: the artifact and its card, SHA-256 checked
+against the card and the registry), opens it in ONNX Runtime (checked again against its
+card), and has it answer the smoke set (:class:`SmokeSet`: MNIST test digits with their
+labels); only a version that passes all of it is handed to ``install``, which swaps it in
+as one reference assignment. A version that fails any check is refused: the old model
+keeps serving, the refusal is logged once and counted on ``/metrics``, and the next move
+is tried again. The registry being slow or down costs predictions nothing: every registry
+call happens in this thread, and MLflow's HTTP retries are bounded (:func:`fail_fast`)
+so a poll gives up within seconds rather than minutes.
+
+    follower = Follower(settings, "models:/mnist-mlp@champion", "champion", cache,
+                        smoke, install=swap, current=lambda: serving.champion)
+    follower.check()   # one poll, here and now (start-up, tests)
+    follower.start()   # then every poll_s in a daemon thread
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.inference.serving_choice import resolve_artifact
+from serving.model_loading import LoadedModel, announce, load_model
+
+if TYPE_CHECKING:
+    from mnist_mlops.registry.served import ServedVersion
+
+logger = logging.getLogger(__name__)
+
+# MLflow's HTTP client retries a failing call 7 times with exponential backoff (minutes)
+# and waits 120 s for an answer. A poll that gives up quickly is tried again next interval.
+FAIL_FAST_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+OUTCOMES = ("switched", "refused")  # what a move ends in, as /metrics counts it
+
+
+def fail_fast() -> None:
+    """Bound MLflow's HTTP retries and timeout in this process, unless the environment
+    already sets them (only the followers talk to the registry in a serving worker)."""
+    for name, value in FAIL_FAST_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+class Refused(UserError):
+    """A version failed a check (fetch, hash, ONNX Runtime, smoke set): it does not serve."""
+
+
+@dataclass(frozen=True)
+class SmokeSet:
+    """Images with known answers (``smoke.npz``: ``x`` uint8 (N, 28, 28), ``y`` int64) and
+    the share a version must answer right before it serves."""
+
+    x: np.ndarray
+    y: np.ndarray
+    min_accuracy: float
+
+    @classmethod
+    def read(cls, path: Path, min_accuracy: float) -> SmokeSet:
+        """The smoke set at ``path``; one line naming the fix when it is missing or bad."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                x, y = data["x"], data["y"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(
+                f"smoke set {path} unusable ({exc}); run `dvc repro champion` (it writes "
+                "models/champion/smoke.npz) or set MNIST_SMOKE_PATH"
+            ) from None
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y) or len(y) == 0:
+            raise UserError(f"smoke set {path} is not x (N, 28, 28) with N labels y; "
+                            "run `dvc repro champion` again")  # fmt: skip
+        return cls(x, y.astype(np.int64), min_accuracy)
+
+    def check(self, model: LoadedModel) -> float:
+        """``model``'s accuracy on the set; :class:`Refused` below ``min_accuracy``."""
+        digits = model.probabilities(self.x.astype(np.float32)).argmax(axis=1)
+        accuracy = float((digits == self.y).mean())
+        if accuracy < self.min_accuracy:
+            raise Refused(
+                f"answers {accuracy:.1%} of the {len(self.y)} smoke-set digits right, "
+                f"below the {self.min_accuracy:.1%} required (MNIST_SMOKE_MIN_ACCURACY)"
+            )
+        return accuracy
+
+
+class FollowCounters(Protocol):
+    """Where a follower reports (prometheus, :func:`serving.metrics.follow_metrics`)."""
+
+    def moved(self, role: str, outcome: str) -> None: ...
+
+    def poll_failed(self, role: str) -> None: ...
+
+    def serving(self, model: LoadedModel, replaced: LoadedModel | None) -> None: ...
+
+
+class Follower:
+    """Follows one alias (``model_uri``) for one role; see the module docstring."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_uri: str,
+        role: str,
+        cache: Path,
+        smoke: SmokeSet | None,
+        install: Callable[[LoadedModel], None],
+        current: Callable[[], LoadedModel | None],
+        counters: FollowCounters,
+        poll_s: float,
+    ) -> None:
+        self.tracking_uri, self.model_uri, self.role = tracking_uri, model_uri, role
+        self.cache = cache
+        self.smoke = smoke
+        self._install, self._current = install, current
+        self._counters = counters
+        self.poll_s = poll_s
+        self._refused: tuple[str, str] | None = None  # the last version refused: not retried
+        self._unreachable = False  # logged once per episode
+        self.problem = ""  # why the last poll did not end serving the alias's version
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Poll every ``poll_s`` in a daemon thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._run, name=f"follow-{self.role}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.check()
+            except Exception:  # a bug here must not end the following
+                logger.exception("following %s failed; trying again next poll", self.model_uri)
+
+    def check(self) -> str:
+        """One poll: "unchanged", "switched", "refused" (now or before) or "unreachable"."""
+        from mnist_mlops.registry.served import resolve
+
+        try:
+            served = resolve(self.tracking_uri, self.model_uri)
+        except Exception as exc:  # RegistryError, or the network under it
+            self._counters.poll_failed(self.role)
+            if not self._unreachable:
+                self._unreachable = True
+                logger.error(
+                    "cannot follow %s: %s; serving %s meanwhile, counted on /metrics "
+                    "(mnist_model_poll_failures_total) and not logged again until it works",
+                    self.model_uri, _line(exc), _name(self._current()),
+                )  # fmt: skip
+            self.problem = f"cannot follow {self.model_uri}: {_line(exc)}"
+            return "unreachable"
+        if self._unreachable:
+            self._unreachable = False
+            logger.warning("registry reachable again: following %s", self.model_uri)
+        key = (served.version, served.sha256)
+        now = self._current()
+        if now is not None and (now.registry_version, now.card.sha256) == key:
+            self.problem = ""
+            return "unchanged"
+        if key == self._refused:
+            return "refused"
+        try:
+            model = self._load(served)
+        except Exception as exc:
+            self._refused = key
+            self.problem = f"refused {served.model_name} v{served.version}: {_line(exc)}"
+            self._counters.moved(self.role, "refused")
+            logger.error(
+                "refused %s v%s (%s): %s; still serving %s, counted on /metrics "
+                "(mnist_model_switches_total{outcome=\"refused\"})",
+                served.model_name, served.version, self.model_uri, _line(exc), _name(now),
+            )  # fmt: skip
+            return "refused"
+        self._install(model)
+        self.problem = ""
+        self._counters.moved(self.role, "switched")
+        self._counters.serving(model, now)
+        announce(model, f"{served.model_name} v{served.version}",
+                 f"{self.model_uri}{'' if now is None else f' (was {_name(now)})'}")  # fmt: skip
+        self._tidy(keep=self._folder(served))
+        return "switched"
+
+    def _load(self, served: ServedVersion) -> LoadedModel:
+        """Fetch, open and smoke-test one version; :class:`Refused` (or the registry's
+        error) when any check fails."""
+        from mnist_mlops.registry.served import fetch
+
+        folder = self._folder(served)
+        shutil.rmtree(folder, ignore_errors=True)  # never a half-fetched earlier try
+        choice = fetch(self.tracking_uri, served, folder)
+        model = load_model(
+            resolve_artifact(choice),
+            source=f"{self.model_uri} v{served.version}",
+            role=self.role,
+            registry_version=str(served.version),
+        )
+        if model.card.sha256 != served.sha256:
+            raise Refused(f"its artifact has SHA-256 {model.card.sha256}, the registry says "
+                          f"{served.sha256}")  # fmt: skip
+        if self.smoke is None:
+            raise Refused("no smoke set to check it on; set MNIST_SMOKE_PATH")
+        self.smoke.check(model)
+        return model
+
+    def _folder(self, served: ServedVersion) -> Path:
+        return self.cache / f"{self.role}-v{served.version}"
+
+    def _tidy(self, keep: Path) -> None:
+        """Delete the fetched versions this role no longer serves (the session holds the
+        model in memory: its file is not needed once opened)."""
+        for folder in self.cache.glob(f"{self.role}-v*"):
+            if folder != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _name(model: LoadedModel | None) -> str:
+    return "nothing" if model is None else f"{model.source} ({model.version})"
+
+
+def _line(exc: BaseException) -> str:
+    """An exception as one line (MLflow's messages can span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
