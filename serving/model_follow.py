@@ -10,8 +10,8 @@ labels); only a version that passes all of it is handed to ``install``, which sw
 as one reference assignment. A version that fails any check is refused: the old model
 keeps serving, the refusal is logged once and counted on ``/metrics``, and the next move
 is tried again. The registry being slow or down costs predictions nothing: every registry
-call happens in this thread, and MLflow's HTTP retries are bounded (:func:`fail_fast`)
-so a poll gives up within seconds rather than minutes.
+call happens in this thread, and :mod:`mnist_mlops.registry.served` bounds MLflow's HTTP
+retries, so a poll gives up within seconds rather than minutes.
 
     follower = Follower(settings, "models:/mnist-mlp@champion", "champion", cache,
                         smoke, install=swap, current=lambda: serving.champion)
@@ -22,7 +22,6 @@ so a poll gives up within seconds rather than minutes.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -41,20 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# MLflow's HTTP client retries a failing call 7 times with exponential backoff (minutes)
-# and waits 120 s for an answer. A poll that gives up quickly is tried again next interval.
-FAIL_FAST_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
 OUTCOMES = ("switched", "refused")  # what a move ends in, as /metrics counts it
-
-
-def fail_fast() -> None:
-    """Bound MLflow's HTTP retries and timeout in this process, unless the environment
-    already sets them (only the followers talk to the registry in a serving worker)."""
-    for name, value in FAIL_FAST_ENV.items():
-        os.environ.setdefault(name, value)
 
 
 class Refused(UserError):

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from mnist_mlops.core.errors import UserError
-from serving.model_follow import FollowCounters, Follower, SmokeSet, fail_fast
+from serving.model_follow import FollowCounters, Follower, SmokeSet
 from serving.model_loading import (
     MODEL_URI_ENV,
     TRACKING_URI_ENV,
@@ -178,7 +178,6 @@ class ServedModels:
         if not tracking_uri:
             raise UserError(f"{MODEL_URI_ENV}={source.uri} needs {TRACKING_URI_ENV}: set it "
                             "to the registry (http://host:5000 or sqlite:///...)")  # fmt: skip
-        fail_fast()
         smoke = SmokeSet.read(self.settings.smoke_path, self.settings.smoke_min_accuracy)
         self._cache = Path(tempfile.mkdtemp(prefix="mnist-models-"))
         uris = {"champion": source.uri}
