@@ -24,6 +24,7 @@ log line, ``/readyz`` and every answer report it::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -104,8 +105,9 @@ class LoadedModel:
             "model_source": self.source,
         }
 
+    @functools.cached_property
     def tag(self) -> ModelTag:
-        """The model as its inference-log records name it."""
+        """The model as its inference-log records name it (made once: every answer logs it)."""
         return ModelTag(self.version, self.card.sha256, self.role, self.registry_version)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

@@ -12,27 +12,24 @@ them even when a switch lands mid-request. ``MNIST_CHALLENGER`` says what the ch
             header's value when a request has one, else of its request id) are answered
             by the challenger; both score every request and the log records both
 
-Settings (the environment's, validated when a worker starts: :class:`ModelSettings`):
-``MNIST_MODEL_POLL_S`` (10), ``MNIST_CHALLENGER`` (off), ``MNIST_CANARY_SHARE`` (0.1),
-``MNIST_CANARY_KEY_HEADER`` (X-Client-Id), ``MNIST_SMOKE_PATH``
-(models/champion/smoke.npz), ``MNIST_SMOKE_MIN_ACCURACY`` (0.95); which model serves:
+Settings: ``MNIST_MODEL_POLL_S``, ``MNIST_CHALLENGER``, ``MNIST_CANARY_*``,
+``MNIST_SMOKE_*`` in :class:`serving.settings.ServiceSettings`; which model serves:
 :mod:`serving.model_loading`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from mnist_mlops.core.errors import UserError
 from serving.model_follow import FollowCounters, Follower, SmokeSet
@@ -43,40 +40,9 @@ from serving.model_loading import (
     load_file_model,
     model_source,
 )
+from serving.settings import ENV, ServiceSettings
 
-ENV: dict[str, str] = {
-    "poll_s": "MNIST_MODEL_POLL_S",
-    "challenger": "MNIST_CHALLENGER",
-    "canary_share": "MNIST_CANARY_SHARE",
-    "canary_key_header": "MNIST_CANARY_KEY_HEADER",
-    "smoke_path": "MNIST_SMOKE_PATH",
-    "smoke_min_accuracy": "MNIST_SMOKE_MIN_ACCURACY",
-}
-
-
-class ModelSettings(BaseModel):
-    """How a worker follows the registry and what its challenger does."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    poll_s: PositiveFloat = 10.0
-    challenger: Literal["off", "shadow", "canary"] = "off"
-    canary_share: float = Field(0.1, ge=0, le=1)
-    canary_key_header: str = Field("X-Client-Id", min_length=1)
-    # MNIST test digits with their labels, written by `dvc repro champion`.
-    smoke_path: Path = Path("models/champion/smoke.npz")
-    smoke_min_accuracy: float = Field(0.95, ge=0, le=1)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ModelSettings:
-        """The settings the environment sets; one line naming the variable when bad."""
-        env = os.environ if environ is None else environ
-        values = {field: env[name] for field, name in ENV.items() if env.get(name)}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise UserError(f"{ENV[str(err['loc'][0])]}={err['input']!r}: {err['msg']}") from None
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,7 +93,7 @@ def challenger_uri(model_uri: str) -> str:
 class ServedModels:
     """This worker's models and the followers that move them (see the module docstring)."""
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.pair = ModelPair()  # read once per request; replaced whole by install()
         self._lock = threading.Lock()  # two followers: one read-modify-write at a time
@@ -141,33 +107,44 @@ class ServedModels:
         follower = next((f for f in self._followers if f.role == "champion"), None)
         return (follower.problem if follower else "") or self._problem
 
+    def score(self, batch: np.ndarray, key: str) -> Scored:
+        """:func:`score` with the models serving now (read once) and the settings' mode."""
+        mode, share = self.settings.challenger, self.settings.canary_share
+        return score(self.pair, batch, mode, share, key)
+
+    def readiness(self) -> dict[str, Any]:
+        """``/readyz``'s body: the champion's identity, and the challenger's when one is on."""
+        pair = self.pair
+        assert pair.champion is not None  # asked only once the service said it is ready
+        body: dict[str, Any] = {"status": "ready", **pair.champion.identity()}
+        if self.settings.challenger != "off":
+            body["challenger_mode"] = self.settings.challenger
+            body["challenger"] = pair.challenger.identity() if pair.challenger else None
+        return body
+
     def install(self, role: str, model: LoadedModel) -> None:
         with self._lock:
             self.pair = replace(self.pair, **{role: model})
 
     @classmethod
-    def start(cls, counters: FollowCounters) -> ServedModels:
+    def start(cls, settings: ServiceSettings, counters: FollowCounters) -> ServedModels:
         """Load what the environment points at; a registry source is followed from here
         on (the first poll runs now, so the first answer comes from the alias's version).
         Never raises: what went wrong is :attr:`problem`, and the service answers 503."""
-        try:
-            settings = ModelSettings.from_env()
-        except UserError as exc:
-            served = cls(ModelSettings())
-            served._problem = f"model not loaded: {exc}"
-            return served
         served = cls(settings)
         try:
             served._load(counters)
         except Exception as exc:  # checksum, missing file, ONNX Runtime refusing it
             served._problem = f"model not loaded: {exc}"
+        if served.pair.champion is None:
+            logger.error("ModelLoadError: %s", served.problem)
         return served
 
     def _load(self, counters: FollowCounters) -> None:
         source = model_source()
         if source.uri is None:
             if self.settings.challenger != "off":
-                mode = f"{ENV['challenger']}={self.settings.challenger}"
+                mode = f"{ENV['challenger']}={self.settings.challenger}"  # the variable
                 raise UserError(f"{mode} follows the registry's challenger alias: "
                                 f"set {MODEL_URI_ENV} too")  # fmt: skip
             champion = load_file_model(source)

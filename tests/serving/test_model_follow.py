@@ -16,6 +16,7 @@ import pytest
 from serving.model_follow import Follower, SmokeSet
 from serving.model_loading import LoadedModel
 from serving.model_pair import ServedModels, score
+from serving.settings import ServiceSettings
 from support.registry import register_version, registered_onnx
 from support.versions import smoke_set, write_variant
 
@@ -133,7 +134,7 @@ def test_a_worker_switches_in_its_thread_and_answers_throughout_while_the_regist
                         "MNIST_MODEL_POLL_S": "0.05"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     counters = Counters()
-    served = ServedModels.start(counters)
+    served = ServedModels.start(ServiceSettings.from_env(), counters)
     try:
         assert served.problem == "" and served.pair.champion.registry_version == "1"
         batch = stroke_pixels[None]

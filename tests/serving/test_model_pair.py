@@ -10,11 +10,11 @@ from mnist_mlops.core.errors import UserError
 from serving.model_loading import load_model
 from serving.model_pair import (
     ModelPair,
-    ModelSettings,
     canary_answers,
     challenger_uri,
     score,
 )
+from serving.settings import ServiceSettings
 from support.versions import write_variant
 
 
@@ -60,11 +60,11 @@ def test_without_a_challenger_or_with_it_off_only_the_champion_scores(pair, stro
 
 def test_a_bad_setting_is_one_line_naming_the_variable():
     with pytest.raises(UserError) as info:
-        ModelSettings.from_env({"MNIST_CHALLENGER": "sometimes"})
+        ServiceSettings.from_env({"MNIST_CHALLENGER": "sometimes"})
     assert str(info.value).startswith("MNIST_CHALLENGER='sometimes'")
     with pytest.raises(UserError, match="MNIST_CANARY_SHARE"):
-        ModelSettings.from_env({"MNIST_CANARY_SHARE": "1.5"})
-    assert ModelSettings.from_env({}).challenger == "off"
+        ServiceSettings.from_env({"MNIST_CANARY_SHARE": "1.5"})
+    assert ServiceSettings.from_env({}).challenger == "off"
 
 
 def test_the_challenger_alias_sits_beside_the_champion():
