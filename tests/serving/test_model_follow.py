@@ -18,7 +18,7 @@ from serving.model_loading import LoadedModel
 from serving.model_pair import ServedModels, score
 from serving.settings import ServiceSettings
 from support.registry import register_version, registered_onnx
-from support.versions import smoke_set, write_variant
+from support.versions import version_files
 
 MODEL = "mnist-mlp"
 URI = f"models:/{MODEL}@champion"
@@ -50,15 +50,7 @@ def registry(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def versions(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Model files: "a" the original, "b".."d" near-copies (other bytes, the same answers
-    on the smoke set), "other" another seed's (fails it), and the smoke set labelled by "a"."""
-    root = tmp_path_factory.mktemp("versions")
-    files = {"a": model_path}
-    for i, name in enumerate("bcd", start=1):
-        files[name] = write_variant(model_path, root / name, nudge=1e-4 * i)
-    files["other"] = write_variant(model_path, root / "other", seed=1)
-    files["smoke"] = smoke_set(model_path, root / "smoke.npz")
-    return files
+    return version_files(model_path, tmp_path_factory.mktemp("versions"))
 
 
 def follower(registry: str, versions: dict[str, Path], tmp_path: Path, counters: Counters):

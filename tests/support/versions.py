@@ -54,3 +54,15 @@ def smoke_set(model_path: Path, path: Path, n: int = 200) -> Path:
     (logits,) = inference_session(model_path).run(["logits"], {"pixels": x.astype(np.float32)})
     np.savez(path, x=x, y=logits.argmax(axis=1).astype(np.int64))
     return path
+
+
+def version_files(model_path: Path, root: Path) -> dict[str, Path]:
+    """Model files for a registry's versions: "a" the original, "b".."d" near-copies (other
+    bytes and SHA-256, the same answers), "other" another seed's (other answers: fails a
+    smoke set labelled by "a"), and "smoke", that smoke set."""
+    files = {"a": model_path}
+    for i, name in enumerate("bcd", start=1):
+        files[name] = write_variant(model_path, root / name, nudge=1e-4 * i)
+    files["other"] = write_variant(model_path, root / "other", seed=1)
+    files["smoke"] = smoke_set(model_path, root / "smoke.npz")
+    return files
