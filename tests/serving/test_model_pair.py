@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_mlops.core.errors import UserError
 from serving.model_loading import load_model
 from serving.model_pair import (
     ModelPair,
@@ -14,7 +13,6 @@ from serving.model_pair import (
     challenger_uri,
     score,
 )
-from serving.settings import ServiceSettings
 from support.versions import write_variant
 
 
@@ -56,15 +54,6 @@ def test_without_a_challenger_or_with_it_off_only_the_champion_scores(pair, stro
     for mode, models in (("canary", alone), ("shadow", alone), ("off", pair)):
         scored = score(models, stroke_pixels[None], mode, 1.0, "k")
         assert scored.answered is pair.champion and scored.shadow is None
-
-
-def test_a_bad_setting_is_one_line_naming_the_variable():
-    with pytest.raises(UserError) as info:
-        ServiceSettings.from_env({"MNIST_CHALLENGER": "sometimes"})
-    assert str(info.value).startswith("MNIST_CHALLENGER='sometimes'")
-    with pytest.raises(UserError, match="MNIST_CANARY_SHARE"):
-        ServiceSettings.from_env({"MNIST_CANARY_SHARE": "1.5"})
-    assert ServiceSettings.from_env({}).challenger == "off"
 
 
 def test_the_challenger_alias_sits_beside_the_champion():
