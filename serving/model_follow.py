@@ -9,7 +9,8 @@ card), and has it answer the smoke set (:class:`SmokeSet`: MNIST test digits wit
 labels); only a version that passes all of it is handed to ``install``, which swaps it in
 as one reference assignment. A version that fails any check is refused: the old model
 keeps serving, the refusal is logged once and counted on ``/metrics``, and the next move
-is tried again. The registry being slow or down costs predictions nothing: every registry
+is tried again (the refused version itself, quietly, every ``RETRY_REFUSED_POLLS`` polls:
+a fetch can fail for a passing reason). The registry being slow or down costs predictions nothing: every registry
 call happens in this thread, and :mod:`mnist_mlops.registry.served` bounds MLflow's HTTP
 retries, so a poll gives up within seconds rather than minutes.
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OUTCOMES = ("switched", "refused")  # what a move ends in, as /metrics counts it
+# A refused version is fetched and checked again after this many polls (quietly: it was
+# logged and counted once), so a fetch that failed for a passing reason (the artifact
+# store down a moment) does not leave a worker on the old model until the next move.
+RETRY_REFUSED_POLLS = 30
 
 
 class Refused(UserError):
@@ -108,6 +113,7 @@ class Follower:
         current: Callable[[], LoadedModel | None],
         counters: FollowCounters,
         poll_s: float,
+        retry_polls: int = RETRY_REFUSED_POLLS,
     ) -> None:
         self.tracking_uri, self.model_uri, self.role = tracking_uri, model_uri, role
         self.cache = cache
@@ -115,7 +121,9 @@ class Follower:
         self._install, self._current = install, current
         self._counters = counters
         self.poll_s = poll_s
-        self._refused: tuple[str, str] | None = None  # the last version refused: not retried
+        self._refused: tuple[str, str] | None = None  # the last version refused ...
+        self._since_refused = 0  # ... polls ago: retried after retry_polls
+        self._retry_polls = retry_polls
         self._unreachable = False  # logged once per episode
         self.problem = ""  # why the last poll did not end serving the alias's version
         self._stop = threading.Event()
@@ -165,12 +173,16 @@ class Follower:
             self.problem = ""
             return "unchanged"
         if key == self._refused:
-            return "refused"
+            self._since_refused += 1
+            if self._since_refused < self._retry_polls:
+                return "refused"
         try:
             model = self._load(served)
         except Exception as exc:
-            self._refused = key
+            again, self._refused, self._since_refused = key == self._refused, key, 0
             self.problem = f"refused {served.model_name} v{served.version}: {_line(exc)}"
+            if again:  # logged and counted when first refused
+                return "refused"
             self._counters.moved(self.role, "refused")
             logger.error(
                 "refused %s v%s (%s): %s; still serving %s, counted on /metrics "

@@ -53,14 +53,16 @@ def versions(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return version_files(model_path, tmp_path_factory.mktemp("versions"))
 
 
-def follower(registry: str, versions: dict[str, Path], tmp_path: Path, counters: Counters):
+def follower(
+    registry: str, versions: dict[str, Path], tmp_path: Path, counters: Counters, retry: int = 30
+):
     """A follower of the champion alias whose installs land in ``serving["champion"]``."""
     serving: dict[str, LoadedModel] = {}
     smoke = SmokeSet.read(versions["smoke"], 0.95)
     follow = Follower(registry, URI, "champion", tmp_path / "cache", smoke,
                       install=lambda m: serving.__setitem__("champion", m),
                       current=lambda: serving.get("champion"), counters=counters,
-                      poll_s=0.05)  # fmt: skip
+                      poll_s=0.05, retry_polls=retry)  # fmt: skip
     return follow, serving
 
 
@@ -101,6 +103,26 @@ def test_a_move_switches_a_bad_version_is_refused_once_and_the_next_move_switche
     assert serving["champion"].registry_version == "5"
     assert counters.moves == {("champion", "switched"): 3, ("champion", "refused"): 2}
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["champion-v5"]
+
+
+def test_a_version_refused_for_a_passing_reason_is_retried_quietly_and_then_serves(
+    registry, versions, tmp_path, caplog
+):
+    counters = Counters()
+    follow, serving = follower(registry, versions, tmp_path, counters, retry=3)
+    register_version(registry, MODEL, versions["a"], alias="champion")
+    assert follow.check() == "switched"
+    register_version(registry, MODEL, versions["b"], alias="champion")
+    stored = registered_onnx(registry, MODEL, "2")
+    away = stored.rename(stored.with_suffix(".away"))  # the artifact store loses it a moment
+    with caplog.at_level(logging.ERROR, logger="serving.model_follow"):
+        assert follow.check() == "refused"
+        away.rename(stored)
+        assert [follow.check(), follow.check()] == ["refused", "refused"]  # not fetched yet
+        assert follow.check() == "switched"  # the third poll since: fetched again
+    assert serving["champion"].registry_version == "2"
+    assert counters.moves == {("champion", "switched"): 2, ("champion", "refused"): 1}
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
 
 
 def test_a_registry_that_is_down_is_counted_and_logged_once(versions, tmp_path, caplog):
