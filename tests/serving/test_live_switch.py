@@ -141,6 +141,9 @@ def test_the_alias_moves_under_load_no_request_fails_each_worker_switches_once(v
             wrk.send_signal(signal.SIGINT)  # wrk prints its summary and exits
             output, _ = wrk.communicate(timeout=60)
         switched = metric(served.url, "mnist_model_switches_total", outcome="switched")
+        # Which version each worker serves (1) and which it replaced (0), one series a worker.
+        serving_now = {v: metric(served.url, "mnist_model_serving", registry_version=v)
+                       for v in ("1", "2", "3")}  # fmt: skip
         server_log = served.log.read_text(errors="replace")
     counts = dict(re.findall(r"(\w+)=(\d+)", output.split("RESULT", 1)[-1]))
     assert counts and int(counts["requests"]) > 0, output
@@ -148,6 +151,7 @@ def test_the_alias_moves_under_load_no_request_fails_each_worker_switches_once(v
         "non2xx": 0, "connect": 0, "read": 0, "write": 0, "timeout": 0,
     }, output  # fmt: skip
     assert switched == 2 * WORKERS  # v1 at start, then v2, in each worker
+    assert serving_now == {"1": 0, "2": WORKERS, "3": 0}
     assert (ready["model_source"], ready["model_role"]) == (f"{URI} v2", "champion")
     report = {"requests": int(counts["requests"]), "switch_s": {}}
     for pid, records in per_worker(logs).items():
