@@ -10,9 +10,9 @@ labels); only a version that passes all of it is handed to ``install``, which sw
 as one reference assignment. A version that fails any check is refused: the old model
 keeps serving, the refusal is logged once and counted on ``/metrics``, and the next move
 is tried again (the refused version itself, quietly, every ``RETRY_REFUSED_POLLS`` polls:
-a fetch can fail for a passing reason). The registry being slow or down costs predictions nothing: every registry
-call happens in this thread, and :mod:`mnist_mlops.registry.served` bounds MLflow's HTTP
-retries, so a poll gives up within seconds rather than minutes.
+a fetch can fail for a passing reason). The registry being slow or down costs predictions
+nothing: every registry call happens in this thread, and :mod:`mnist_mlops.registry.served`
+bounds MLflow's HTTP retries, so a poll gives up within seconds rather than minutes.
 
     follower = Follower(settings, "models:/mnist-mlp@champion", "champion", cache,
                         smoke, install=swap, current=lambda: serving.champion)
@@ -26,15 +26,12 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
-from mnist_mlops.core.errors import UserError
 from mnist_mlops.inference.serving_choice import resolve_artifact
 from serving.model_loading import LoadedModel, announce, load_model
+from serving.smoke_set import Refused, SmokeSet
 
 if TYPE_CHECKING:
     from mnist_mlops.registry.served import ServedVersion
@@ -46,47 +43,6 @@ OUTCOMES = ("switched", "refused")  # what a move ends in, as /metrics counts it
 # logged and counted once), so a fetch that failed for a passing reason (the artifact
 # store down a moment) does not leave a worker on the old model until the next move.
 RETRY_REFUSED_POLLS = 30
-
-
-class Refused(UserError):
-    """A version failed a check (fetch, hash, ONNX Runtime, smoke set): it does not serve."""
-
-
-@dataclass(frozen=True)
-class SmokeSet:
-    """Images with known answers (``smoke.npz``: ``x`` uint8 (N, 28, 28), ``y`` int64) and
-    the share a version must answer right before it serves."""
-
-    x: np.ndarray
-    y: np.ndarray
-    min_accuracy: float
-
-    @classmethod
-    def read(cls, path: Path, min_accuracy: float) -> SmokeSet:
-        """The smoke set at ``path``; one line naming the fix when it is missing or bad."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                x, y = data["x"], data["y"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise UserError(
-                f"smoke set {path} unusable ({exc}); run `dvc repro champion` (it writes "
-                "models/champion/smoke.npz) or set MNIST_SMOKE_PATH"
-            ) from None
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y) or len(y) == 0:
-            raise UserError(f"smoke set {path} is not x (N, 28, 28) with N labels y; "
-                            "run `dvc repro champion` again")  # fmt: skip
-        return cls(x, y.astype(np.int64), min_accuracy)
-
-    def check(self, model: LoadedModel) -> float:
-        """``model``'s accuracy on the set; :class:`Refused` below ``min_accuracy``."""
-        digits = model.probabilities(self.x.astype(np.float32)).argmax(axis=1)
-        accuracy = float((digits == self.y).mean())
-        if accuracy < self.min_accuracy:
-            raise Refused(
-                f"answers {accuracy:.1%} of the {len(self.y)} smoke-set digits right, "
-                f"below the {self.min_accuracy:.1%} required (MNIST_SMOKE_MIN_ACCURACY)"
-            )
-        return accuracy
 
 
 class FollowCounters(Protocol):

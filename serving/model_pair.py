@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mnist_mlops.core.errors import UserError
-from serving.model_follow import FollowCounters, Follower, SmokeSet
+from serving.model_follow import FollowCounters, Follower
 from serving.model_loading import (
     MODEL_URI_ENV,
     TRACKING_URI_ENV,
@@ -41,6 +41,7 @@ from serving.model_loading import (
     model_source,
 )
 from serving.settings import ENV, ServiceSettings
+from serving.smoke_set import SmokeSet
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.model_follow import Follower, SmokeSet
+from serving.model_follow import Follower
 from serving.model_loading import LoadedModel
 from serving.model_pair import ServedModels, score
 from serving.settings import ServiceSettings
+from serving.smoke_set import SmokeSet
 from support.registry import register_version, registered_onnx
 from support.versions import version_files
 
