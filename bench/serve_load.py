@@ -19,9 +19,13 @@ answer a payload's route is skipped for it):
 
 "ours-nolog" is our service with the inference log off (``MNIST_INFERENCE_LOG=off``);
 "ours" logs every answer, images included, to a folder under the run's temp dir, so
-the last lines say what observing costs: 1 - ours / ours-nolog peak. On a shared
-machine, ``--rounds N`` runs the servers N times in alternating order and reports that
-cost as the median over the rounds (the table shows the first round).
+the last lines say what observing costs: 1 - ours / ours-nolog peak. "ours-shadow" is
+"ours" following a registry (a sqlite store in its temp dir, made as the tests make one:
+the model registered as champion and again as challenger) with ``MNIST_CHALLENGER=shadow``,
+so every request is scored twice and logged with both: what shadowing costs is
+1 - ours-shadow / ours peak. On a shared machine, ``--rounds N`` runs the servers N times
+in alternating order and reports each cost as the median over the rounds (the table
+shows the first round).
 
 Each cell also records the server's CPU time per request (user + system seconds of its
 process tree, psutil, over the cell / requests answered): unlike req/s it barely moves
@@ -40,6 +44,9 @@ images/s for the batch payloads) and writes JSON::
     # what the inference log costs:
     python bench/serve_load.py --servers ours-nolog,ours --rounds 6 \
         --out bench/results/serve_load-logging.json
+    # what shadowing a challenger costs (array and PNG, on and off in one run):
+    python bench/serve_load.py --servers ours,ours-shadow --rounds 4 \
+        --out bench/results/serve_load-shadow.json
     # two models of one export on the same service (rows ours-float32, ours-int8; the
     # baseline serves the first), with ONNX Runtime alone on each as the reference:
     python bench/serve_load.py --servers ours --payloads array,png,batch,npy \
@@ -52,7 +59,7 @@ the later model is better), and "direct" ONNX Runtime alone on each (bench/model
 
 Targets (issue 11): ours >= 0.5x the baseline's peak for PNG, >= 0.45x for arrays;
 p99 <= 5 ms at C = 1 and <= 25 ms at half the peak. The inference log may cost at most
-10 % of the peak.
+10 % of the peak; shadowing a challenger at most 15 % (issue 26).
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ from models_compare import (
     over_first,
     parse_models,
 )
+from shadow_registry import shadow_registry
 
 from mnist_mlops.core.fileio import write_json
 
@@ -98,12 +106,20 @@ SERVERS = {  # name -> command (the port is appended); all read MNIST_MODEL_PATH
                         "bench.minimal_bento:MinimalMnist", "--host", "127.0.0.1", "--port"],
     "ours": OURS,
     "ours-nolog": OURS,
+    "ours-shadow": OURS,
 }  # fmt: skip
 # Per server, on top of the common environment ({home}: the server's temp folder).
 SERVER_ENV = {
     "ours": {"MNIST_INFERENCE_LOG_DIR": "{home}/inference",
              "MNIST_FEEDBACK_DB": "sqlite:///{home}/feedback.sqlite"},
     "ours-nolog": {"MNIST_INFERENCE_LOG": "off"},
+    # Follows {home}'s registry (shadow_registry.py) instead of the file.
+    "ours-shadow": {"MNIST_INFERENCE_LOG_DIR": "{home}/inference",
+                    "MNIST_FEEDBACK_DB": "sqlite:///{home}/feedback.sqlite",
+                    "MNIST_MODEL_PATH": "", "MNIST_CHALLENGER": "shadow",
+                    "MNIST_MODEL_URI": "models:/mnist-mlp@champion",
+                    "MLFLOW_TRACKING_URI": "sqlite:///{home}/registry/mlflow.db",
+                    "MNIST_SMOKE_PATH": "{home}/registry/smoke.npz"},
 }  # fmt: skip
 BASELINE = "starlette"  # every ratio is against it, measured in the same run
 BASELINE_PAYLOADS = ("array", "png")  # what the baseline and the minimal service answer
@@ -137,6 +153,8 @@ def measure(
         if not wanted:
             continue
         home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))  # one per round
+        if kind_of_server == "ours-shadow":
+            shadow_registry(home / "registry", model)
         extra = {k: v.format(home=home) for k, v in SERVER_ENV.get(kind_of_server, {}).items()}
         with server(command, tree, model, server_core, home, extra) as (url, pid):
             for kind in wanted:
@@ -246,24 +264,28 @@ def model_ratios(results: dict[str, dict[str, dict]], models: list[str]) -> dict
     return out
 
 
-def log_cost(rounds: list[dict[str, dict[str, dict]]], kinds: tuple[str, ...]) -> dict:
-    """Per payload, the median over rounds of what the inference log costs: the share of
-    the peak (1 - ours / ours-nolog) and CPU a request (ours / ours-nolog, C = 8)."""
+def log_cost(
+    rounds: list[dict[str, dict[str, dict]]], kinds: tuple[str, ...],
+    without: str = "ours-nolog", with_: str = "ours",
+) -> dict:  # fmt: skip
+    """Per payload, the median over rounds of what ``with_`` costs over ``without`` (by
+    default the inference log): the share of the peak (1 - with_ / without) and CPU a
+    request (with_ / without, C = 8)."""
     eight = CONCURRENCY.index(8)
-    if not all({"ours", "ours-nolog"} <= set(r) for r in rounds):
+    if not all({with_, without} <= set(r) for r in rounds):
         return {}
     return {
         kind: {
             "peak_share": statistics.median(
-                1 - r["ours"][kind]["peak_rps"] / r["ours-nolog"][kind]["peak_rps"]
+                1 - r[with_][kind]["peak_rps"] / r[without][kind]["peak_rps"]
                 for r in rounds),
             "cpu_ratio": statistics.median(
-                r["ours"][kind]["closed"][eight]["cpu_us"]
-                / r["ours-nolog"][kind]["closed"][eight]["cpu_us"] for r in rounds),
+                r[with_][kind]["closed"][eight]["cpu_us"]
+                / r[without][kind]["closed"][eight]["cpu_us"] for r in rounds),
             "rounds": len(rounds),
             "by_round": [{name: {"peak_rps": r[name][kind]["peak_rps"],
                                  "cpu_us": r[name][kind]["closed"][eight]["cpu_us"]}
-                          for name in ("ours-nolog", "ours")} for r in rounds],
+                          for name in (without, with_)} for r in rounds],
         }
         for kind in kinds
     }  # fmt: skip
@@ -275,7 +297,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per cell")
     parser.add_argument("--quick", action="store_true", help="1 s a cell: proves it runs")
     parser.add_argument("--payloads", default="array,png", help=f"some of {','.join(PAYLOADS)}")
-    parser.add_argument("--servers", default=",".join(SERVERS),
+    parser.add_argument("--servers", default=",".join(n for n in SERVERS if n != "ours-shadow"),
                         help=f"some of {','.join(SERVERS)} ({BASELINE} always runs)")  # fmt: skip
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
                         help="also serve our service from another checkout, as NAME")  # fmt: skip
@@ -321,12 +343,14 @@ def main() -> None:
         for kind, r in by_payload.items():  # a cell with no answers has no ratio
             print(f"{pair}, {kind}: " + ", ".join(f"{labels[m]} {x:.2f}x" for m, x in r.items()))
     costs = log_cost(rounds, kinds)
+    shadow = log_cost(rounds, kinds, without="ours", with_="ours-shadow")
     bulk = bulk_ratios(results)
     for pair, ratio in bulk.items():
         print(f"images/s, {pair}: {ratio:.2f}x")
-    for kind, cost in costs.items():
-        print(f"inference log, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
-              f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
+    for what, by_kind in (("inference log", costs), ("shadow challenger", shadow)):
+        for kind, cost in by_kind.items():
+            print(f"{what}, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
+                  f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
     suffix = "-".join(k for k in kinds) if kinds != ("array", "png") else ""
     name = "-".join(p for p in ("serve_load", suffix, "quick" if args.quick else "") if p)
     out = args.out or REPO / "bench/results" / f"{name}.json"
@@ -339,7 +363,7 @@ def main() -> None:
         # ours against the baseline, as before: {payload: ratio}
         "ratios": {k: r["peak"] for k, r in by_server.get("ours", {}).items()},
         "cpu_ratios": {k: r["cpu"] for k, r in by_server.get("ours", {}).items()},
-        "log_cost": costs, "bulk_ratios": bulk,
+        "log_cost": costs, "shadow_cost": shadow, "bulk_ratios": bulk,
         # --models: each model's card, ONNX Runtime alone on each, later models over the first
         "models": describe(models), "direct": direct, "direct_ratios": direct_ratios(direct),
         "model_ratios": by_model,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from serving.model_loading import LoadedModel
 
 # Top-probability buckets: most answers of a trained model sit above 0.9, so resolve that end.
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
@@ -106,3 +109,63 @@ def service_metrics() -> ServiceMetrics:
         ),
         rejected=Counter("mnist_rejected_requests", "Requests refused, by reason", ["reason"]),
     )
+
+
+@dataclass(frozen=True)
+class FollowMetrics:
+    """What the registry followers report (:class:`serving.model_follow.FollowCounters`):
+    moves switched to or refused, polls that could not reach the registry, and which
+    version each worker serves (1) or served before (0), per role."""
+
+    switches: Counter
+    poll_failures: Counter
+    model_info: Gauge
+
+    def moved(self, role: str, outcome: str) -> None:
+        self.switches.labels(role=role, outcome=outcome).inc()
+
+    def poll_failed(self, role: str) -> None:
+        self.poll_failures.labels(role=role).inc()
+
+    def serving(self, model: LoadedModel, replaced: LoadedModel | None) -> None:
+        if replaced is not None:
+            self.model_info.labels(**_info_labels(replaced)).set(0)
+        self.model_info.labels(**_info_labels(model)).set(1)
+
+
+def _info_labels(model: LoadedModel) -> dict[str, str]:
+    return {"role": model.role, "version": model.version,
+            "registry_version": model.registry_version or "", "source": model.source}  # fmt: skip
+
+
+@functools.cache
+def follow_metrics() -> FollowMetrics:
+    """The process's follower metric families (registered once per process); every
+    role x outcome starts at 0, so alert rules see a rate of 0 rather than no data."""
+    from serving.model_follow import OUTCOMES
+    from serving.model_loading import ROLES
+
+    metrics = FollowMetrics(
+        switches=Counter(
+            "mnist_model_switches",
+            "Registry alias moves this worker acted on, by role and outcome",
+            ["role", "outcome"],
+        ),
+        poll_failures=Counter(
+            "mnist_model_poll_failures",
+            "Registry polls that failed (unreachable, no such alias), by role",
+            ["role"],
+        ),
+        # One series per worker process (pid label): which model each one serves now.
+        model_info=Gauge(
+            "mnist_model_serving",
+            "1 for the model this worker serves in each role, 0 for one it replaced",
+            ["role", "version", "registry_version", "source"],
+            multiprocess_mode="liveall",
+        ),
+    )
+    for role in ROLES:
+        metrics.poll_failures.labels(role=role)
+        for outcome in OUTCOMES:
+            metrics.switches.labels(role=role, outcome=outcome)
+    return metrics

@@ -1,19 +1,30 @@
 """Find the model the service should run, check it against its card, open it once.
 
 Serving-side only (no build-time imports). :func:`model_source` says what the service is
-pointed at: the gate's choice ``models/served.json`` in a checkout (the artifact the gate
-scored and chose, int8 or float32), a model file named by ``MNIST_MODEL_PATH``, or the
-model packaged into a Bento. :func:`resolve_model_path` turns that into one ``.onnx``
-(through :func:`~mnist_mlops.inference.serving_choice.resolve_artifact`, which checks the
-choice against the artifact's card), and :func:`load_model` verifies the file's SHA-256
-against its card (:class:`~mnist_mlops.inference.model_card.ModelCard`) and opens an ONNX
-Runtime session. Serving float instead of the gated artifact is one setting::
+pointed at, the first of:
 
-    MNIST_MODEL_PATH=models/model.onnx bentoml serve serving.service:MnistClassifier
+1. ``MNIST_MODEL_PATH``: one file, an ``.onnx`` or a ``served.json`` (no following);
+2. ``MNIST_MODEL_URI`` (``models:/mnist-mlp@champion``): the registry at
+   ``MLFLOW_TRACKING_URI``, resolved and fetched hash-checked, then followed
+   (:mod:`serving.model_follow`);
+3. ``MNIST_MODEL_TAG``, set inside a built Bento to the exact model packaged with it;
+4. ``models/champion/served.json``, what ``dvc repro`` materialises of the registry's
+   champion (:data:`DEFAULT_CHOICE_PATH`);
+
+else one line naming the fix: "the last file trained" (``models/model.onnx``) is never
+served by accident. :func:`load_model` verifies the file's SHA-256 against its card
+(:class:`~mnist_mlops.inference.model_card.ModelCard`) and opens an ONNX Runtime session;
+the :class:`LoadedModel` says which version it is and where it came from, as the start-up
+log line, ``/readyz`` and every answer report it::
+
+    MNIST_MODEL_URI=models:/mnist-mlp@champion MLFLOW_TRACKING_URI=http://mlflow:5000 \
+        bentoml serve serving.service:MnistClassifier
+    MNIST_MODEL_PATH=models/model.onnx bentoml serve ...  # one file, explicitly
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -33,11 +44,19 @@ from mnist_mlops.inference.model_card import (
 )
 from mnist_mlops.inference.serving_choice import CHOICE_NAME, resolve_artifact
 from mnist_mlops.inference.session import inference_session, softmax
+from mnist_mlops.monitoring.records import ModelTag
 
 logger = logging.getLogger(__name__)
-DEFAULT_CHOICE_PATH = f"models/{CHOICE_NAME}"  # the gate's decision, after `dvc repro`
-DEFAULT_MODEL_PATH = "models/model.onnx"  # a checkout exported but not yet gated
-DEFAULT_PATHS = (DEFAULT_CHOICE_PATH, DEFAULT_MODEL_PATH)  # the first that exists serves
+DEFAULT_CHOICE_PATH = f"models/champion/{CHOICE_NAME}"  # `dvc repro`'s champion stage
+DEFAULT_PATHS = (DEFAULT_CHOICE_PATH,)
+MODEL_URI_ENV = "MNIST_MODEL_URI"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+ROLES = ("champion", "challenger")  # which alias a model answers for
+FIX = (
+    f"set {MODEL_URI_ENV}=models:/{STORE_NAME}@champion (with {TRACKING_URI_ENV}), run "
+    f"`dvc repro champion` (it writes {DEFAULT_CHOICE_PATH}), or set {MODEL_PATH_ENV} to a "
+    "served.json or model.onnx"
+)
 
 
 class ModelLoadError(UserError):
@@ -48,16 +67,25 @@ class ModelLoadError(UserError):
 class ModelSource:
     """What the service was pointed at, and how: the start-up log names both."""
 
-    path: Path  # an .onnx, or a served.json standing for the artifact it chose
+    path: Path  # an .onnx, or a served.json standing for the artifact it chose; for a
+    # registry source, where its fetched served.json will be (see serving.model_follow)
     origin: str  # e.g. "MNIST_MODEL_PATH", "the checkout", "the model store (mnist-mlp:...)"
+    uri: str | None = None  # a registry source's models:/ URI: followed
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An ONNX Runtime session plus what its card says about it."""
+    """An ONNX Runtime session, what its card says about it, and where it came from.
+
+    Immutable: a follower swaps in a new one whole, and a request that read it once
+    answers and logs with the same model from start to end.
+    """
 
     session: ort.InferenceSession
     card: ModelCard
+    source: str = ""  # "models:/mnist-mlp@champion v3", or the file it was loaded from
+    role: str = "champion"  # one of ROLES: the alias it answers for
+    registry_version: str | None = None  # the registry's version number, when from there
 
     @property
     def version(self) -> str:
@@ -69,8 +97,18 @@ class LoadedModel:
         return self.card.precision
 
     def identity(self) -> dict[str, str]:
-        """Which model this is, as answers and ``/readyz`` name it."""
-        return {"model_version": self.version, "model_precision": self.precision}
+        """Which model this is and where it came from, as answers and ``/readyz`` name it."""
+        return {
+            "model_version": self.version,
+            "model_precision": self.precision,
+            "model_role": self.role,
+            "model_source": self.source,
+        }
+
+    @functools.cached_property
+    def tag(self) -> ModelTag:
+        """The model as its inference-log records name it (made once: every answer logs it)."""
+        return ModelTag(self.version, self.card.sha256, self.role, self.registry_version)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """float32 (N, 28, 28) raw pixels -> float64 (N, 10) softmax probabilities."""
@@ -80,22 +118,21 @@ class LoadedModel:
 
 
 def model_source(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> ModelSource:
-    """What the service is pointed at, in order:
-
-    ``MNIST_MODEL_PATH`` (an ``.onnx`` or a ``served.json``: the one setting that serves
-    float instead); ``MNIST_MODEL_TAG``, set inside a built Bento to the exact model
-    packaged with it; the first of ``defaults`` that exists (a checkout after ``dvc repro``:
-    the gate's ``served.json``, else ``model.onnx``); else the store's ``mnist-mlp:latest``.
-    """
+    """What the service is pointed at (the order is the module docstring's); a
+    :class:`ModelLoadError` naming the fix when nothing is."""
     explicit = os.environ.get(MODEL_PATH_ENV)
     if explicit:
         return ModelSource(Path(explicit), MODEL_PATH_ENV)
+    uri = os.environ.get(MODEL_URI_ENV)
+    if uri:
+        return ModelSource(Path(CHOICE_NAME), MODEL_URI_ENV, uri=uri)
     tag = os.environ.get(MODEL_TAG_ENV)
     if not tag:
         for default in defaults:
             if Path(default).is_file():
                 return ModelSource(Path(default), "the checkout")
-        tag = f"{STORE_NAME}:latest"
+        raise ModelLoadError(f"no model to serve: none of {', '.join(map(str, defaults))} "
+                             f"exists; {FIX}")  # fmt: skip
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -103,9 +140,8 @@ def model_source(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> 
         entry = bentoml.models.get(tag)
     except NotFound:
         raise ModelLoadError(
-            f"model {tag} is not in the BentoML model store and none of "
-            f"{', '.join(map(str, defaults))} exists; run `dvc repro` or set "
-            f"{MODEL_PATH_ENV}=models/{CHOICE_NAME} (or a model.onnx)"
+            f"model {tag} ({MODEL_TAG_ENV}) is not in the BentoML model store; "
+            "rebuild the Bento (`dvc repro package`) or unset it"
         ) from None
     return ModelSource(Path(entry.path_of(MODEL_FILE)), f"the model store ({entry.tag})")
 
@@ -123,8 +159,10 @@ def _artifact(path: Path) -> Path:
         raise ModelLoadError(str(exc)) from None
 
 
-def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Open ``path`` after checking its SHA-256 against the card beside it."""
+def load_model(path: str | os.PathLike[str], **origin: str | None) -> LoadedModel:
+    """Open ``path`` after checking its SHA-256 against the card beside it; ``origin``:
+    :class:`LoadedModel`'s ``source``, ``role`` and ``registry_version`` (the source
+    defaults to ``path``)."""
     model_path = Path(path)
     if not model_path.is_file():
         raise ModelLoadError(
@@ -136,25 +174,24 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         card.verify(model_path)
     except UserError as exc:
         raise ModelLoadError(str(exc)) from None
-    return LoadedModel(session=inference_session(model_path), card=card)
+    origin.setdefault("source", str(model_path))
+    return LoadedModel(session=inference_session(model_path), card=card, **origin)  # type: ignore[arg-type]
 
 
-def load_configured_model() -> LoadedModel:
-    """The model the environment points at (see :func:`model_source`), resolved, checked,
+def load_file_model(source: ModelSource) -> LoadedModel:
+    """The model a file source points at (see :func:`model_source`), resolved, checked,
     and named in the log: which artifact, its precision and version, and from where."""
-    source = model_source()
     path = _artifact(source.path)
-    model = load_model(path)
-    # The one line an operator needs from start-up; BentoML's server logging shows only
-    # warnings from loggers outside its own unless they say otherwise.
+    model = load_model(path, source=str(source.path))
+    announce(model, path.name, f"{source.path}, set by {source.origin}")
+    return model
+
+
+def announce(model: LoadedModel, what: str, where: str) -> None:
+    """The one line an operator needs when a model starts serving."""
+    # BentoML's server logging shows only warnings from loggers outside its own unless
+    # they say otherwise.
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
-    logger.info(
-        "Serving %s (%s, version %s) from %s, set by %s",
-        path.name,
-        model.precision,
-        model.version,
-        source.path,
-        source.origin,
-    )
-    return model
+    logger.info("Serving %s (%s, version %s) as %s from %s",
+                what, model.precision, model.version, model.role, where)  # fmt: skip

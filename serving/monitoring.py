@@ -22,7 +22,7 @@ from mnist_mlops.monitoring.feedback import FeedbackStore
 from mnist_mlops.monitoring.inference_log import DROP_REASONS, STAGES, InferenceLog
 from mnist_mlops.monitoring.settings import MonitoringSettings
 from serving.feedback import OUTCOMES, FeedbackDesk
-from serving.model_loading import LoadedModel
+from serving.model_pair import Scored
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,14 @@ class ServiceLog:
         self.log = log
 
     def record(
-        self, pixels: np.ndarray, probabilities: np.ndarray, route: str, source: str
-    ) -> list[str]:
+        self, pixels: np.ndarray, scored: Scored, route: str, source: str, request_ids: list[str]
+    ) -> None:
         """Queue the answers to a request on ``route`` from ``source`` (records.SOURCES) for
-        the log; return their request ids."""
-        return self.log.record(pixels, probabilities, route, source)
+        the log: the answering model's, and the other's when a second model scored it."""
+        shadow = scored.shadow.tag if scored.shadow is not None else None
+        self.log.record(pixels, scored.probabilities, route, source, model=scored.answered.tag,
+                        shadow=shadow, shadow_probabilities=scored.shadow_probabilities,
+                        request_ids=request_ids)  # fmt: skip
 
     def flush(self) -> None:
         """Write what is queued now (waits at most a few seconds; never on the request path)."""
@@ -99,13 +102,13 @@ class ServiceLog:
 
 
 def start_monitoring(
-    model: LoadedModel | None, settings: MonitoringSettings | None = None
+    settings: MonitoringSettings | None = None,
 ) -> tuple[ServiceLog, FeedbackDesk]:
-    """This worker's inference log for ``model`` and its feedback desk.
+    """This worker's inference log and its feedback desk.
 
-    ``settings`` default to the environment's. No model loaded: a log that never
-    writes. A bad store URI is logged and leaves /feedback answering 503 with the
-    reason; serving goes on either way.
+    ``settings`` default to the environment's. Each record names the model that answered
+    (a followed alias changes it while the worker runs). A bad store URI is logged and
+    leaves /feedback answering 503 with the reason; serving goes on either way.
     """
     settings = settings if settings is not None else MonitoringSettings.from_env()
     metrics = monitoring_metrics()
@@ -117,10 +120,8 @@ def start_monitoring(
     except UserError as exc:
         store, index, problem = None, None, str(exc)
         logger.error("corrections store: %s", exc)
-    if model is None:
-        settings = settings.model_copy(update={"log_enabled": False})
-    version, sha256 = (model.version, model.card.sha256) if model else ("", "")
-    log = ServiceLog(InferenceLog(settings, version, sha256, metrics, index=index))
+    # Every record the service queues names its model: no default model for the log.
+    log = ServiceLog(InferenceLog(settings, "", "", metrics, index=index))
     desk = FeedbackDesk(store, problem, settings.feedback_rate, settings.feedback_burst,
                         metrics.feedback, log.flush)  # fmt: skip
     return log, desk

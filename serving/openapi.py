@@ -15,9 +15,9 @@ from typing import Any
 
 import bentoml
 
-from serving.predictions import MODEL_PRECISION_HEADER, MODEL_VERSION_HEADER, NPY_ANSWER_DTYPE
+from serving.predictions import IDENTITY_HEADERS, NPY_ANSWER_DTYPE
 from serving.routes import FORM, Route
-from serving.schemas import ErrorBody
+from serving.schemas import ErrorBody, Prediction
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 BENTOML_ONLY_KEYS = ("root_input",)  # BentoML's own marks in a schema, not JSON Schema
@@ -27,14 +27,6 @@ BINARY_ANSWER = {
     "format": "binary",
     "description": "with Accept: application/x-npy, an .npy file (numpy.load, no pickle) of "
     f"one row per image in the order sent, dtype {NPY_ANSWER_DTYPE.descr}",
-}
-VERSION_HEADER_DOC = {
-    "description": "the binary answer's model_version (first 12 hex digits of its SHA-256)",
-    "schema": {"type": "string"},
-}
-PRECISION_HEADER_DOC = {
-    "description": "the binary answer's model_precision (int8 or float32, as its card says)",
-    "schema": {"type": "string"},
 }
 
 
@@ -64,10 +56,17 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
         (ok,) = (answer for status, answer in responses.items() if str(status) == "200")
         for media_type in route.answers[1:]:  # a binary answer, asked for with Accept
             ok.setdefault("content", {})[media_type] = {"schema": BINARY_ANSWER}
-            ok["headers"] = {
-                MODEL_VERSION_HEADER: VERSION_HEADER_DOC,
-                MODEL_PRECISION_HEADER: PRECISION_HEADER_DOC,
-            }
+            ok["headers"] = identity_headers()
         for status, description in route.statuses.items():
             responses[str(status)] = {"description": description, "content": error}
     return doc
+
+
+def identity_headers() -> dict[str, dict[str, Any]]:
+    """The binary answer's headers, each documented as the JSON answer's field it carries."""
+    fields = Prediction.model_fields
+    return {
+        header: {"description": f"the binary answer's {key}: {fields[key].description}",
+                 "schema": {"type": "string"}}
+        for key, header in IDENTITY_HEADERS.items()
+    }  # fmt: skip

@@ -10,10 +10,18 @@ from PIL import Image
 from starlette.responses import Response
 
 from mnist_mlops import imaging
+from serving.model_pair import Scored
 from serving.schemas import NPY_MEDIA_TYPES, Prediction
 
 MODEL_VERSION_HEADER = "X-Model-Version"  # the binary answer's model_version
 MODEL_PRECISION_HEADER = "X-Model-Precision"  # ... and its model_precision
+# The binary answer's headers, one per identity field of a JSON answer (LoadedModel.identity).
+IDENTITY_HEADERS = {
+    "model_version": MODEL_VERSION_HEADER,
+    "model_precision": MODEL_PRECISION_HEADER,
+    "model_role": "X-Model-Role",
+    "model_source": "X-Model-Source",
+}
 # /predict_npy's binary answer (``Accept: application/x-npy``): one row per image, in the
 # order sent. A structured array, so ``numpy.load`` reads it without pickle, and the ids
 # travel with their rows instead of in a header that 256 ids would swell to 8 kB.
@@ -31,21 +39,17 @@ def png_base64(pixels: np.ndarray) -> str:
 
 
 def to_predictions(
-    probabilities: np.ndarray,
-    pixels: np.ndarray,
-    version: str,
-    precision: str,
-    return_input: bool,
-    request_ids: list[str],
+    scored: Scored, request_ids: list[str], pixels: np.ndarray, return_input: bool
 ) -> list[Prediction]:
-    """One :class:`Prediction` per row; ``model_input`` only when asked for."""
+    """One :class:`Prediction` per row of ``scored``, each naming the model that answered
+    (:meth:`serving.model_loading.LoadedModel.identity`); ``model_input`` only when asked."""
+    probabilities, identity = scored.probabilities, scored.answered.identity()
     digits = probabilities.argmax(axis=1).tolist()  # whole-array calls: a batch is 256 rows
     return [
         Prediction(
             digit=digit,
             probabilities=row,
-            model_version=version,
-            model_precision=precision,
+            **identity,
             request_id=request_id,
             model_input=png_base64(image) if return_input else None,
         )
@@ -55,21 +59,19 @@ def to_predictions(
     ]
 
 
-def npy_answer(
-    probabilities: np.ndarray, request_ids: list[str], version: str, precision: str
-) -> Response:
+def npy_answer(scored: Scored, request_ids: list[str]) -> Response:
     """The same answers as :func:`to_predictions`, as an ``.npy`` of :data:`NPY_ANSWER_DTYPE`
-    (the model's version and precision in the :data:`MODEL_VERSION_HEADER` and
-    :data:`MODEL_PRECISION_HEADER` headers).
+    (which model answered in the :data:`IDENTITY_HEADERS`).
 
     No per-row Python objects: for a full batch this costs a fraction of the 2,560 JSON
     numbers it replaces (docs/http-api.md).
     """
+    probabilities = scored.probabilities
     rows = np.empty(len(probabilities), NPY_ANSWER_DTYPE)
     rows["digit"] = probabilities.argmax(axis=1)
     rows["probabilities"] = probabilities
     rows["request_id"] = np.frombuffer("".join(request_ids).encode("ascii"), "S32")
     buffer = io.BytesIO()
     np.save(buffer, rows, allow_pickle=False)
-    headers = {MODEL_VERSION_HEADER: version, MODEL_PRECISION_HEADER: precision}
+    headers = {IDENTITY_HEADERS[k]: v for k, v in scored.answered.identity().items()}
     return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPES[0], headers=headers)

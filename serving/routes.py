@@ -72,13 +72,13 @@ class Route:
 
 
 def front_routes(
-    service: bentoml.Service[Any], table: tuple[ApiRoute, ...] = API_ROUTES
+    service: bentoml.Service[Any], table: tuple[ApiRoute, ...] = API_ROUTES, client_header: str = ""
 ) -> tuple[Route, ...]:
-    """Each row of ``table`` bound to its ``@bentoml.api`` method."""
-    return tuple(_route(row, service.apis[row.method]) for row in table)
+    """Each row bound to its ``@bentoml.api`` method (``client_header``: a canary's key)."""
+    return tuple(_route(row, service.apis[row.method], client_header) for row in table)
 
 
-def _route(row: ApiRoute, api: Any) -> Route:
+def _route(row: ApiRoute, api: Any, client_header: str) -> Route:
     spec: type[BaseModel] = api.input_spec
     answers: tuple[str, ...] = ("application/json",)
     if row.body == "json":
@@ -91,16 +91,17 @@ def _route(row: ApiRoute, api: Any) -> Route:
         parse, answers = _npy_parser(field, parse), (*answers, NPY_MEDIA_TYPES[0])
         media, hint = (*NPY_MEDIA_TYPES, FORM), "send the .npy file itself as the body"
     if row.source is not None:
-        parse = _with_source(parse, row.source)
+        parse = _with_source(parse, row.source, client_header)
     return Route(row.path, media, parse, api.func, hint, row.statuses, answers)
 
 
-def _with_source(parse: Parser, source: str) -> Parser:
-    """``parse``, plus the ``source`` its answers carry in the log (``ui`` from the page)."""
+def _with_source(parse: Parser, source: str, client_header: str) -> Parser:
+    """``parse``, plus the log's ``source`` (``ui`` from the page) and a canary's ``client``."""
 
     async def parse_with_source(scope: Scope, body: bytes) -> dict[str, Any]:
         arguments = await parse(scope, body)
         arguments["source"] = UI_SOURCE if UI_HEADER in scope["headers"] else source
+        arguments["client"] = Headers(scope=scope).get(client_header, "") if client_header else ""
         return arguments
 
     return parse_with_source

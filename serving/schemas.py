@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from mnist_mlops import imaging
 from mnist_mlops.inference.model_card import PRECISIONS
+from mnist_mlops.monitoring.records import ROLES
 
 MAX_BATCH = 256  # images per /predict_batch or /predict_npy request: bounds one call
 # /predict_npy's body: the first is what the OpenAPI document and BentoML's client say.
@@ -111,6 +112,15 @@ class Prediction(BaseModel):
         pattern=f"^({'|'.join(PRECISIONS)})$",
         description="what the answering model computes in, as its card says: int8 (the "
         "quantized artifact the gate chose) or float32",
+    )
+    model_role: str = Field(
+        pattern=f"^({'|'.join(ROLES)})$",
+        description="which of the registry's aliases answered: the champion, or in a canary "
+        "the challenger (MNIST_CHALLENGER=canary)",
+    )
+    model_source: str = Field(
+        description="where the answering model came from: the registry alias and version "
+        "it follows (models:/mnist-mlp@champion v3) or the file it was loaded from",
     )
     request_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",

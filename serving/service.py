@@ -1,10 +1,10 @@
 """The MNIST digit classifier as a BentoML service: ONNX Runtime on CPU, no torch.
 
-Run it from the repository root: it serves the artifact the gate chose (``models/served.json``,
-written by the field stage; the model and its card come from the export stage)::
+Run it from the repository root: it serves the registry's champion as ``dvc repro`` leaves
+it (models/champion/), follows the registry's alias (``MNIST_MODEL_URI``), or serves one file
+(``MNIST_MODEL_PATH``): :mod:`serving.model_loading`::
 
     bentoml serve serving.service:MnistClassifier --port 3000
-    MNIST_MODEL_PATH=models/model.onnx bentoml serve ...  # float32, whatever the gate chose
 
     curl -F image=@digit.png http://127.0.0.1:3000/predict
     curl -H 'Content-Type: application/json' -d '{"pixels": [...784 values]}' \\
@@ -21,8 +21,9 @@ and calls the ``@bentoml.api`` methods below, the same ones BentoML's client and
 caller reach; it answers their :class:`serving.errors.ServiceError` as ``{"error": ...}``.
 Settings (the environment's ``MNIST_*``): :mod:`serving.settings`.
 
-A model that fails its SHA-256 check does not crash the worker (BentoML would restart
-it forever): ``/readyz`` and every endpoint answer 503 instead.
+Answers, records and ``/readyz`` name the model that answered and where it came from
+(:mod:`serving.model_pair`). A model that fails its SHA-256 check does not crash the worker
+(BentoML would restart it forever): ``/readyz`` and every endpoint answer 503 instead.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ import numpy as np
 from starlette.responses import Response
 
 from mnist_mlops.core.errors import UserError
+from mnist_mlops.monitoring.inference_log import new_request_ids
 from serving import inputs, routes
 from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
 from serving.feedback import Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
-from serving.metrics import service_metrics
-from serving.model_loading import LoadedModel, load_configured_model
+from serving.metrics import follow_metrics, service_metrics
+from serving.model_pair import Scored, ServedModels
 from serving.monitoring import start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import npy_answer, to_predictions
@@ -68,6 +70,7 @@ from serving.settings import DECODE_THREADS, MAX_BODY_BYTES, UNTRACED_URLS, serv
 from serving.ui import UI_PATH, static_app
 
 logger = logging.getLogger(__name__)
+PYTHON = routes.PYTHON_SOURCE  # the log's source for a call without HTTP
 
 
 try:
@@ -87,16 +90,10 @@ class MnistClassifier:
     """Loads the model once; every endpoint is :meth:`_model_input` then :meth:`_predict`."""
 
     def __init__(self) -> None:
-        self._model: LoadedModel | None = None
-        self._load_error: str | None = None
         self._decoders = anyio.CapacityLimiter(DECODE_THREADS)
         self._metrics = service_metrics()
-        try:
-            self._model = load_configured_model()
-        except Exception as exc:  # checksum, missing file, or ONNX Runtime refusing it
-            self._load_error = f"model not loaded: {exc}"
-            logger.error("ModelLoadError: %s", exc)
-        self._log, self._feedback = start_monitoring(self._model)  # docs/monitoring.md
+        self._models = ServedModels.start(SETTINGS, follow_metrics())  # no model: 503s say why
+        self._log, self._feedback = start_monitoring()  # docs/monitoring.md
         # Everything loaded so far (BentoML, pydantic, ONNX Runtime: ~230k objects) lives as
         # long as the worker; freezing it keeps each full GC pass from scanning it all again,
         # which stalled the event loop for 150-250 ms on a busy 2-core box (issue 11's p99).
@@ -104,53 +101,60 @@ class MnistClassifier:
         gc.freeze()
 
     @bentoml.on_shutdown
-    def _close_log(self) -> None:  # writes the inference records still queued
+    def _close(self) -> None:  # stops following; writes the inference records still queued
+        self._models.stop()
         self._log.close()
 
     async def __is_ready__(self) -> bool:
-        """``/readyz``: ready once the model is loaded and checked."""
-        return self._model is not None
+        """``/readyz``: ready once a champion is loaded and checked."""
+        return self._models.pair.champion is not None
 
-    def readiness(self) -> dict[str, str]:
-        """A ready ``/readyz``'s body (:mod:`serving.front`): which model answers, so a probe
-        or a person sees the precision serving without sending an image."""
-        assert self._model is not None  # asked only once __is_ready__ said so
-        return {"status": "ready", **self._model.identity()}
+    def readiness(self) -> dict[str, Any]:
+        """A ready ``/readyz``'s body (:mod:`serving.front`): which model answers, from where."""
+        return self._models.readiness()
 
     @bentoml.api(route=routes.PREDICT.path, input_spec=UploadRequest)
     async def predict(
-        self, image: ImageUpload, return_input: bool = False, source: str = routes.PYTHON_SOURCE
+        self, image: ImageUpload, return_input: bool = False, source: str = PYTHON, client: str = ""
     ) -> Prediction:
         """Classify an uploaded image (multipart/form-data, field ``image``): cropped to the
         ink, scaled into 20x20 and centred by mass in 28x28, as MNIST digits were.
 
-        The front hands ``image`` as the bytes it read (no temporary file) and ``source``
-        from the route table; a Python caller may hand a path."""
+        The front hands ``image`` as bytes, ``source`` from the route table and ``client``
+        (a canary's key) from MNIST_CANARY_KEY_HEADER; a Python caller may hand a path."""
         data = inputs.file_bytes(image)
         in_thread = not inputs.decodes_inline(data)  # large images: in a small thread pool
         batch = await self._model_input("image", inputs.image, data, in_thread)
-        return self._predict(batch, return_input, (routes.PREDICT.path, source))[0]
+        return self._predict(batch, return_input, (routes.PREDICT.path, source), client)[0]
 
     @bentoml.api(route=routes.PREDICT_ARRAY.path, input_spec=ArrayRequest)
     async def predict_array(
-        self, pixels: PixelsInput, return_input: bool = False, source: str = routes.PYTHON_SOURCE
+        self,
+        pixels: PixelsInput,
+        return_input: bool = False,
+        source: str = PYTHON,
+        client: str = "",
     ) -> Prediction:
         """Classify one raw pixel array (used as is: not cropped or centred)."""
         batch = await self._model_input("array", inputs.one_array, pixels)
-        return self._predict(batch, return_input, (routes.PREDICT_ARRAY.path, source))[0]
+        return self._predict(batch, return_input, (routes.PREDICT_ARRAY.path, source), client)[0]
 
     @bentoml.api(route=routes.PREDICT_BATCH.path, input_spec=BatchRequest)
     async def predict_batch(
-        self, images: BatchInput, return_input: bool = False, source: str = routes.PYTHON_SOURCE
+        self, images: BatchInput, return_input: bool = False, source: str = PYTHON, client: str = ""
     ) -> BatchPrediction:
         """Classify up to MAX_BATCH raw pixel arrays in one model call."""
         batch = await self._model_input("array", inputs.arrays, images)
         origin = (routes.PREDICT_BATCH.path, source)
-        return BatchPrediction(predictions=self._predict(batch, return_input, origin))
+        return BatchPrediction(predictions=self._predict(batch, return_input, origin, client))
 
     @bentoml.api(route=routes.PREDICT_NPY.path, input_spec=NpyRequest, output_spec=BatchPrediction)
     async def predict_npy(
-        self, array: NpyUpload, answer: str = "application/json", source: str = routes.PYTHON_SOURCE
+        self,
+        array: NpyUpload,
+        answer: str = "application/json",
+        source: str = PYTHON,
+        client: str = "",
     ) -> BatchPrediction | Response:
         """Classify as many images as /predict_batch takes, sent as one .npy file (numpy.save)
         in the body: shape (N, 28, 28) or (N, 784), numbers 0..255 used as is (white ink on
@@ -161,18 +165,16 @@ class MnistClassifier:
         batch = await self._model_input("npy", inputs.npy, inputs.file_bytes(array))
         origin = (routes.PREDICT_NPY.path, source)
         if answer != NPY_MEDIA_TYPES[0]:
-            return BatchPrediction(predictions=self._predict(batch, False, origin))
-        model = self._model
-        assert model is not None  # checked by _model_input
-        return npy_answer(*self._answer(batch, origin), model.version, model.precision)
+            return BatchPrediction(predictions=self._predict(batch, False, origin, client))
+        return npy_answer(*self._answer(batch, origin, client))
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
     ) -> np.ndarray:
         """``step(data)`` (:mod:`serving.inputs`), timed as ``source``: the model's input, or
         the ServiceError saying why not (503 without a model; what imaging refuses)."""
-        if self._model is None:
-            raise ServiceError(503, str(self._load_error))
+        if self._models.pair.champion is None:
+            raise ServiceError(503, self._models.problem)
         start = time.perf_counter()
         try:
             if in_thread:
@@ -185,23 +187,21 @@ class MnistClassifier:
         return pixels
 
     def _predict(
-        self, batch: np.ndarray, return_input: bool, origin: tuple[str, str]
+        self, batch: np.ndarray, return_input: bool, origin: tuple[str, str], client: str
     ) -> list[Prediction]:
         """Run the model on ``batch`` (N, 28, 28): one :class:`Prediction` per image."""
-        probabilities, request_ids = self._answer(batch, origin)
-        model = self._model
-        assert model is not None  # checked by _model_input
-        return to_predictions(
-            probabilities, batch, model.version, model.precision, return_input, request_ids
-        )
+        return to_predictions(*self._answer(batch, origin, client), batch, return_input)
 
-    def _answer(self, batch: np.ndarray, origin: tuple[str, str]) -> tuple[np.ndarray, list[str]]:
-        """The model's probabilities for ``batch``, counted and logged with ``origin`` (the
-        route and source of the request), and the request ids."""
-        assert self._model is not None  # checked by _model_input
-        probabilities = self._model.probabilities(batch)
-        self._metrics.observe_predictions(probabilities)
-        return probabilities, self._log.record(batch, probabilities, *origin)
+    def _answer(
+        self, batch: np.ndarray, origin: tuple[str, str], client: str
+    ) -> tuple[Scored, list[str]]:
+        """``batch`` scored (:meth:`ServedModels.score`), counted and logged with ``origin``
+        (route, source), and the ids; a canary keys on ``client``, else on the first id."""
+        request_ids = new_request_ids(len(batch))
+        scored = self._models.score(batch, client or request_ids[0])
+        self._metrics.observe_predictions(scored.probabilities)
+        self._log.record(batch, scored, *origin, request_ids)
+        return scored, request_ids
 
     @bentoml.api(route=routes.FEEDBACK.path)
     async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
@@ -216,7 +216,7 @@ MnistClassifier.add_asgi_middleware(
 )
 MnistClassifier.add_asgi_middleware(
     ApiFront,
-    routes=routes.front_routes(MnistClassifier),  # the route table: serving.routes.API_ROUTES
+    routes=routes.front_routes(MnistClassifier, client_header=SETTINGS.canary_key_header),
     limits=Limits(
         max_bytes=MAX_BODY_BYTES,
         body_timeout_s=SETTINGS.body_timeout_s,

@@ -13,31 +13,46 @@ line on stderr (status 1, no traceback) before BentoML sees a service::
     MNIST_HEADER_TIMEOUT_S seconds from connect (or a request's first byte) to full headers (5)
     MNIST_KEEPALIVE_S      seconds a kept-alive connection may be silent between requests (75)
     MNIST_API_WORKERS      API worker processes (default 1: each holds its own session)
+    MNIST_MODEL_POLL_S     seconds between a worker's registry checks with MNIST_MODEL_URI (10)
+    MNIST_CHALLENGER       off|shadow|canary: what the registry's challenger does (off)
+    MNIST_CANARY_SHARE     in canary mode, the share of keys the challenger answers (0.1)
+    MNIST_CANARY_KEY_HEADER  the header whose value picks a canary's model (X-Client-Id;
+                           absent: the request id)
+    MNIST_SMOKE_PATH       digits with known answers a followed version must pass
+                           (models/champion/smoke.npz)
+    MNIST_SMOKE_MIN_ACCURACY  ... and the share of them it must answer right (0.95)
 
-Which model serves (``MNIST_MODEL_PATH``...) is :mod:`serving.model_loading`'s; the inference
-log's and the corrections' settings are :mod:`mnist_mlops.monitoring.settings`'.
+Which model serves (``MNIST_MODEL_PATH``, ``MNIST_MODEL_URI``...) is
+:mod:`serving.model_loading`'s; following and the challenger :mod:`serving.model_pair`'s; the
+inference log's and the corrections' settings are :mod:`mnist_mlops.monitoring.settings`'.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from mnist_mlops import imaging
 from mnist_mlops.monitoring.settings import settings_from_env
 
 # Field -> environment variable: the one list of the names. A new setting is a field
-# below and a line here. Reserved (the registry-following service adds them):
-# MNIST_MODEL_URI, MNIST_MODEL_POLL_S, MNIST_CHALLENGER, MNIST_CANARY_SHARE,
-# MNIST_CANARY_KEY_HEADER, MNIST_SMOKE_PATH, MNIST_SMOKE_MIN_ACCURACY.
+# below and a line here.
 ENV: dict[str, str] = {
     "api_workers": "MNIST_API_WORKERS",
     "max_in_flight": "MNIST_MAX_CONCURRENCY",
     "body_timeout_s": "MNIST_BODY_TIMEOUT_S",
     "header_timeout_s": "MNIST_HEADER_TIMEOUT_S",
     "keepalive_s": "MNIST_KEEPALIVE_S",
+    "poll_s": "MNIST_MODEL_POLL_S",
+    "challenger": "MNIST_CHALLENGER",
+    "canary_share": "MNIST_CANARY_SHARE",
+    "canary_key_header": "MNIST_CANARY_KEY_HEADER",
+    "smoke_path": "MNIST_SMOKE_PATH",
+    "smoke_min_accuracy": "MNIST_SMOKE_MIN_ACCURACY",
 }
 # Any request body: the largest upload (imaging.MAX_BYTES) plus multipart framing, or a
 # full batch of JSON pixels (256 x 784 numbers is about 3 MB even with long decimals).
@@ -61,6 +76,14 @@ class ServiceSettings(BaseModel):
     header_timeout_s: PositiveFloat = 5.0
     # Longer than a client's own idle expiry (httpx 5 s, a proxy's 60 s): serving/connections.py
     keepalive_s: PositiveFloat = 75.0
+    # Following the registry (MNIST_MODEL_URI) and the challenger: serving/model_pair.py.
+    poll_s: PositiveFloat = 10.0
+    challenger: Literal["off", "shadow", "canary"] = "off"
+    canary_share: float = Field(0.1, ge=0, le=1)
+    canary_key_header: str = Field("X-Client-Id", min_length=1)
+    # MNIST test digits with their labels, written by `dvc repro champion`.
+    smoke_path: Path = Path("models/champion/smoke.npz")
+    smoke_min_accuracy: float = Field(0.95, ge=0, le=1)
 
     @property
     def request_timeout_s(self) -> float:

@@ -10,7 +10,15 @@ import numpy as np
 from PIL import Image
 
 from mnist_mlops.imaging import to_uint8
-from mnist_mlops.monitoring.records import FIELDS, Answered, build_records, encode_pngs
+from mnist_mlops.monitoring.records import (
+    FIELDS,
+    LATER_FIELDS,
+    Answered,
+    ModelTag,
+    build_records,
+    encode_pngs,
+    parse_record,
+)
 from support.logkit import answers
 
 
@@ -45,3 +53,41 @@ def test_every_line_is_json_with_every_field_in_order():
     assert [r["time"] for r in records] == ["2023-11-14T22:13:20.250+00:00"] * 2 + [
         "2023-11-14T22:14:19.999+00:00"
     ]
+
+
+def test_a_record_names_the_model_that_answered_and_the_shadow_beside_it():
+    pixels, probabilities = answers(3)
+    shadow_probabilities = probabilities[:, ::-1].copy()  # another model: other digits
+    champion = ModelTag("c" * 12, "c" * 64, "champion", "3")
+    challenger = ModelTag("d" * 12, "d" * 64, "challenger", "4")
+    two = shadow_probabilities[:2]
+    canary = Answered(["a" * 32, "b" * 32], 1.7e9, "/predict_batch", "batch", pixels[:2],
+                      probabilities[:2], challenger, champion, two)  # fmt: skip
+    batch = [
+        canary,
+        Answered(["e" * 32], 1.7e9, "/predict", "upload", pixels[2:], probabilities[2:]),
+    ]
+    records = [json.loads(line) for line in build_records(batch, "v1", "f" * 64, False)]
+    assert [list(r) for r in records] == [list(FIELDS)] * 3
+    first, _, plain = records
+    assert (first["model_version"], first["model_role"], first["registry_version"]) == (
+        "d" * 12, "challenger", "4",
+    )  # fmt: skip
+    assert (first["shadow_version"], first["shadow_role"]) == ("c" * 12, "champion")
+    assert first["shadow_digit"] == int(shadow_probabilities[0].argmax())
+    assert first["shadow_confidence"] == float(shadow_probabilities[0].max())
+    # A request without its own model tag is the log's model, the champion, no shadow.
+    assert (plain["model_version"], plain["model_role"], plain["registry_version"]) == (
+        "v1", "champion", None,
+    )  # fmt: skip
+    assert all(plain[f] is None for f in FIELDS if f.startswith("shadow_"))
+
+
+def test_records_written_before_the_model_fields_read_back_as_the_champions():
+    pixels, probabilities = answers(1)
+    (line,) = build_records([Answered(["a" * 32], 1.7e9, "/p", "json", pixels, probabilities)],
+                            "v1", "f" * 64, False)  # fmt: skip
+    old = {k: v for k, v in json.loads(line).items() if k not in LATER_FIELDS}
+    record = parse_record(json.dumps(old))
+    assert record is not None and record["model_role"] == "champion"
+    assert record["shadow_digit"] is None and record["registry_version"] is None

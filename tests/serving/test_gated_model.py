@@ -13,6 +13,8 @@ import pytest
 
 from mnist_mlops.inference.model_card import MODEL_PATH_ENV, MODEL_TAG_ENV, ModelCard
 from serving.model_loading import (
+    DEFAULT_PATHS,
+    MODEL_URI_ENV,
     ModelLoadError,
     load_model,
     model_source,
@@ -30,14 +32,21 @@ def test_a_served_json_resolves_to_the_chosen_int8_artifact(served_choice, monke
     assert load_model(path).precision == "int8"
 
 
-def test_the_checkout_serves_the_gates_choice_before_the_float_model(served_choice, monkeypatch):
-    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
-    monkeypatch.delenv(MODEL_TAG_ENV, raising=False)
-    float_path = served_choice.with_name("model.onnx")
-    source = model_source((served_choice, float_path))
+def test_the_checkout_serves_the_champion_folder_and_never_the_last_file_trained(
+    served_choice, monkeypatch, tmp_path
+):
+    for name in (MODEL_PATH_ENV, MODEL_TAG_ENV, MODEL_URI_ENV):
+        monkeypatch.delenv(name, raising=False)
+    source = model_source((served_choice,))
     assert (source.path, source.origin) == (served_choice, "the checkout")
-    missing = served_choice.with_name("absent.json")
-    assert model_source((missing, float_path)).path == float_path  # not gated yet
+    assert DEFAULT_PATHS == ("models/champion/served.json",)
+    monkeypatch.chdir(tmp_path)  # a checkout with models/model.onnx but no champion folder
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(b"the last file trained")
+    with pytest.raises(ModelLoadError) as info:
+        model_source()
+    message = str(info.value)
+    assert "\n" not in message and "dvc repro champion" in message and MODEL_URI_ENV in message
 
 
 def _swapped(served_choice, tmp_path):
@@ -86,7 +95,10 @@ def test_served_json_serves_int8_and_every_answer_says_so(served_choice, tmp_pat
     card = ModelCard.read_beside(served_choice.with_name(INT8_NAME))
     with serving(served_choice, tmp_path / "home") as served:
         ready, answer, npy = _answers(served.url)
-    assert ready == {"status": "ready", "model_version": card.version, "model_precision": "int8"}
+    assert ready == {"status": "ready", "model_version": card.version, "model_precision": "int8",
+                     "model_role": "champion", "model_source": str(served_choice)}  # fmt: skip
+    assert (answer["model_role"], answer["model_source"]) == ("champion", str(served_choice))
+    assert npy.headers["x-model-source"] == str(served_choice)
     assert (answer["model_precision"], answer["model_version"]) == ("int8", card.version)
     assert npy.headers["x-model-precision"] == "int8"
     assert npy.headers["x-model-version"] == card.version

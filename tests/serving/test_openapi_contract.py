@@ -64,7 +64,9 @@ def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
     binary = ok["content"]["application/x-npy"]["schema"]
     assert (binary["type"], binary["format"]) == ("string", "binary")
     assert "request_id" in binary["description"]
-    assert {"X-Model-Version", "X-Model-Precision"} <= ok["headers"].keys()
+    assert ok["headers"].keys() == {
+        "X-Model-Version", "X-Model-Precision", "X-Model-Role", "X-Model-Source"
+    }  # fmt: skip
 
 
 def test_answers_are_documented_field_by_field(served):
@@ -77,6 +79,8 @@ def test_answers_are_documented_field_by_field(served):
         "probabilities",
         "model_version",
         "model_precision",
+        "model_role",
+        "model_source",
         "request_id",
     }
     assert single["schema"]["properties"]["probabilities"]["maxItems"] == 10

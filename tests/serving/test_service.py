@@ -299,9 +299,9 @@ def test_start_up_objects_are_frozen_out_of_the_garbage_collector(model_path, mo
     service = MnistClassifier()
     # All that was loose (collected first, so alive) is frozen now, bar what died meanwhile.
     assert gc.get_freeze_count() - frozen_before >= 0.9 * loose_before
-    near = [service, *_reachable(service, 3)]
+    near = [service, *_reachable(service, 4)]  # service > models > pair > model > session
     sessions = [i for i, obj in enumerate(near) if isinstance(obj, onnxruntime.InferenceSession)]
-    assert sessions, "no ONNX Runtime session within 3 references of the service"
+    assert sessions, "no ONNX Runtime session within 4 references of the service"
     holders = {
         id(o)
         for o in near[: sessions[0]]
@@ -380,13 +380,13 @@ def test_every_route_logs_a_known_source():
 
 def test_each_api_takes_its_input_model_plus_what_the_front_adds():
     """The decorated methods are what the front calls: their parameters are the input
-    model's fields (what BentoML's client sends) plus ``source`` (and the .npy answer's
-    media type), which the front sets and BentoML's schema leaves out."""
+    model's fields (what BentoML's client sends) plus ``source`` and ``client`` (and the .npy
+    answer's media type), which the front sets and BentoML's schema leaves out."""
     import inspect
 
     for name, api in MnistClassifier.apis.items():
         params = list(inspect.signature(api.func).parameters)[1:]
-        added = {"source", "answer"} if name == "predict_npy" else {"source"}
+        added = {"source", "client"} | ({"answer"} if name == "predict_npy" else set())
         if name == "feedback":
             added = set()
         assert set(params) == set(api.input_spec.model_fields) | added, name

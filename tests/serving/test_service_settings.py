@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +22,16 @@ def test_defaults_when_nothing_is_set():
 
 def test_every_variable_is_read():
     env = {"MNIST_API_WORKERS": "3", "MNIST_MAX_CONCURRENCY": "8", "MNIST_BODY_TIMEOUT_S": "2.5",
-           "MNIST_HEADER_TIMEOUT_S": "1", "MNIST_KEEPALIVE_S": "30"}  # fmt: skip
+           "MNIST_HEADER_TIMEOUT_S": "1", "MNIST_KEEPALIVE_S": "30", "MNIST_MODEL_POLL_S": "2",
+           "MNIST_CHALLENGER": "canary", "MNIST_CANARY_SHARE": "0.25",
+           "MNIST_CANARY_KEY_HEADER": "X-User", "MNIST_SMOKE_PATH": "smoke.npz",
+           "MNIST_SMOKE_MIN_ACCURACY": "0.9"}  # fmt: skip
     assert set(env) == set(ENV.values())
     assert ServiceSettings.from_env(env).model_dump() == {
         "api_workers": 3, "max_in_flight": 8, "body_timeout_s": 2.5,
-        "header_timeout_s": 1.0, "keepalive_s": 30.0,
+        "header_timeout_s": 1.0, "keepalive_s": 30.0, "poll_s": 2.0, "challenger": "canary",
+        "canary_share": 0.25, "canary_key_header": "X-User",
+        "smoke_path": Path("smoke.npz"), "smoke_min_accuracy": 0.9,
     }  # fmt: skip
 
 
@@ -36,6 +42,8 @@ def test_every_variable_is_read():
         ("MNIST_MAX_CONCURRENCY", "0", "greater than 0"),
         ("MNIST_BODY_TIMEOUT_S", "-1", "greater than 0"),
         ("MNIST_KEEPALIVE_S", "soon", "valid number"),
+        ("MNIST_CHALLENGER", "sometimes", "'off', 'shadow' or 'canary'"),
+        ("MNIST_CANARY_SHARE", "1.5", "less than or equal to 1"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it(name, value, says):

@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from mnist_mlops.monitoring.logfiles import LogFile, sweep
-from mnist_mlops.monitoring.records import Answered, build_records
+from mnist_mlops.monitoring.records import Answered, ModelTag, build_records
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 logger = logging.getLogger(__name__)
@@ -109,13 +109,27 @@ class InferenceLog:
             self._thread.start()
 
     def record(
-        self, pixels: np.ndarray, probabilities: np.ndarray, endpoint: str, source: str
+        self,
+        pixels: np.ndarray,
+        probabilities: np.ndarray,
+        endpoint: str,
+        source: str,
+        model: ModelTag | None = None,
+        shadow: ModelTag | None = None,
+        shadow_probabilities: np.ndarray | None = None,
+        request_ids: list[str] | None = None,
     ) -> list[str]:
-        """Queue one request's answers; return a new request id per image."""
-        ids = new_request_ids(len(probabilities))
+        """Queue one request's answers; return their request ids (new ones per image
+        unless ``request_ids`` gives them).
+
+        ``model`` names the model that answered (default: the log's own); ``shadow`` and
+        its ``shadow_probabilities``, a second model that scored the same images.
+        """
+        ids = request_ids if request_ids is not None else new_request_ids(len(probabilities))
         if self._thread is None:
             return ids
-        answered = Answered(ids, time.time(), endpoint, source, pixels, probabilities)
+        answered = Answered(ids, time.time(), endpoint, source, pixels, probabilities,
+                            model, shadow, shadow_probabilities)  # fmt: skip
         with self._lock:
             full = self._pending + len(ids) > self.settings.queue_records
             if not full:

@@ -3,9 +3,16 @@
 A record is one JSON object on one line::
 
     {"request_id": "9f2c...", "time": "2026-01-05T10:31:07.512+00:00",
-     "model_version": "3a9e1c...", "model_sha256": "3a9e1c...", "endpoint": "/predict",
-     "source": "upload", "digit": 7, "confidence": 0.981, "margin": 0.969,
+     "model_version": "3a9e1c...", "model_sha256": "3a9e1c...", "model_role": "champion",
+     "registry_version": "3", "endpoint": "/predict", "source": "upload", "digit": 7,
+     "confidence": 0.981, "margin": 0.969, "shadow_version": "77b0d2...",
+     "shadow_role": "challenger", "shadow_digit": 7, "shadow_confidence": 0.912,
      "ink_fraction": 0.14, ..., "input_png": "iVBORw0KGgo..."}
+
+The model fields name the model that answered (``model_role`` champion or challenger, its
+``registry_version`` when it came from the registry, else null); the ``shadow_*`` fields
+the second model that scored the same image without answering it (a shadowed challenger,
+or in a canary the model that did not answer), all null when none did.
 
 ``input_png`` is the 28x28 uint8 input the model was given, as a base64 grayscale PNG
 (null when image logging is off). The features are :data:`~.features.FEATURES`, computed
@@ -30,13 +37,30 @@ import numpy as np
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.features import FEATURES, batch_features
 
-# The fields every record has, in order (the features sit between margin and input_png).
+# The fields every record has, in order (the features sit between the shadow's and input_png).
 FIELDS: tuple[str, ...] = (
-    "request_id", "time", "model_version", "model_sha256", "endpoint", "source",
-    "digit", "confidence", "margin", *FEATURES, "input_png",
+    "request_id", "time", "model_version", "model_sha256", "model_role", "registry_version",
+    "endpoint", "source", "digit", "confidence", "margin",
+    "shadow_version", "shadow_role", "shadow_digit", "shadow_confidence", *FEATURES, "input_png",
 )  # fmt: skip
+# Fields that records written before they existed lack: read back with these values.
+LATER_FIELDS: dict[str, object] = {
+    "model_role": "champion", "registry_version": None, "shadow_version": None,
+    "shadow_role": None, "shadow_digit": None, "shadow_confidence": None,
+}  # fmt: skip
+ROLES = ("champion", "challenger")  # what model_role and shadow_role say
 # Where a request came from; "python" is a call to the service class without HTTP.
 SOURCES: tuple[str, ...] = ("upload", "json", "batch", "ui", "npy", "python")
+
+
+@dataclass(frozen=True)
+class ModelTag:
+    """Which model scored a request, as its records name it."""
+
+    version: str  # the card's version (a SHA-256 prefix)
+    sha256: str
+    role: str = "champion"  # one of ROLES
+    registry_version: str | None = None  # the registry's version number, when it came from there
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,10 @@ class Answered:
     endpoint: str
     source: str
     pixels: np.ndarray  # (N, 28, 28) 0..255, exactly the model's input
-    probabilities: np.ndarray  # (N, 10)
+    probabilities: np.ndarray  # (N, 10), of the model that answered
+    model: ModelTag | None = None  # the model that answered; None: the log's own
+    shadow: ModelTag | None = None  # a second model that scored the same images
+    shadow_probabilities: np.ndarray | None = None  # (N, 10), when ``shadow`` is set
 
 
 def encode_pngs(images: np.ndarray) -> list[str]:
@@ -96,10 +123,12 @@ def build_records(
 ) -> list[str]:
     """One JSON line (no newline) per image of every request in ``batch``, in order.
 
-    Lines are formatted from :data:`_LINE` rather than by ``json.dumps`` per record (a
-    few times faster, and this runs for every answered image): the strings that vary per
-    request are JSON-encoded once per request, the ids are hex, the PNG is base64, and the
-    numbers are finite floats, whose ``repr`` is valid JSON.
+    ``model_version`` and ``model_sha256`` name the model of the requests that do not name
+    their own (:attr:`Answered.model`). Lines are formatted from :data:`_LINE` rather than
+    by ``json.dumps`` per record (a few times faster, and this runs for every answered
+    image): the strings that vary per request are JSON-encoded once per request, the ids
+    are hex, the PNG is base64, and the numbers are finite floats, whose ``repr`` is valid
+    JSON.
     """
     if not batch:
         return []
@@ -112,7 +141,7 @@ def build_records(
         (top2[:, 1] - top2[:, 0]).tolist(),
         *(values.tolist() for values in batch_features(pixels).values()),
     )
-    model = f'"model_version":{json.dumps(model_version)},"model_sha256":{json.dumps(model_sha256)}'
+    default = ModelTag(model_version, model_sha256)
     pngs = encode_pngs(pixels) if images else []
     origins: dict[tuple[str, str], str] = {}  # (endpoint, source) -> its JSON, made once
     lines: list[str] = []
@@ -121,12 +150,44 @@ def build_records(
         key = (answered.endpoint, answered.source)
         if key not in origins:
             origins[key] = f'"endpoint":{json.dumps(key[0])},"source":{json.dumps(key[1])}'
+        model = _model_json(answered.model or default)
         head = f'"time":"{_iso_time(answered.time)}",{model},{origins[key]}'
-        for request_id, values in zip(answered.request_ids, numbers):
+        shadows = _shadow_json(answered)
+        for request_id, values, shadow in zip(answered.request_ids, numbers, shadows):
             png = f'"{pngs[i]}"' if pngs else "null"
-            lines.append(_LINE % (request_id, head, *values, png))
+            digit, confidence, margin, *features = values
+            lines.append(_LINE % (request_id, head, digit, confidence, margin, shadow,
+                                  *features, png))  # fmt: skip
             i += 1
     return lines
+
+
+@functools.lru_cache(maxsize=16)
+def _model_json(tag: ModelTag) -> str:
+    """The answering model's fields of a record (a few models serve: made once each)."""
+    return (
+        f'"model_version":{json.dumps(tag.version)},"model_sha256":{json.dumps(tag.sha256)},'
+        f'"model_role":{json.dumps(tag.role)},"registry_version":{json.dumps(tag.registry_version)}'
+    )
+
+
+_NO_SHADOW = '"shadow_version":null,"shadow_role":null,"shadow_digit":null,"shadow_confidence":null'
+
+
+def _shadow_json(answered: Answered) -> list[str]:
+    """The ``shadow_*`` fields of each of the request's records."""
+    n = len(answered.request_ids)
+    if answered.shadow is None or answered.shadow_probabilities is None:
+        return [_NO_SHADOW] * n
+    tag = answered.shadow
+    head = f'"shadow_version":{json.dumps(tag.version)},"shadow_role":{json.dumps(tag.role)}'
+    probabilities = answered.shadow_probabilities.reshape(-1, 10)
+    return [
+        f'{head},"shadow_digit":{digit},"shadow_confidence":{confidence!r}'
+        for digit, confidence in zip(
+            probabilities.argmax(axis=1).tolist(), probabilities.max(axis=1).tolist()
+        )
+    ]
 
 
 @functools.lru_cache(maxsize=4)
@@ -140,21 +201,30 @@ def _iso_time(when: float) -> str:
     return f"{_iso_second(second)}.{int((when - second) * 1000):03d}+00:00"
 
 
-# One record: request_id, the per-request head, digit, confidence, margin, FEATURES, PNG.
+# One record: request_id, the per-request head, digit, confidence, margin, the shadow's
+# fields, FEATURES, PNG.
 _LINE = (
-    '{"request_id":"%s",%s,"digit":%d,"confidence":%r,"margin":%r,'
+    '{"request_id":"%s",%s,"digit":%d,"confidence":%r,"margin":%r,%s,'
     + "".join(f'"{name}":%r,' for name in FEATURES)
     + '"input_png":%s}'
 )
 
 
 def parse_record(line: str) -> dict[str, object] | None:
-    """A record from one line, or None if the line is not a whole, well-formed record."""
+    """A record from one line, or None if the line is not a whole, well-formed record.
+
+    A record written before the :data:`LATER_FIELDS` existed reads back with their values
+    (served by the champion, no shadow).
+    """
     try:
         record = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(record, dict) or not all(field in record for field in FIELDS):
+    if not isinstance(record, dict):
+        return None
+    for field, value in LATER_FIELDS.items():
+        record.setdefault(field, value)
+    if not all(field in record for field in FIELDS):
         return None
     if not isinstance(record["request_id"], str) or not isinstance(record["digit"], int):
         return None
