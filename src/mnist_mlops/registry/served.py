@@ -47,12 +47,15 @@ OTHER_FIX = (
     "promote or roll back to another version "
     "(`python -m pipeline.registry promote VERSION` or `rollback`)"
 )
-# Fail fast against an unreachable server (MLflow's defaults: 7 retries with a backoff of
-# 2 s doubling, 120 s a request): one immediate retry; a follower tries again next poll.
-FAST_HTTP = {
+# MLflow's client settings while this module talks to the registry, where the environment
+# does not set them: fail fast against an unreachable server (MLflow's defaults: 7 retries
+# with a backoff of 2 s doubling, 120 s a request; here one immediate retry, and a
+# follower tries again next poll), and no download progress bars in a stage's one line.
+CLIENT_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
@@ -268,9 +271,9 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-class _FastHttp:
-    """MLflow reads its HTTP settings from the environment at each request: set the fast
-    ones while any thread here talks to the registry, and take them away after the last."""
+class _ClientEnv:
+    """MLflow reads these settings from the environment at each request: set them while
+    any thread here talks to the registry, and take them away after the last."""
 
     lock = threading.Lock()
     users = 0
@@ -280,7 +283,7 @@ class _FastHttp:
     def enter(cls) -> None:
         with cls.lock:
             if cls.users == 0:
-                cls.added = {k: v for k, v in FAST_HTTP.items() if k not in os.environ}
+                cls.added = {k: v for k, v in CLIENT_ENV.items() if k not in os.environ}
                 os.environ.update(cls.added)
             cls.users += 1
 
@@ -295,7 +298,7 @@ class _FastHttp:
 
 @contextlib.contextmanager
 def _fail_fast(tracking_uri: str) -> Iterator[None]:
-    """Refuse a sqlite store that is not there; lower MLflow's HTTP retries meanwhile."""
+    """Refuse a sqlite store that is not there; MLflow set as CLIENT_ENV says meanwhile."""
     if tracking_uri.startswith("sqlite:///"):
         db = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
         if db != ":memory:" and not Path(db).is_file():
@@ -303,8 +306,8 @@ def _fail_fast(tracking_uri: str) -> Iterator[None]:
                 f"no registry at {tracking_uri} (the file is not there); run `dvc repro` to "
                 "create it, or point MLFLOW_TRACKING_URI at the team's registry"
             )
-    _FastHttp.enter()
+    _ClientEnv.enter()
     try:
         yield
     finally:
-        _FastHttp.leave()
+        _ClientEnv.leave()
