@@ -126,7 +126,7 @@ def fetch(tracking_uri: str, served: ServedVersion, folder: str | os.PathLike[st
         except MlflowException as exc:
             raise _lookup_error(exc, tracking_uri, served.uri, served.model_name, None) from None
         tags = dict(found.tags)
-        name, model, card = _download(tracking_uri, served, found.run_id, tags, Path(tmp))
+        name, model, card = _download(tracking_uri, served, found, Path(tmp))
         verified = _verify(served, model, card)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, folder / name)
@@ -152,10 +152,11 @@ def _served(found: Any, model_uri: str, alias: str | None) -> ServedVersion:
 
 
 def _download(
-    tracking_uri: str, served: ServedVersion, run_id: str, tags: dict[str, str], tmp: Path
+    tracking_uri: str, served: ServedVersion, found: Any, tmp: Path
 ) -> tuple[str, Path, Path]:
     """(file name to serve it under, the downloaded artifact, its downloaded card)."""
     where = f"{served.model_name} v{served.version}"
+    run_id, tags = found.run_id, dict(found.tags)
     if served.precision == "int8":
         if INT8_ARTIFACT_TAG not in tags:
             raise RegistryError(
@@ -168,16 +169,20 @@ def _download(
         model = _get(tracking_uri, tmp / "model", f"{where}: {artifact} of run {run_id}", source)
     else:
         name, card_artifact = MODEL_FILE, FLOAT_CARD_ARTIFACT
-        uri = f"models:/{served.model_name}/{served.version}"
-        found = _get(tracking_uri, tmp / "model", f"{where}: {uri}", {"artifact_uri": uri})
-        onnx = sorted(found.rglob("*.onnx"))
+        uri = _model_files(tracking_uri, found.source)
+        what = f"{where}: the registered model ({uri})"
+        files = _get(tracking_uri, tmp / "model", what, {"artifact_uri": uri})
+        onnx = sorted(files.rglob("*.onnx"))
         if not onnx:
-            raise RegistryError(f"{where}: its file is gone (no .onnx in {uri}); {OTHER_FIX}")
-        if any(p.suffix == ".data" for p in found.rglob("*")):  # MLflow's default layout
             raise RegistryError(
-                f"{where}: {uri} keeps its weights outside its .onnx file (registered before "
-                "exports logged it as one file), so it cannot be checked against its card; "
-                f"re-run the export stage (`dvc repro`) or {OTHER_FIX}"
+                f"{where}: its file is gone (no .onnx in the registered model at {uri}); "
+                f"{OTHER_FIX}"
+            )
+        if any(p.suffix == ".data" for p in files.rglob("*")):  # MLflow's default layout
+            raise RegistryError(
+                f"{where}: the registered model keeps its weights outside its .onnx file "
+                "(registered before exports logged it as one file), so it cannot be checked "
+                f"against its card; re-run the export stage (`dvc repro`) or {OTHER_FIX}"
             )
         model = onnx[0]
     try:
@@ -189,6 +194,24 @@ def _download(
             f"cards were logged; re-run the export stage (`dvc repro`) or {OTHER_FIX}"
         ) from None
     return name, model, card
+
+
+def _model_files(tracking_uri: str, source: str) -> str:
+    """Where a registered version's model files are: an MLflow 3 version's source names a
+    logged model (``models:/m-...``), looked up here, since MLflow would resolve it through
+    its default registry rather than ``tracking_uri``; older sources are artifact URIs."""
+    from mlflow.exceptions import MlflowException
+
+    if not source.startswith("models:/m-"):
+        return source
+    try:
+        return (
+            _client(tracking_uri)
+            .get_logged_model(source.removeprefix("models:/"))
+            .artifact_location
+        )
+    except MlflowException as exc:
+        raise _Gone(f"{source} is not in the registry ({_first_line(exc)}); {OTHER_FIX}") from None
 
 
 class _Gone(RegistryError):
