@@ -148,3 +148,20 @@ def test_the_smoke_set_is_the_same_bytes_every_time(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     back_x, back_y = read_smoke(tmp_path / "a.npz")
     assert np.array_equal(back_x, x) and back_y.dtype == np.int64 and back_y.tolist() == [1, 2, 3]
+
+
+def test_an_unreachable_registry_is_one_line(processed_dir, params_writer, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with socket.socket() as sock:  # a loopback port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    params = params_writer(tmp_path / "params.yaml", mlflow={"tracking_uri": uri})
+
+    proc = champion_stage(tmp_path / "champion", params, processed_dir)
+
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()  # no retry warnings, no traceback
+    assert line.startswith(f"error: the registry {uri} did not answer ([Errno "), line
+    assert line.endswith("serve a file with MNIST_MODEL_PATH"), line

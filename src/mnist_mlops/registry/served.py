@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -49,10 +50,11 @@ OTHER_FIX = (
 )
 # MLflow's client settings while this module talks to the registry, where the environment
 # does not set them: fail fast against an unreachable server (MLflow's defaults: 7 retries
-# with a backoff of 2 s doubling, 120 s a request; here one immediate retry, and a
-# follower tries again next poll), and no download progress bars in a stage's one line.
+# with a backoff of 2 s doubling, 120 s a request; here no retry: a follower tries again at
+# its next poll, and urllib3 warns about each retry in what must be one line), and no
+# download progress bars.
 CLIENT_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -277,9 +279,11 @@ def _lookup_error(
 
 
 def _unreachable(exc: Exception, tracking_uri: str) -> RegistryError:
+    cause = re.search(r"\[Errno -?\d+\][^'\")]*|Read timed out|timed out", str(exc))
     return RegistryError(
-        f"the registry {tracking_uri} did not answer ({_first_line(exc)}); start it or point "
-        "MLFLOW_TRACKING_URI at it, or serve a file with MNIST_MODEL_PATH"
+        f"the registry {tracking_uri} did not answer "
+        f"({cause[0] if cause else _first_line(exc)}); start "
+        "it or point MLFLOW_TRACKING_URI at it, or serve a file with MNIST_MODEL_PATH"
     )
 
 
@@ -326,8 +330,9 @@ def _fail_fast(tracking_uri: str) -> Iterator[None]:
         db = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
         if db != ":memory:" and not Path(db).is_file():
             raise RegistryError(
-                f"no registry at {tracking_uri} (the file is not there); run `dvc repro` to "
-                "create it, or point MLFLOW_TRACKING_URI at the team's registry"
+                f"no registry at {tracking_uri} (the file is not there); point "
+                "MLFLOW_TRACKING_URI at the registry the models were registered in, or run "
+                "the pipeline here first (`dvc repro`)"
             )
     _ClientEnv.enter()
     try:
