@@ -20,7 +20,6 @@ from pathlib import Path
 
 from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import FieldConfig, MlflowConfig, load_params
-from mnist_mlops.core.fileio import write_json
 from mnist_mlops.gate.stage import FieldStagePaths, run_field_stage
 
 
@@ -47,10 +46,9 @@ def main() -> None:
         plots_dir=args.plots_dir,
         field_inputs=args.field_inputs,
     )
-    mlflow_cfg = MlflowConfig.from_params(params)
-    outcome = run_field_stage(paths, FieldConfig.from_params(params), mlflow_cfg.registered_model)
-    write_json(args.metrics, outcome.summary)
-    outcome.choice.write(args.onnx.parent)  # last: what serves, once the numbers are written
+    model = MlflowConfig.from_params(params).registered_model
+    outcome = run_field_stage(paths, FieldConfig.from_params(params), model)
+    outcome.write(args.metrics, args.onnx.parent)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ live in uvicorn's protocol: :class:`HeaderDeadlineProtocol` is uvicorn's own h11
 protocol plus one timer per connection:
 
 - from connect, and from the first byte of each later request, complete headers within
-  ``header_timeout_s`` (5 s); a connection that sent part of a request gets
+  ``header_timeout_s``; a connection that sent part of a request gets
   ``408 {"error": ...}``, a silent new one is just closed;
-- between requests on a kept-alive connection, ``keepalive_s`` (75 s) of silence, then it
+- between requests on a kept-alive connection, ``keepalive_s`` of silence, then it
   is closed. It must be longer than a client's own idle expiry (httpx 5 s, aiohttp 15 s,
   a proxy's 60 s): a server that hangs up first races the client's reuse of the same
   connection, and the request sent into that close is lost as a reset (seen in the soak
   test as ``ReadError``s when both sides used 5 s). nginx's default is the same 75 s.
 
-Body deadlines live in :mod:`serving.front` (ASGI).
+Body deadlines live in :mod:`serving.front` (ASGI); the defaults of all three in
+:mod:`serving.settings`.
 
 BentoML builds uvicorn's ``Config`` itself and has no protocol option, so
 :class:`HeaderDeadlines`, an ASGI middleware the service adds, hands the protocol (and the
@@ -39,16 +40,14 @@ from serving.errors import REASONS
 from serving.metrics import service_metrics
 
 logger = logging.getLogger(__name__)
-HEADER_TIMEOUT_S = 5.0  # from connect (or a request's first byte) to its complete headers
-KEEPALIVE_S = 75.0  # silence allowed between requests on a kept-alive connection
 
 
 class HeaderDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol with ``header_timeout_s`` for request headers and
     ``keepalive_s`` for silence between requests."""
 
-    header_timeout_s = HEADER_TIMEOUT_S
-    keepalive_s = KEEPALIVE_S
+    header_timeout_s: float  # set by HeaderDeadlines' subclass, from the settings
+    keepalive_s: float
     _header_timer: asyncio.TimerHandle | None = None
     _awaiting_headers = False  # the header deadline runs, not the keep-alive one
 
@@ -100,9 +99,7 @@ class HeaderDeadlines:
     Every other message passes straight through.
     """
 
-    def __init__(
-        self, app: ASGIApp, timeout_s: float = HEADER_TIMEOUT_S, keepalive_s: float = KEEPALIVE_S
-    ) -> None:
+    def __init__(self, app: ASGIApp, timeout_s: float, keepalive_s: float) -> None:
         self.app = app
         self.protocol = type(
             HeaderDeadlineProtocol.__name__,

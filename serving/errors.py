@@ -34,8 +34,9 @@ INPUT_ERROR_TYPES = tuple(cls for cls, _ in INPUT_ERRORS)
 REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 408: "timeout",
            413: "too_large", 415: "unsupported_media_type", 422: "no_digit", 429: "overloaded",
            500: "internal", 503: "model_not_loaded"}  # fmt: skip
-# Every status an API endpoint can answer besides 200, for the OpenAPI document.
-ERROR_STATUSES = {
+# Every status a predict route can answer besides 200, for the OpenAPI document
+# (/feedback's: serving.feedback.FEEDBACK_ERROR_STATUSES).
+PREDICT_ERROR_STATUSES = {
     400: "malformed request: bad JSON, wrong shape or range, broken form, image or .npy",
     408: "the request headers or body did not arrive in time; the connection is closed",
     413: "body, upload, pixel count or number of images over the limit",

@@ -32,7 +32,6 @@ from serving.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_ROUTE = "/feedback"
 RequestId = Annotated[
     str,
     Field(
@@ -48,7 +47,7 @@ Digit = Annotated[
 # How a POST /feedback ended, the label of mnist_feedback_total.
 OUTCOMES = ("stored", "duplicate", "unknown", "rate_limited", "unavailable")
 # Every status /feedback can answer besides 200, for the OpenAPI document.
-ERROR_STATUSES = {
+FEEDBACK_ERROR_STATUSES = {
     400: "malformed request: bad JSON, a request_id that is not 32 hex digits, a digit outside 0-9",
     404: "no logged answer has this request_id (never logged, or its log has expired)",
     408: "the request headers or body did not arrive in time; the connection is closed",

@@ -55,11 +55,11 @@ READY_PATH = "/readyz"  # BentoML answers it; a ready answer's body says which m
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request bounds; the defaults suit a 2-core box serving a small MLP."""
+    """Per-request bounds (their defaults: :mod:`serving.settings`)."""
 
     max_bytes: int  # any request body
-    body_timeout_s: float = 5.0  # from the request headers to the last body byte
-    max_in_flight: int = 64  # requests past the body read, per worker: 429 beyond
+    body_timeout_s: float  # from the request headers to the last body byte
+    max_in_flight: int  # requests past the body read, per worker: 429 beyond
 
 
 class ApiFront:

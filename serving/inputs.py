@@ -8,6 +8,8 @@ the service times them and maps the errors.
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,11 @@ from serving.schemas import MAX_BATCH
 # Images up to this many pixels (the /ui canvas is 280x280) decode in the event loop:
 # about 1 ms, cheaper than the hop to a thread and back (bench/serve_load.py, PNG rows).
 INLINE_DECODE_PIXELS = 320 * 320
+
+
+def file_bytes(value: bytes | str | os.PathLike[str]) -> bytes:
+    """A file input's bytes: the front hands what it read; a Python caller may hand a path."""
+    return value if isinstance(value, bytes) else Path(value).read_bytes()
 
 
 def image(data: bytes) -> np.ndarray:

@@ -1,9 +1,8 @@
-"""The service's side of the inference log: where a request came from, and what is counted.
+"""The service's side of the inference log and the corrections: what is counted, and where.
 
-:class:`RequestOrigin` (ASGI middleware) notes each predict request's route and source in
-a context variable, so the one place that answers (``MnistClassifier._predict``) can log
-them without every endpoint passing them down. The source is the route's kind; the /ui
-page says "ui" with the ``X-Mnist-Source`` header. :func:`start_monitoring` builds the
+Each record's route and source are handed down by the method that answered (the source
+comes from the route table, :data:`serving.routes.API_ROUTES`, through the front; the /ui
+page says "ui" with the ``X-Mnist-Source`` header). :func:`start_monitoring` builds the
 worker's :class:`~mnist_mlops.monitoring.inference_log.InferenceLog` with its counters on
 ``/metrics`` and the corrections store as its request index, and the feedback desk
 beside it. Settings: :mod:`mnist_mlops.monitoring.settings` (docs/monitoring.md).
@@ -13,12 +12,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import Counter
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.monitoring.feedback import FeedbackStore
@@ -28,29 +25,6 @@ from serving.feedback import OUTCOMES, FeedbackDesk
 from serving.model_loading import LoadedModel
 
 logger = logging.getLogger(__name__)
-
-# Route -> the ``source`` its records carry (records.SOURCES lists them all).
-ROUTE_SOURCES = {"/predict": "upload", "/predict_array": "json", "/predict_batch": "batch",
-                 "/predict_npy": "npy"}  # fmt: skip
-SOURCE_HEADER = b"x-mnist-source"  # the /ui page sends "ui"; other values are ignored
-# (endpoint, source) of the request being answered; a direct Python call has no route.
-ORIGIN: ContextVar[tuple[str, str]] = ContextVar("mnist_origin", default=("", "python"))
-
-
-class RequestOrigin:
-    """Sets :data:`ORIGIN` for POSTs to the predict routes, then passes the request on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            source = ROUTE_SOURCES.get(scope["path"])
-            if source is not None:
-                if (SOURCE_HEADER, b"ui") in scope["headers"]:
-                    source = "ui"
-                ORIGIN.set((scope["path"], source))
-        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -104,15 +78,17 @@ def monitoring_metrics() -> MonitoringMetrics:
 
 
 class ServiceLog:
-    """The worker's inference log as the service calls it: the route and source of the
-    request being answered come from :data:`ORIGIN`."""
+    """The worker's inference log as the service calls it."""
 
     def __init__(self, log: InferenceLog) -> None:
         self.log = log
 
-    def record(self, pixels: np.ndarray, probabilities: np.ndarray) -> list[str]:
-        """Queue the answers for the log; return their request ids."""
-        return self.log.record(pixels, probabilities, *ORIGIN.get())
+    def record(
+        self, pixels: np.ndarray, probabilities: np.ndarray, route: str, source: str
+    ) -> list[str]:
+        """Queue the answers to a request on ``route`` from ``source`` (records.SOURCES) for
+        the log; return their request ids."""
+        return self.log.record(pixels, probabilities, route, source)
 
     def flush(self) -> None:
         """Write what is queued now (waits at most a few seconds; never on the request path)."""

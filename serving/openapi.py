@@ -2,10 +2,11 @@
 
 BentoML documents each API with 200 and three exception schemas whose ``detail`` is a
 string, and each request body with the one media type of its signature. The front
-(:mod:`serving.front`) answers the statuses in :data:`serving.errors.ERROR_STATUSES`,
-always as :class:`~serving.schemas.ErrorBody`, and takes the media types of its routes
-(:mod:`serving.routes`). :func:`openapi_document` rewrites the API operations to say
-exactly that; the front serves it at ``/docs.json``.
+(:mod:`serving.front`) answers the statuses its route table gives each route
+(:data:`serving.routes.API_ROUTES`), always as :class:`~serving.schemas.ErrorBody`, and
+takes the media types of its routes (``/predict_npy``: the raw file, or a form).
+:func:`openapi_document` rewrites the API operations to say exactly that; the front
+serves it at ``/docs.json``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from typing import Any
 
 import bentoml
 
-from serving.errors import ERROR_STATUSES
-from serving.feedback import ERROR_STATUSES as FEEDBACK_ERRORS
-from serving.feedback import FEEDBACK_ROUTE
 from serving.predictions import MODEL_PRECISION_HEADER, MODEL_VERSION_HEADER, NPY_ANSWER_DTYPE
-from serving.routes import Route
+from serving.routes import FORM, Route
 from serving.schemas import ErrorBody
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 BENTOML_ONLY_KEYS = ("root_input",)  # BentoML's own marks in a schema, not JSON Schema
+RAW_FILE = {"type": "string", "format": "binary"}  # a body that is the file itself
 BINARY_ANSWER = {
     "type": "string",
     "format": "binary",
@@ -53,9 +52,12 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
         (schema,) = body.get("content", {}).values()  # the one media type BentoML knows
         for key in BENTOML_ONLY_KEYS:
             schema.get("schema", {}).pop(key, None)
-        if "multipart/form-data" in route.media_types:  # the form takes no other fields
+        if FORM in route.media_types:  # the form takes no other fields
             schema["schema"]["additionalProperties"] = False
-        body["content"] = {media_type: schema for media_type in route.media_types}
+        body["content"] = {
+            media_type: schema if media_type in (FORM, "application/json") else {"schema": RAW_FILE}
+            for media_type in route.media_types
+        }
         responses = operation["responses"]
         for status in [s for s in responses if str(s) != "200"]:
             del responses[status]
@@ -66,7 +68,6 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
                 MODEL_VERSION_HEADER: VERSION_HEADER_DOC,
                 MODEL_PRECISION_HEADER: PRECISION_HEADER_DOC,
             }
-        statuses = FEEDBACK_ERRORS if route.path == FEEDBACK_ROUTE else ERROR_STATUSES
-        for status, description in statuses.items():
+        for status, description in route.statuses.items():
             responses[str(status)] = {"description": description, "content": error}
     return doc

@@ -71,6 +71,34 @@ ReturnInput = Annotated[
 ]
 
 
+class UploadRequest(BaseModel):
+    """/predict's form (the method's ``source`` is not an input: the front sets it)."""
+
+    image: ImageUpload
+    return_input: ReturnInput = False
+
+
+class ArrayRequest(BaseModel):
+    """/predict_array's JSON body."""
+
+    pixels: PixelsInput
+    return_input: ReturnInput = False
+
+
+class BatchRequest(BaseModel):
+    """/predict_batch's JSON body."""
+
+    images: BatchInput
+    return_input: ReturnInput = False
+
+
+class NpyRequest(BaseModel):
+    """/predict_npy's file, as BentoML's client sends it (a form); the raw body is the same
+    file (serving.routes reads both)."""
+
+    array: NpyUpload
+
+
 class Prediction(BaseModel):
     """One image's answer."""
 

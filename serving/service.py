@@ -16,9 +16,10 @@ written by the field stage; the model and its card come from the export stage)::
 ``return_input`` (all but /predict_npy) adds ``model_input``, a base64 PNG of what the
 model saw. Each worker runs its ONNX Runtime session in the event loop (~0.1 ms an image,
 less than a thread hop). The request path: :class:`serving.front.ApiFront` (added at the
-end) reads and parses the body (:mod:`serving.routes`) and calls the methods below, whose
-:class:`serving.errors.ServiceError` it answers as ``{"error": ...}``. Settings (the
-environment's ``MNIST_*``): :mod:`serving.settings`.
+end) reads and parses the body as the route table says (:data:`serving.routes.API_ROUTES`)
+and calls the ``@bentoml.api`` methods below, the same ones BentoML's client and a Python
+caller reach; it answers their :class:`serving.errors.ServiceError` as ``{"error": ...}``.
+Settings (the environment's ``MNIST_*``): :mod:`serving.settings`.
 
 A model that fails its SHA-256 check does not crash the worker (BentoML would restart
 it forever): ``/readyz`` and every endpoint answer 503 instead.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,38 +40,48 @@ import bentoml
 import numpy as np
 from starlette.responses import Response
 
-from serving import inputs, settings
+from mnist_mlops.core.errors import UserError
+from serving import inputs, routes
 from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
-from serving.feedback import FEEDBACK_ROUTE, Digit, FeedbackReceipt, RequestId
+from serving.feedback import Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
 from serving.metrics import service_metrics
 from serving.model_loading import LoadedModel, load_configured_model
-from serving.monitoring import RequestOrigin, start_monitoring
+from serving.monitoring import start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import npy_answer, to_predictions
-from serving.routes import binary_route, json_route, upload_route
 from serving.schemas import (
     NPY_MEDIA_TYPES,
+    ArrayRequest,
     BatchInput,
     BatchPrediction,
+    BatchRequest,
     ImageUpload,
+    NpyRequest,
     NpyUpload,
     PixelsInput,
     Prediction,
-    ReturnInput,
+    UploadRequest,
 )
+from serving.settings import DECODE_THREADS, MAX_BODY_BYTES, UNTRACED_URLS, service_settings
 from serving.ui import UI_PATH, static_app
 
 logger = logging.getLogger(__name__)
 
 
+try:
+    SETTINGS = service_settings()  # BentoML reads the decorator's options at import
+except UserError as exc:  # one line, no traceback: `bentoml serve` exits with it
+    sys.exit(f"serving settings: {exc}")
+
+
 @bentoml.service(
     name="mnist_classifier",
     description="Classifies handwritten digits (MNIST MLP, ONNX Runtime on CPU).",
-    workers=settings.API_WORKERS,
-    traffic={"timeout": settings.REQUEST_TIMEOUT_S},  # no max_concurrency: the front counts later
-    tracing={"excluded_urls": settings.UNTRACED_URLS},
+    workers=SETTINGS.api_workers,
+    traffic={"timeout": SETTINGS.request_timeout_s},  # no max_concurrency: the front counts
+    tracing={"excluded_urls": UNTRACED_URLS},
 )
 class MnistClassifier:
     """Loads the model once; every endpoint is :meth:`_model_input` then :meth:`_predict`."""
@@ -77,7 +89,7 @@ class MnistClassifier:
     def __init__(self) -> None:
         self._model: LoadedModel | None = None
         self._load_error: str | None = None
-        self._decoders = anyio.CapacityLimiter(settings.DECODE_THREADS)
+        self._decoders = anyio.CapacityLimiter(DECODE_THREADS)
         self._metrics = service_metrics()
         try:
             self._model = load_configured_model()
@@ -105,50 +117,54 @@ class MnistClassifier:
         assert self._model is not None  # asked only once __is_ready__ said so
         return {"status": "ready", **self._model.identity()}
 
-    @bentoml.api(route="/predict")
-    async def predict(self, image: ImageUpload, return_input: ReturnInput = False) -> Prediction:
+    @bentoml.api(route=routes.PREDICT.path, input_spec=UploadRequest)
+    async def predict(
+        self, image: ImageUpload, return_input: bool = False, source: str = routes.PYTHON_SOURCE
+    ) -> Prediction:
         """Classify an uploaded image (multipart/form-data, field ``image``): cropped to the
-        ink, scaled into 20x20 and centred by mass in 28x28, as MNIST digits were."""
-        return await self.classify_upload(image.read_bytes(), return_input)
+        ink, scaled into 20x20 and centred by mass in 28x28, as MNIST digits were.
 
-    async def classify_upload(self, data: bytes, return_input: bool = False) -> Prediction:
-        """:meth:`predict` on the upload's bytes (the HTTP front calls this: no temp file)."""
+        The front hands ``image`` as the bytes it read (no temporary file) and ``source``
+        from the route table; a Python caller may hand a path."""
+        data = inputs.file_bytes(image)
         in_thread = not inputs.decodes_inline(data)  # large images: in a small thread pool
         batch = await self._model_input("image", inputs.image, data, in_thread)
-        return self._predict(batch, return_input)[0]
+        return self._predict(batch, return_input, (routes.PREDICT.path, source))[0]
 
-    @bentoml.api(route="/predict_array")
+    @bentoml.api(route=routes.PREDICT_ARRAY.path, input_spec=ArrayRequest)
     async def predict_array(
-        self, pixels: PixelsInput, return_input: ReturnInput = False
+        self, pixels: PixelsInput, return_input: bool = False, source: str = routes.PYTHON_SOURCE
     ) -> Prediction:
         """Classify one raw pixel array (used as is: not cropped or centred)."""
         batch = await self._model_input("array", inputs.one_array, pixels)
-        return self._predict(batch, return_input)[0]
+        return self._predict(batch, return_input, (routes.PREDICT_ARRAY.path, source))[0]
 
-    @bentoml.api(route="/predict_batch")
+    @bentoml.api(route=routes.PREDICT_BATCH.path, input_spec=BatchRequest)
     async def predict_batch(
-        self, images: BatchInput, return_input: ReturnInput = False
+        self, images: BatchInput, return_input: bool = False, source: str = routes.PYTHON_SOURCE
     ) -> BatchPrediction:
         """Classify up to MAX_BATCH raw pixel arrays in one model call."""
         batch = await self._model_input("array", inputs.arrays, images)
-        return BatchPrediction(predictions=self._predict(batch, return_input))
+        origin = (routes.PREDICT_BATCH.path, source)
+        return BatchPrediction(predictions=self._predict(batch, return_input, origin))
 
-    @bentoml.api(route="/predict_npy")
-    async def predict_npy(self, array: NpyUpload, /) -> BatchPrediction:
+    @bentoml.api(route=routes.PREDICT_NPY.path, input_spec=NpyRequest, output_spec=BatchPrediction)
+    async def predict_npy(
+        self, array: NpyUpload, answer: str = "application/json", source: str = routes.PYTHON_SOURCE
+    ) -> BatchPrediction | Response:
         """Classify as many images as /predict_batch takes, sent as one .npy file (numpy.save)
         in the body: shape (N, 28, 28) or (N, 784), numbers 0..255 used as is (white ink on
-        black, already MNIST-style), no pickled objects. No JSON numbers to check."""
-        return await self.classify_npy(array.read_bytes())
+        black, already MNIST-style), no pickled objects. No JSON numbers to check.
 
-    async def classify_npy(self, data: bytes, answer: str = "") -> BatchPrediction | Response:
-        """:meth:`predict_npy` on the body (the front calls this); ``answer`` (from Accept)
-        application/x-npy: an ``.npy`` answer (:func:`serving.predictions.npy_answer`)."""
-        batch = await self._model_input("npy", inputs.npy, data)
+        The front hands ``array`` as bytes and ``answer`` from the Accept header:
+        application/x-npy is an ``.npy`` answer (:func:`serving.predictions.npy_answer`)."""
+        batch = await self._model_input("npy", inputs.npy, inputs.file_bytes(array))
+        origin = (routes.PREDICT_NPY.path, source)
         if answer != NPY_MEDIA_TYPES[0]:
-            return BatchPrediction(predictions=self._predict(batch, return_input=False))
+            return BatchPrediction(predictions=self._predict(batch, False, origin))
         model = self._model
         assert model is not None  # checked by _model_input
-        return npy_answer(*self._answer(batch), model.version, model.precision)
+        return npy_answer(*self._answer(batch, origin), model.version, model.precision)
 
     async def _model_input(
         self, source: str, step: Callable[[Any], np.ndarray], data: Any, in_thread: bool = False
@@ -168,23 +184,26 @@ class MnistClassifier:
         self._metrics.preprocess_seconds.labels(source=source).observe(time.perf_counter() - start)
         return pixels
 
-    def _predict(self, batch: np.ndarray, return_input: bool) -> list[Prediction]:
+    def _predict(
+        self, batch: np.ndarray, return_input: bool, origin: tuple[str, str]
+    ) -> list[Prediction]:
         """Run the model on ``batch`` (N, 28, 28): one :class:`Prediction` per image."""
-        probabilities, request_ids = self._answer(batch)
+        probabilities, request_ids = self._answer(batch, origin)
         model = self._model
         assert model is not None  # checked by _model_input
         return to_predictions(
             probabilities, batch, model.version, model.precision, return_input, request_ids
         )
 
-    def _answer(self, batch: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """The model's probabilities for ``batch``, counted and logged, and the request ids."""
+    def _answer(self, batch: np.ndarray, origin: tuple[str, str]) -> tuple[np.ndarray, list[str]]:
+        """The model's probabilities for ``batch``, counted and logged with ``origin`` (the
+        route and source of the request), and the request ids."""
         assert self._model is not None  # checked by _model_input
         probabilities = self._model.probabilities(batch)
         self._metrics.observe_predictions(probabilities)
-        return probabilities, self._log.record(batch, probabilities)
+        return probabilities, self._log.record(batch, probabilities, *origin)
 
-    @bentoml.api(route=FEEDBACK_ROUTE)
+    @bentoml.api(route=routes.FEEDBACK.path)
     async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
         """The digit the image answered as ``request_id`` really shows (kept once per id)."""
         return await self._feedback.receive(request_id, digit)
@@ -192,33 +211,18 @@ class MnistClassifier:
 
 # Declarative, like the decorators above: BentoML applies these when it builds each
 # worker's app; nothing runs here but recording them.
-MnistClassifier.add_asgi_middleware(RequestOrigin)  # first = outermost: route, source for the log
 MnistClassifier.add_asgi_middleware(
-    HeaderDeadlines,
-    timeout_s=settings.HEADER_TIMEOUT_S,
-    keepalive_s=settings.KEEPALIVE_S,
+    HeaderDeadlines, timeout_s=SETTINGS.header_timeout_s, keepalive_s=SETTINGS.keepalive_s
 )
 MnistClassifier.add_asgi_middleware(
     ApiFront,
-    routes=(
-        upload_route(MnistClassifier, "predict", MnistClassifier.inner.classify_upload),
-        json_route(MnistClassifier, "predict_array"),
-        json_route(MnistClassifier, "predict_batch"),
-        binary_route(
-            MnistClassifier,
-            "predict_npy",
-            MnistClassifier.inner.classify_npy,
-            NPY_MEDIA_TYPES,
-            answers=("application/json", NPY_MEDIA_TYPES[0]),
-        ),
-        json_route(MnistClassifier, "feedback"),
-    ),  # fmt: skip
+    routes=routes.front_routes(MnistClassifier),  # the route table: serving.routes.API_ROUTES
     limits=Limits(
-        max_bytes=settings.MAX_BODY_BYTES,
-        body_timeout_s=settings.BODY_TIMEOUT_S,
-        max_in_flight=settings.MAX_IN_FLIGHT,
+        max_bytes=MAX_BODY_BYTES,
+        body_timeout_s=SETTINGS.body_timeout_s,
+        max_in_flight=SETTINGS.max_in_flight,
     ),
-    openapi=lambda routes: openapi_document(MnistClassifier, routes),
+    openapi=lambda front_routes: openapi_document(MnistClassifier, front_routes),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
 MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)

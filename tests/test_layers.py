@@ -33,14 +33,18 @@ ALLOWED: dict[str, set[str]] = {
     "inference": {"core"},
     "prepare": {"core", "data", "imaging"},
     "tracking": {"core"},
+    # The Model Registry (versions, aliases, their history): read by services too, so it
+    # imports MLflow's client API only, lazily, and nothing of the training side.
+    "registry": {"core", "inference"},
     "train": {"core", "data", "tracking"},
     "evaluation": {"core", "data", "imaging", "inference"},
     # The export stage's library: a checkpoint (train) -> ONNX checked on the test split
-    # (data) -> logged and registered (tracking).
-    "export": {"core", "data", "inference", "tracking", "train"},
+    # (data) -> logged to the run (tracking) and registered (registry).
+    "export": {"core", "data", "inference", "registry", "tracking", "train"},
     # The field stage's library: each artifact scored through the serving path (evaluation),
-    # the one to serve chosen (inference's served.json), the champion gate (tracking).
-    "gate": {"core", "data", "evaluation", "inference", "tracking"},
+    # the one to serve chosen (inference's served.json), logged to the run (tracking), the
+    # champion gate's decision and its alias move (registry).
+    "gate": {"core", "data", "evaluation", "inference", "registry", "tracking"},
     "packaging": {"core", "inference"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},

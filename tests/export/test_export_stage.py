@@ -1,7 +1,8 @@
 """The export stage writes the int8 model beside the float one: its card written last and
 vouching for it, its parity with float in metrics/export.json, the file logged to the
-train stage's MLflow run and named in the registered version's tags; a rerun writes the
-same bytes; a calibration the split cannot fill stops the CLI with one line."""
+train stage's MLflow run and named in the registered version's tags, the float card logged
+as the version's card; a rerun writes the same bytes; a calibration the split cannot fill
+stops the CLI with one line."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mnist_mlops.core.config import ExportConfig
 from mnist_mlops.core.fileio import sha256_file, write_json
 from mnist_mlops.export.stage import INT8_ARTIFACTS, ExportStagePaths, run_export_stage
 from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.registry.versions import served_card
 from mnist_mlops.tracking.runs import client, prepare_store
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,15 @@ def test_the_int8_model_is_logged_to_the_run_and_named_in_the_version_tags(expor
     assert sha256_file(got) == tags["int8_sha256"]
     metrics = mlflow.get_run(exported.run_id).data.metrics
     assert {"export/int8_agreement", "export/int8_test_accuracy"} <= set(metrics)
+
+
+def test_the_float_card_is_logged_as_the_versions_card(exported):
+    """export/model.json in the run: what makes the version promotable (registry.versions)."""
+    mlflow = client(exported.uri)
+    logged = {f.path for f in mlflow.list_artifacts(exported.run_id, "export")}
+    assert "export/model.json" in logged
+    (version,) = mlflow.search_model_versions(f"name='{NAME}'")
+    assert served_card(mlflow, NAME, version) == exported.card
 
 
 def test_a_rerun_writes_the_same_int8_bytes(exported, tracked_run, processed_dir, cfg, tmp_path):

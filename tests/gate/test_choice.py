@@ -9,8 +9,8 @@ import numpy as np
 
 from mnist_mlops.evaluation.fieldscore import SetScore
 from mnist_mlops.gate.choice import ScoredArtifact, choose_served, losses
+from mnist_mlops.gate.decide import noise_tolerance
 from mnist_mlops.inference.model_card import ModelCard
-from mnist_mlops.tracking.registry import noise_tolerance
 
 N = 300  # images per set
 

@@ -30,7 +30,8 @@ from mnist_mlops.gate.stage import FieldOutcome, FieldStagePaths, run_field_stag
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.serving_choice import ServingChoice, resolve_artifact
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
-from mnist_mlops.tracking.registry import CHAMPION, register_onnx
+from mnist_mlops.registry.aliases import CHAMPION
+from mnist_mlops.registry.versions import register_onnx
 
 pytestmark = pytest.mark.slow
 

@@ -53,9 +53,11 @@ def test_npy_route_takes_a_binary_body_and_answers_as_the_json_batch(served):
     npy, batch = paths["/predict_npy"]["post"], paths["/predict_batch"]["post"]
     content = npy["requestBody"]["content"]
     assert npy["requestBody"]["required"] is True
-    assert set(content) == {"application/x-npy", "application/octet-stream"}
-    for media in content.values():
-        assert media["schema"] == {"type": "string", "format": "binary"}
+    assert set(content) == {"application/x-npy", "application/octet-stream", "multipart/form-data"}
+    for media in ("application/x-npy", "application/octet-stream"):
+        assert content[media]["schema"] == {"type": "string", "format": "binary"}
+    form = content["multipart/form-data"]["schema"]  # BentoML's client sends the file so
+    assert (form["required"], form["additionalProperties"]) == (["array"], False)
     ok = npy["responses"]["200"]
     as_json = batch["responses"]["200"]["content"]["application/json"]
     assert ok["content"]["application/json"] == as_json

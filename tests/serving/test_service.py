@@ -80,7 +80,7 @@ def test_uploads_small_and_large_match_offline(
 ):
     data = encode_image(make_digit(size=size, box=box, width=60))
     version = ModelCard.read_beside(model_path).version
-    pred = asyncio.run(service.classify_upload(data, return_input=False))
+    pred = asyncio.run(service.predict(data, return_input=False))
     assert_matches_offline(pred, imaging.preprocess_image(data), offline_logits, version)
 
 
@@ -144,7 +144,7 @@ def test_predict_npy_matches_the_json_batch(service, tmp_path):
     out = asyncio.run(service.predict_npy(body))
     assert isinstance(out, BatchPrediction)
     same = [asyncio.run(service.predict_batch(pixels.tolist())),
-            asyncio.run(service.classify_npy(body.read_bytes()))]  # fmt: skip
+            asyncio.run(service.predict_npy(body.read_bytes()))]  # fmt: skip
     for other in same:
         assert [answer(p) for p in other.predictions] == [answer(p) for p in out.predictions]
 
@@ -162,7 +162,7 @@ def test_bad_npy_is_refused_with_its_status(service, array, status, message):
     buffer = io.BytesIO()
     np.save(buffer, array)
     with pytest.raises(ServiceError) as refused:
-        asyncio.run(service.classify_npy(buffer.getvalue()))
+        asyncio.run(service.predict_npy(buffer.getvalue()))
     assert (refused.value.status, message in refused.value.message) == (status, True)
 
 
@@ -368,8 +368,25 @@ def test_header_deadlines_give_uvicorn_the_protocol_at_start_up():
 
 def test_every_route_logs_a_known_source():
     from mnist_mlops.monitoring.records import SOURCES
-    from serving.monitoring import ORIGIN, ROUTE_SOURCES
+    from serving.routes import API_ROUTES, PYTHON_SOURCE, UI_SOURCE
 
-    assert set(ROUTE_SOURCES.values()) | {"ui", ORIGIN.get()[1]} == set(SOURCES)
-    routes = {api.route for api in MnistClassifier.apis.values()}
-    assert routes - {"/feedback"} <= set(ROUTE_SOURCES)  # every predict route has its source
+    sources = {row.source for row in API_ROUTES if row.source is not None}
+    assert sources | {UI_SOURCE, PYTHON_SOURCE} == set(SOURCES)
+    # the table and BentoML's APIs name the same routes, each once, each by its method
+    assert {row.method: row.path for row in API_ROUTES} == {
+        name: api.route for name, api in MnistClassifier.apis.items()
+    }
+
+
+def test_each_api_takes_its_input_model_plus_what_the_front_adds():
+    """The decorated methods are what the front calls: their parameters are the input
+    model's fields (what BentoML's client sends) plus ``source`` (and the .npy answer's
+    media type), which the front sets and BentoML's schema leaves out."""
+    import inspect
+
+    for name, api in MnistClassifier.apis.items():
+        params = list(inspect.signature(api.func).parameters)[1:]
+        added = {"source", "answer"} if name == "predict_npy" else {"source"}
+        if name == "feedback":
+            added = set()
+        assert set(params) == set(api.input_spec.model_fields) | added, name

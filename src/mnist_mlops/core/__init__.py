@@ -1,4 +1,4 @@
-"""What both sides share: params, errors, atomic file I/O, the stage CLI runner.
+"""What both sides share: params, errors, atomic file I/O, file locks, the stage CLI runner.
 
 Imports neither side (nor torch, MLflow or BentoML), so the serving image can ship it.
 """

@@ -164,7 +164,7 @@ class FieldConfig(Section):
     seed: int
     # The champion gate: a new model is worse on a set (MNIST test, a field set, the
     # corrections holdout) only when it is lower by more than this many standard errors of
-    # two accuracies on that many images (tracking.registry.noise_tolerance); 0 = strict.
+    # two accuracies on that many images (gate.decide.noise_tolerance); 0 = strict.
     gate_z: NonNegativeFloat
 
 
@@ -189,6 +189,14 @@ class MonitorConfig(Section):
     column_methods: dict[str, NumDriftMethod]
     column_thresholds: dict[str, PositiveFloat]
     drift_share: Annotated[float, Field(gt=0.0, le=1.0)]  # of the columns: drift verdict
+
+
+class CompareConfig(Section):
+    SECTION: ClassVar[str] = "compare"
+    # python -m pipeline.compare: champion against challenger on a window of the log.
+    window_hours: PositiveFloat  # the log's last this many hours (--since/--until override)
+    min_corrections: PositiveInt  # fewer corrected requests both models scored: no verdict
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)]  # McNemar's test level; intervals 1 - alpha
 
 
 class CorrectionsConfig(Section):

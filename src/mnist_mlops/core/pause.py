@@ -20,8 +20,9 @@ from mnist_mlops.core.fileio import atomic_open
 
 PAUSE_ENV = "MNIST_PAUSE_AT"
 # Where a stage can be held: the train stage after its first checkpoint file is written
-# (mnist_mlops.train.pause), the export stage while the ONNX file is still a staging file.
-POINTS = ("checkpoint", "onnx-staged")
+# (mnist_mlops.train.pause), the export stage while the ONNX file is still a staging file,
+# an alias move between numbering its history event and writing it (registry.aliases).
+POINTS = ("checkpoint", "onnx-staged", "history-numbered")
 POLL_S = 0.05  # how often a paused stage looks whether its file is gone
 
 _paused: set[str] = set()

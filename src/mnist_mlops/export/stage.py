@@ -24,14 +24,14 @@ from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import Splits, load_splits
 from mnist_mlops.export.quantize import Int8Parity, int8_parity, int8_path, quantize_onnx
 from mnist_mlops.export.to_onnx import INPUT_NAME, OUTPUT_NAME, Parity, export_and_verify
-from mnist_mlops.inference.model_card import ModelCard
-from mnist_mlops.tracking.registry import register_onnx
+from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
+from mnist_mlops.registry.versions import EXPORT_ARTIFACTS, register_onnx
 from mnist_mlops.tracking.runs import log_to_run, read_run_ref, run_tags
 from mnist_mlops.train.checkpoint import load_net
 
 log = logging.getLogger(__name__)
 
-INT8_ARTIFACTS = "export/int8"  # where the int8 model and its card go in the train run
+INT8_ARTIFACTS = f"{EXPORT_ARTIFACTS}/int8"  # where the int8 model and its card go in the train run
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,8 @@ def _log_and_register(
     card: ModelCard,
     registered_model: str,
 ) -> None:
-    """Parity and the int8 model into the train stage's run, and the float model registered
-    from it with the int8 file named in its tags; skipped (with a warning from
+    """Parity, both cards and the int8 model into the train stage's run, and the float model
+    registered from it with the int8 file named in its tags; skipped (with a warning from
     :func:`log_to_run`) when that run is gone from the store."""
     logged = log_to_run(
         ref,
@@ -151,10 +151,14 @@ def _log_and_register(
     )
     if not logged:
         return
-    with tempfile.TemporaryDirectory(prefix="int8-card-") as tmp:
-        # The card is logged from a temp folder: beside the model it is written last.
+    with tempfile.TemporaryDirectory(prefix="cards-") as tmp:
+        # The cards are logged from a temp folder: beside the models they are written last.
+        # The float card is always export/model.json (registry.versions.CARD_ARTIFACT):
+        # a version without it cannot be promoted.
         logged_card = int8.card.write_beside(Path(tmp) / paths.int8.name)
         log_to_run(ref, {}, [paths.int8, logged_card], artifact_path=INT8_ARTIFACTS)
+        float_card = card.write_beside(Path(tmp) / MODEL_FILE)
+        log_to_run(ref, {}, [float_card], artifact_path=EXPORT_ARTIFACTS)
     version = register_onnx(
         paths.onnx,
         ref["tracking_uri"],

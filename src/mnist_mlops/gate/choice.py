@@ -4,7 +4,7 @@ An int8 model is a third of the float one's size and faster, but quantization ca
 accuracy on exactly the images users send (a blurred photo, a thin pen) while MNIST test
 barely moves. So both artifacts are scored on the same images, set by set, and int8 serves
 only when on no set it is lower than float32 by more than sampling noise
-(:func:`mnist_mlops.tracking.registry.noise_tolerance`, ``field.gate_z``)::
+(:func:`mnist_mlops.gate.decide.noise_tolerance`, ``field.gate_z``)::
 
     choice = choose_served(float32, int8, z=2.0)  # -> ServingChoice, with the reason
 """
@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_mlops.evaluation.fieldscore import SetScore
+from mnist_mlops.gate.decide import noise_tolerance
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.serving_choice import ServingChoice
-from mnist_mlops.tracking.registry import noise_tolerance
-
-TEST_SET = "test"  # the MNIST test split, scored as arrays beside the field sets
 
 
 @dataclass(frozen=True)

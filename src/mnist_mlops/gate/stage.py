@@ -2,8 +2,7 @@
 to serve chosen, logged, and judged by the champion gate.
 
     outcome = run_field_stage(FieldStagePaths(...), cfg, registered_model="mnist-mlp")
-    write_json("metrics/field.json", outcome.summary)
-    outcome.choice.write("models")  # served.json, last
+    outcome.write("metrics/field.json", "models")  # the numbers, then served.json, last
 
 The steps, in order: build the images once (the field sets, saved for the reference
 stage; the corrections holdout; the MNIST test split as arrays), score the float model and
@@ -26,6 +25,7 @@ import numpy as np
 
 from mnist_mlops.core.config import FieldConfig
 from mnist_mlops.core.errors import ChecksumError, DataFormatError
+from mnist_mlops.core.fileio import write_json
 from mnist_mlops.data.corrections import HOLDOUT_SET, load_part
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.evaluation.field_inputs import SetInputs, build_field_inputs, save_field_inputs
@@ -36,12 +36,13 @@ from mnist_mlops.evaluation.fieldscore import (
     score_inputs,
     sets_fingerprint,
 )
-from mnist_mlops.gate.choice import TEST_SET, ScoredArtifact, choose_served
+from mnist_mlops.gate.choice import ScoredArtifact, choose_served
+from mnist_mlops.gate.decide import TEST_SET, gate_scores
 from mnist_mlops.inference.model_card import ModelCard, card_path
 from mnist_mlops.inference.serving_choice import ServingChoice
-from mnist_mlops.tracking.registry import (
-    noise_tolerance,
-    promote_if_better,
+from mnist_mlops.registry.versions import (
+    SERVED_PRECISION_TAG,
+    SERVED_SHA_TAG,
     registered_version,
     tag_version,
 )
@@ -82,6 +83,12 @@ class FieldOutcome:
     summary: dict[str, Any]
     choice: ServingChoice  # its version is the registered one when tracked
 
+    def write(self, metrics: str | Path, models_dir: str | Path) -> None:
+        """metrics/field.json, then served.json in ``models_dir``: what serves is written
+        last, once the numbers that chose it are."""
+        write_json(metrics, self.summary)
+        self.choice.write(Path(models_dir))
+
 
 def run_field_stage(
     paths: FieldStagePaths, cfg: FieldConfig, registered_model: str
@@ -114,16 +121,16 @@ def _champion_gate(
     images: Images,
     cfg: FieldConfig,
 ) -> dict[str, Any]:
-    """The registry's champion gate on the served artifact's numbers; a champion scored on
-    other images is scored again (through the file it serves) on these."""
-    return promote_if_better(
+    """The champion gate on the served artifact's numbers; a champion scored on other
+    images is scored again (through the file it serves) on these."""
+    return gate_scores(
         uri,
         registered_model,
         version,
-        _gate_metrics(served.accuracies),
+        served.scores,
         sets_sha256=sets_fingerprint(_field_scores(served), images.x_test, images.y_test),
-        rescore=lambda other: _gate_metrics(_rescored(other, served)),
-        tolerances=_gate_metrics(_tolerances(served, cfg.gate_z)),
+        rescore=lambda other: _rescored(other, served),
+        z=cfg.gate_z,
     )
 
 
@@ -227,23 +234,12 @@ def _run_metrics(
 def _served_tags(choice: ServingChoice) -> dict[str, str]:
     return {
         "served_artifact": choice.artifact,
-        "served_precision": choice.precision,
-        "served_sha256": choice.sha256,
+        SERVED_PRECISION_TAG: choice.precision,
+        SERVED_SHA_TAG: choice.sha256,
         "served_reason": choice.reason,
     }
-
-
-def _gate_metrics(by_set: dict[str, float]) -> dict[str, float]:
-    """Set names as the registry's tags spell them: ``test_accuracy``, ``field_<set>``."""
-    return {("test_accuracy" if k == TEST_SET else f"field_{k}"): v for k, v in by_set.items()}
 
 
 def _rescored(other: Path, served: ScoredArtifact) -> dict[str, float]:
     """Another model (the champion's served file) on exactly the images ``served`` saw."""
     return {name: rescore(other, score).accuracy for name, score in served.scores.items()}
-
-
-def _tolerances(served: ScoredArtifact, z: float) -> dict[str, float]:
-    return {
-        name: noise_tolerance(s.accuracy, len(s.labels), z) for name, s in served.scores.items()
-    }

@@ -186,17 +186,11 @@ class Correction:
     predicted: int  # what the model answered
 
 
-def load_corrections(
-    store_uri: str, log_dir: Path, skipped: list[str] | None = None
-) -> list[Correction]:
-    """Every correction whose input is still in the log, oldest first.
-
-    Request ids whose input cannot be had (log file expired, image logging off, record
-    lost) are appended to ``skipped``. Only the log files that hold a correction are read.
-    """
+def read_corrections(store_uri: str) -> list[tuple[str, int, float, str | None]]:
+    """Every row of :meth:`FeedbackStore.corrections`, or a UserError naming the fix."""
     store = FeedbackStore(store_uri)
     try:
-        rows = store.corrections()
+        return store.corrections()
     except Exception as exc:  # sqlite3 or psycopg: unreachable, corrupt, read-only, ...
         kind = "PostgreSQL" if store.is_postgres else "SQLite"
         raise UserError(
@@ -205,6 +199,17 @@ def load_corrections(
         ) from None
     finally:
         store.close()
+
+
+def load_corrections(
+    store_uri: str, log_dir: Path, skipped: list[str] | None = None
+) -> list[Correction]:
+    """Every correction whose input is still in the log, oldest first.
+
+    Request ids whose input cannot be had (log file expired, image logging off, record
+    lost) are appended to ``skipped``. Only the log files that hold a correction are read.
+    """
+    rows = read_corrections(store_uri)
     files = sorted({Path(log_dir) / row[3] for row in rows if row[3] is not None})
     wanted = {row[0] for row in rows}
     found: dict[str, tuple[np.ndarray, int]] = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
 
@@ -42,6 +43,7 @@ ENV: dict[str, str] = {
     "feedback_rate": "MNIST_FEEDBACK_RATE",
     "feedback_burst": "MNIST_FEEDBACK_BURST",
 }
+Settings = TypeVar("Settings", bound=BaseModel)
 _SWITCH = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
 
 
@@ -67,21 +69,31 @@ class MonitoringSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MonitoringSettings:
         """The settings the environment sets (unset variables keep their defaults)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field, name in ENV.items():
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            if cls.model_fields[field].annotation in (bool, "bool"):
-                if raw.strip().lower() not in _SWITCH:
-                    raise UserError(f"{name}={raw!r}: use on or off")
-                values[field] = _SWITCH[raw.strip().lower()]
-            else:
-                values[field] = raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            name = ENV[str(err["loc"][0])]
-            raise UserError(f"{name}={err['input']!r}: {err['msg']}") from None
+        return settings_from_env(cls, ENV, environ)
+
+
+def settings_from_env(
+    model: type[Settings], names: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """``model`` (a pydantic model) from the variables ``names`` maps its fields to; unset or
+    empty ones keep their defaults. A bad value is one :class:`UserError` line naming the
+    variable, the value and what is allowed (the service's settings read theirs this way too).
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field, name in names.items():
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        if model.model_fields[field].annotation in (bool, "bool"):
+            if raw.strip().lower() not in _SWITCH:
+                raise UserError(f"{name}={raw!r}: use on or off")
+            values[field] = _SWITCH[raw.strip().lower()]
+        else:
+            values[field] = raw
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = names[str(err["loc"][0])]
+        raise UserError(f"{name}={err['input']!r}: {err['msg']}") from None

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_mlops.core.errors import ChecksumError, UserError
+from mnist_mlops.core.locks import sqlite_path
 from mnist_mlops.inference.model_card import ModelCard, card_path
 from mnist_mlops.inference.serving_choice import is_choice, resolve_artifact
-from mnist_mlops.tracking.runs import _sqlite_path as sqlite_path
 
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 

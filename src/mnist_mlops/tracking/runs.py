@@ -8,11 +8,9 @@ artifacts, so the MLflow UI shows one complete record per pipeline run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.core.fileio import read_json
+from mnist_mlops.core.locks import SQLITE_PREFIX, flock, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # Set by DVC for every stage; for `dvc exp run --queue` it names the main workspace,
 # not the temporary copy the experiment runs in (which is deleted afterwards).
 DVC_ROOT_ENV = "DVC_ROOT"
-SQLITE_PREFIX = "sqlite:///"
 
 
 def resolve_tracking_uri(configured: str) -> str:
@@ -63,7 +61,7 @@ def resolve_tracking_uri(configured: str) -> str:
     temporary copies of the workspace, all log to the workspace's ``mlflow.db``.
     """
     uri = os.environ.get(TRACKING_URI_ENV) or configured
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None or db.is_absolute():
         return uri
     query = uri.partition("?")[2]
@@ -78,69 +76,14 @@ def client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (None for other stores and in-memory sqlite)."""
-    if not tracking_uri.startswith(SQLITE_PREFIX):
-        return None
-    path = tracking_uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
 @contextlib.contextmanager
 def _store_lock(tracking_uri: str) -> Iterator[None]:
     """Hold an exclusive lock on ``<db>.lock`` beside a sqlite store (no-op for other stores)."""
-    db = _sqlite_path(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db is None:
         yield
         return
-    with _flock(db.with_name(db.name + ".lock"), what=f"the store {db.name}"):
-        yield
-
-
-@contextlib.contextmanager
-def promotion_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
-    """Serialise champion decisions for ``model_name`` in one store across this machine.
-
-    The gate reads the champion, compares and moves the alias; MLflow has no
-    compare-and-set, so two gates that interleave (``dvc queue start --jobs 2``) both
-    compare against the old champion and the last write wins, or the first alias insert
-    fails on a duplicate key. The lock sits beside a sqlite store (so it also covers
-    machines sharing it over a file system) and, for a server, in the user's cache
-    folder, keyed by server and model: processes on one machine wait for each other;
-    gates on different machines promoting into one server at the same moment are not
-    serialised (docs/pipeline.md).
-    """
-    db = _sqlite_path(tracking_uri)
-    store = str(db.resolve()) if db is not None else tracking_uri
-    key = hashlib.sha256(f"{store}\n{model_name}".encode()).hexdigest()[:16]
-    folder = db.parent if db is not None else _cache_folder()
-    with _flock(folder / f"promote-{key}.lock", what=f"another champion decision for {model_name}"):
-        yield
-
-
-def _cache_folder() -> Path:
-    """``$XDG_CACHE_HOME/mnist-mlops`` (``~/.cache``), or a per-user temp folder when the
-    home cannot be written (a container's read-only home)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-mlops"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return Path(tempfile.gettempdir()) / f"mnist-mlops-{os.getuid()}"
-    return cache
-
-
-@contextlib.contextmanager
-def _flock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``, saying so in the log when it has to wait."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:  # the lock is released when the file is closed
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for %s to finish (%s)", what, path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with flock(db.with_name(db.name + ".lock"), what=f"the store {db.name}"):
         yield
 
 
@@ -166,7 +109,7 @@ def prepare_store(tracking_uri: str, experiment: str) -> str:
         found = c.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        db = _sqlite_path(tracking_uri)
+        db = sqlite_path(tracking_uri)
         location = (db.resolve().parent / "mlruns").as_uri() if db is not None else None
         try:
             return c.create_experiment(experiment, artifact_location=location)

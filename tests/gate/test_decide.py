@@ -1,35 +1,20 @@
-"""Model Registry: every export is a version; the champion alias only moves up, and only to a
-model at least as good on MNIST test AND every field set."""
+"""The champion gate: the champion alias only moves up, and only to a model at least as good
+on MNIST test AND every field set (within noise), judged against the champion as it is when
+the gate holds the promotion lock; each promotion is on the registry's record."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from mnist_mlops.export.to_onnx import export_onnx
-from mnist_mlops.tracking.registry import (
-    CHAMPION,
-    noise_tolerance,
-    promote_if_better,
-    register_onnx,
-    registered_version,
-)
-from mnist_mlops.train.network import MLP
+from mnist_mlops.gate.decide import noise_tolerance, promote_if_better
+from mnist_mlops.registry.aliases import CHAMPION
+from mnist_mlops.registry.history import read_history
+from mnist_mlops.registry.versions import register_onnx
+from support.registry_store import Store, make_store
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Store:
-    uri: str
-    client: mlflow.MlflowClient
-    experiment: str
-    onnx: Path
-
-    def run(self) -> str:
-        return self.client.create_run(self.experiment).info.run_id
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +23,9 @@ def store(tmp_path_factory) -> Iterator[Store]:
     store's schema takes seconds to create, so the tests share it, each under its own
     registered model name."""
     folder = tmp_path_factory.mktemp("registry")
-    export_onnx(MLP(hidden=(8,)), folder / "m.onnx")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    client = mlflow.MlflowClient(uri)
     with pytest.MonkeyPatch.context() as env:
         env.chdir(folder)  # MLflow puts artifacts beside the working directory
-        yield Store(uri, client, client.create_experiment("reg"), folder / "m.onnx")
+        yield make_store(folder)
 
 
 @pytest.fixture
@@ -74,12 +56,23 @@ def test_champion_moves_only_to_a_better_model(store, name):
     champion = client.get_model_version_by_alias(name, CHAMPION)
     assert str(champion.version) == "3" and champion.run_id == runs[2]
     first = client.get_model_version(name, "1")
+    became = first.tags.pop("became_champion")
     assert first.tags == {
         "test_accuracy": "0.980000",
         "git_commit": "abc",
         "gate_decision": "promoted",
         "gate_reason": "no champion yet",
+        "left_champion": first.tags["left_champion"],
     }
+    assert became.endswith("gate by " + read_history(uri, name)[0].user + ": no champion yet")
+    assert "gate by" in first.tags["left_champion"] and first.tags["left_champion"].endswith(
+        "(to v3)"
+    )
+    # The gate's two promotions are on the record, the refusal is not (nothing moved).
+    assert [(e.action, e.from_version, e.to_version) for e in read_history(uri, name)] == [
+        ("gate", None, "1"),
+        ("gate", "1", "3"),
+    ]
     # The registered artifact is a loadable MLflow ONNX model.
     model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)
@@ -122,14 +115,6 @@ def test_champion_needs_test_and_every_field_set(store, name):
         )
     )
     assert client.get_model_version(name, versions[2]).tags["gate_decision"] == "promoted"
-
-
-def test_registered_version_is_found_by_run_and_model_hash(store, name):
-    run = store.run()
-    version = register_onnx(store.onnx, store.uri, run, name, 0.98, {"sha256": "a" * 64})
-    assert registered_version(store.uri, name, run, "a" * 64) == version
-    assert registered_version(store.uri, name, run, "b" * 64) is None  # another model file
-    assert registered_version(store.uri, name, store.run(), "a" * 64) is None  # another run
 
 
 def _versions(store: Store, name: str, n: int) -> list[str]:
@@ -219,7 +204,7 @@ def test_two_gates_at_once_decide_one_after_the_other(store, name, caplog):
 
     a = threading.Thread(target=gate, args=("a", v[1], 0.99, held))
     b = threading.Thread(target=gate, args=("b", v[2], 0.95, lambda _p: {"test_accuracy": 0.9}))
-    caplog.set_level(logging.INFO, logger="mnist_mlops.tracking.runs")
+    caplog.set_level(logging.INFO, logger="mnist_mlops.core.locks")
     a.start()
     assert inside.wait(120), "gate A never reached its decision"
     b.start()

@@ -1,0 +1,79 @@
+"""Reaching the registry: a client that holds the model, or one line saying why not.
+
+Every command that reads or moves an alias starts here, so a missing sqlite file, a server
+that does not answer, a model never registered and an unknown version each read the same
+way wherever they happen: one line naming the problem and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.locks import sqlite_path
+
+
+class RegistryError(UserError):
+    """The registry cannot give what was asked: one line, what and the fix."""
+
+
+def connect(tracking_uri: str, model_name: str) -> Any:
+    """A client of the registry at ``tracking_uri`` that holds ``model_name``, or one line
+    saying why not: a sqlite file that is not there (MLflow would create an empty one), a
+    server that does not answer, a model never registered."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise RegistryError(
+            f"no registry at {tracking_uri} ({db} not found); run the pipeline (dvc repro) "
+            "or set MLFLOW_TRACKING_URI to the team's tracking server"
+        )
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(
+                f"{model_name} is not registered at {tracking_uri}; run the pipeline "
+                "(dvc repro) to register a version first"
+            ) from None
+        raise RegistryError(
+            f"the registry at {tracking_uri} did not answer ({_first_line(exc)}); start it "
+            "or set MLFLOW_TRACKING_URI to one that runs"
+        ) from None
+    return client
+
+
+def _first_line(exc: Exception) -> str:
+    """What went wrong, short: the socket's own words (``Connection refused``) when the
+    message holds them, else its first line."""
+    text = str(exc).strip()
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def get_version(client: Any, model_name: str, version: str) -> Any:
+    """The registered version, or a one-line :class:`RegistryError` naming the known ones."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    try:
+        known = sorted(
+            (int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")),
+        )
+    except MlflowException:
+        known = []
+    listed = ", ".join(map(str, known)) if known else "none"
+    raise RegistryError(
+        f"{model_name} has no version {version!r} (registered versions: {listed}); "
+        "see python -m pipeline.registry history"
+    )
