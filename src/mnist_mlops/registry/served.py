@@ -30,16 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mnist_mlops.core.errors import DataFormatError, UserError
+from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.core.fileio import sha256_file
+from mnist_mlops.core.locks import sqlite_path
 from mnist_mlops.inference.model_card import MODEL_FILE, VERSION_HEX, ModelCard, card_path
 from mnist_mlops.inference.serving_choice import ServingChoice
+from mnist_mlops.registry.connect import RegistryError  # what every failure here raises
+from mnist_mlops.registry.versions import CARD_ARTIFACT as FLOAT_CARD_ARTIFACT
+from mnist_mlops.registry.versions import INT8_ARTIFACT_TAG, SERVED_PRECISION_TAG, SERVED_SHA_TAG
+from mnist_mlops.registry.versions import REASON_TAG as GATE_REASON_TAG
+from mnist_mlops.registry.versions import SHA_TAG as FLOAT_SHA_TAG
 
-# The version tags this module reads (the export and field stages write them).
-SERVED_PRECISION_TAG, SERVED_SHA_TAG = "served_precision", "served_sha256"
-SERVED_REASON_TAG, GATE_REASON_TAG = "served_reason", "gate_reason"
-FLOAT_SHA_TAG, INT8_ARTIFACT_TAG = "sha256", "int8_artifact"
-FLOAT_CARD_ARTIFACT = "export/model.json"  # the float model's card in its run
+SERVED_REASON_TAG = "served_reason"  # the field stage's: why this artifact of the export
 PROMOTE_FIX = (
     "run `dvc repro` (the field stage's gate sets it) or "
     "`python -m pipeline.registry promote VERSION`"
@@ -59,10 +61,6 @@ CLIENT_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-
-
-class RegistryError(UserError):
-    """The registry cannot say, or cannot deliver, what serves: what happened and the fix."""
 
 
 @dataclass(frozen=True)
@@ -326,14 +324,13 @@ class _ClientEnv:
 @contextlib.contextmanager
 def _fail_fast(tracking_uri: str) -> Iterator[None]:
     """Refuse a sqlite store that is not there; MLflow set as CLIENT_ENV says meanwhile."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
-        if db != ":memory:" and not Path(db).is_file():
-            raise RegistryError(
-                f"no registry at {tracking_uri} (the file is not there); point "
-                "MLFLOW_TRACKING_URI at the registry the models were registered in, or run "
-                "the pipeline here first (`dvc repro`)"
-            )
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise RegistryError(
+            f"no registry at {tracking_uri} (the file is not there); point "
+            "MLFLOW_TRACKING_URI at the registry the models were registered in, or run "
+            "the pipeline here first (`dvc repro`)"
+        )
     _ClientEnv.enter()
     try:
         yield
