@@ -1,7 +1,9 @@
 # Slim serving image: ONNX Runtime + BentoML from the lock (requirements/serve.txt), no torch,
-# non-root, model baked in. Build after `dvc repro`: it needs the gate's choice
-# (models/served.json) and both artifacts of the export with their cards. It serves the
-# artifact the gate chose; -e MNIST_MODEL_PATH=/app/models/model.onnx serves float32 instead.
+# non-root, model baked in. Build after `dvc repro`: it bakes in models/champion/, what the
+# registry's champion serves (the champion stage: the artifact the gate chose for that
+# version, its card, served.json and the smoke set), never the last file trained. To
+# follow the registry instead (mlflow-skinny is in the lock): -e MNIST_MODEL_PATH=
+# -e MNIST_MODEL_URI=models:/mnist-mlp@champion -e MLFLOW_TRACKING_URI=http://<server>:5000
 #   docker build -t mnist-mlops . && docker run -p 3000:3000 mnist-mlops
 # Without a Docker engine, scripts/podman_image.sh builds and runs it with podman (README).
 #
@@ -20,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BENTOML_HOME=/home/app/bentoml \
     BENTOML_HOST=0.0.0.0 \
     BENTOML_PORT=3000 \
-    MNIST_MODEL_PATH=/app/models/served.json
+    MNIST_MODEL_PATH=/app/models/champion/served.json
 
 # /app/monitoring: the inference log and the corrections store (docs/monitoring.md), the
 # service's defaults relative to /app; a volume keeps them across containers.
@@ -39,7 +41,7 @@ RUN python3 -m venv /opt/venv \
 # lock above is all that pip puts in the image.
 COPY src/ src/
 COPY serving/ serving/
-COPY models/served.json models/model.onnx models/model.json models/model.int8.onnx models/model.int8.json models/
+COPY models/champion/ models/champion/
 
 USER 10001:10001
 VOLUME /app/monitoring

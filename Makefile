@@ -27,7 +27,7 @@ test-fast:  ## skip the slow tests (real training, dvc repro, served processes)
 lint:  ## ruff lint + format check
 	ruff check . && ruff format --check .
 
-serve:  ## serve the gate's choice, models/served.json, on :3000 (MNIST_MODEL_PATH=models/model.onnx: float32)
+serve:  ## serve the registry's champion, models/champion/, on :3000 (MNIST_MODEL_PATH=<file>: that file)
 	bentoml serve serving.service:MnistClassifier --host 127.0.0.1 --port 3000
 
 image:  ## build the serving image with podman on a Debian base (after dvc repro; README)

@@ -1,11 +1,13 @@
-"""Package stage: import the served model into the BentoML model store and build the Bento.
+"""Package stage: import the champion into the BentoML model store and build the Bento.
 
-    python -m pipeline.package models/served.json bentos/mnist_classifier.bento
-    python -m pipeline.package models/model.onnx bentos/mnist_classifier.bento  # float32
+    python -m pipeline.package models/champion/served.json bentos/mnist_classifier.bento
+    python -m pipeline.package models/model.onnx bentos/mnist_classifier.bento  # a file, explicitly
 
-Given the gate's ``served.json`` it packages the artifact the gate chose (hash-checked);
-given an ``.onnx``, that file. The exported ``.bento`` archive is the stage's output
-(``bentoml import`` it elsewhere, or ``bentoml containerize`` it where Docker runs).
+Given the champion stage's ``served.json`` it packages the artifact the registry's champion
+serves (hash-checked) with its smoke set, named by its registry version; given an
+``.onnx``, that file. After a refused retrain the champion, and so the Bento, is unchanged.
+The exported ``.bento`` archive is the stage's output (``bentoml import`` it elsewhere, or
+``bentoml containerize`` it where Docker runs).
 """
 
 import argparse
@@ -17,7 +19,7 @@ from mnist_mlops.packaging.bento import build_bento, import_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="models/served.json (the gate's choice) or an .onnx")
+    parser.add_argument("model", help="models/champion/served.json (the champion) or an .onnx")
     parser.add_argument("bento_out")
     parser.add_argument("--bentofile", default="bentofile.yaml")
     args = parser.parse_args()

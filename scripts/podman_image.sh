@@ -8,8 +8,9 @@
 #                                                 # ARGS go to `podman run` (-d --name x)
 #   scripts/podman_image.sh podman ARGS...        # any podman command with the flags below
 #
-# CONTEXT (default: the repo) needs what the Dockerfile copies from models/ (`dvc repro`): the
-# gate's choice served.json, model.onnx and model.int8.onnx, and their cards.
+# CONTEXT (default: the repo) needs what the Dockerfile copies from models/ (`dvc repro`):
+# models/champion/, what the registry's champion serves (served.json, the artifact it names
+# with its card, smoke.npz).
 # Environment:
 #   MNIST_BASE_IMAGE     base image tag (default localhost/mnist-mlops-base:bookworm); made
 #                        from Debian packages with mmdebstrap when missing, so no registry
@@ -53,8 +54,8 @@ base() {  # a minimal Debian bookworm with python3 + venv, imported as $BASE
 
 build() {  # the Dockerfile on $BASE; the host's CA certificates let pip reach the index
     local tag=${1:-mnist-mlops} context=${2:-.}
-    for f in models/served.json models/model.onnx models/model.json models/model.int8.onnx models/model.int8.json; do
-        [ -f "$context/$f" ] || { echo "podman_image.sh: $context/$f missing; run 'dvc repro' first (export writes the models, field served.json)" >&2; exit 1; }
+    for f in models/champion/served.json models/champion/smoke.npz; do
+        [ -f "$context/$f" ] || { echo "podman_image.sh: $context/$f missing; run 'dvc repro' first (the champion stage writes models/champion from the registry)" >&2; exit 1; }
     done
     base
     pm build "${LIMITS[@]}" --format docker --build-arg "BASE_IMAGE=$BASE" \

@@ -45,7 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     # the one to serve chosen (inference's served.json), logged to the run (tracking), the
     # champion gate's decision and its alias move (registry).
     "gate": {"core", "data", "evaluation", "inference", "registry", "tracking"},
-    "packaging": {"core", "inference"},
+    # The Bento from the champion stage's folder (registry.deployment: its smoke set's name).
+    "packaging": {"core", "inference", "registry"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},
     "drift": {"core", "evaluation", "imaging", "inference", "monitoring"},

@@ -5,7 +5,9 @@ one (tests/pipeline/conftest.py: ``dvc repro`` done); she pushes its outputs wit
 ``dvc push`` to the project's default remote (the folder ``../mnist-mlops-dvc-remote``
 beside the checkout, from ``.dvc/config`` as committed) and her commit to a bare
 "origin"; Bob's fresh clone, with its own empty DVC cache, runs ``dvc pull``, finds
-every stage up to date, and serves the pulled model with a real ``bentoml serve``.
+every stage up to date but the champion stage (the registry's alias lives outside DVC:
+pointed at Alice's registry it runs, finds the champion unmoved and changes nothing), and
+serves the pulled champion with a real ``bentoml serve``.
 """
 
 from __future__ import annotations
@@ -40,28 +42,38 @@ def test_fresh_clone_pulls_runs_nothing_and_serves(tmp_path, reproduced):
     # Bob's clone sits beside Alice's, so the committed remote path reaches the same folder.
     bob = alice.parent / "bob"
     run(["git", "clone", "-q", "-b", "main", str(origin), str(bob)], tmp_path, env_a)
-    env_b = repo_env(bob)
+    # The team's registry: Alice's store (a server, in a team), not one of Bob's own.
+    env_b = repo_env(bob, MLFLOW_TRACKING_URI=f"sqlite:///{alice / 'mlflow.db'}")
     assert not (bob / "models/model.onnx").exists() and not (bob / ".dvc/cache").exists()
     run(["dvc", "pull"], bob, env_b)
-    for out in ("models/model.onnx", "models/model.ckpt", "data/processed/mnist.npz"):
+    for out in ("models/model.onnx", "models/model.ckpt", "data/processed/mnist.npz",
+                "models/champion/served.json"):  # fmt: skip
         assert sha256_file(bob / out) == sha256_file(alice / out), out
-    assert "up to date" in run(["dvc", "status"], bob, env_b).stdout
+    status = run(["dvc", "status"], bob, env_b).stdout
+    assert [line.strip() for line in status.splitlines() if line.strip()] == [
+        "champion:",
+        "always changed",
+    ], status
     repro = run(["dvc", "repro"], bob, env_b)
-    assert "Running stage" not in repro.stdout, repro.stdout
+    ran = [line for line in repro.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'champion':"], repro.stdout
 
-    # Bob serves the pulled model as it is in his checkout (no BentoML store needed): the
-    # artifact the gate chose (models/served.json), float32 or int8.
+    # Bob serves the pulled champion as it is in his checkout (no BentoML store needed):
+    # the artifact the registry's champion serves (models/champion), float32 or int8.
     from mnist_mlops.inference.model_card import card_path
     from mnist_mlops.inference.serving_choice import resolve_artifact
 
-    artifact = resolve_artifact(bob / "models/served.json")
+    champion = bob / "models/champion/served.json"
+    artifact = resolve_artifact(champion)
     meta = json.loads(card_path(artifact).read_text())
     pixels = np.zeros((1, 28, 28), np.float32)
     pixels[0, 4:24, 12:16] = 255.0
     session = inference_session(artifact)
     expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
     with (
-        serving(None, tmp_path / "bob-serve", cwd=bob, PYTHONPATH=f"{bob / 'src'}:{bob}") as served,
+        serving(
+            champion, tmp_path / "bob-serve", cwd=bob, PYTHONPATH=f"{bob / 'src'}:{bob}"
+        ) as served,
         httpx.Client(base_url=served.url, timeout=30) as client,
     ):
         response = client.post("/predict_array", json={"pixels": pixels[0].tolist()})

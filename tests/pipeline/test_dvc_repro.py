@@ -13,6 +13,8 @@ import yaml
 
 from support.pipeline_repo import run as _run
 
+BENTO = "bentos/mnist_classifier.bento"
+
 pytestmark = pytest.mark.slow
 
 
@@ -38,7 +40,8 @@ def test_every_declared_output_exists(repo, first_repro):
     assert len(declared) >= 15
     missing = [d for d in declared if not (path / d).exists()]
     assert not missing, missing
-    ran = ("download", "split", "prepare", "train", "evaluate", "export", "field", "package")
+    ran = ("download", "split", "prepare", "train", "evaluate", "export", "field", "champion",
+           "package")  # fmt: skip
     for stage in (*ran, "report"):
         assert f"Running stage '{stage}'" in first_repro
 
@@ -169,12 +172,48 @@ def test_mlflow_run_is_complete_and_model_registered(repo, first_repro):
     assert "evaluation/confusion_matrix.png" in artifacts
 
 
+CHAMPION = "models/champion/served.json"  # what the registry's champion serves
+
+
 def _served_card(path: Path) -> dict:
-    """The card of the artifact the gate chose (what the package stage must ship)."""
+    """The card of the artifact the champion serves (what the package stage must ship)."""
     from mnist_mlops.inference.model_card import card_path
     from mnist_mlops.inference.serving_choice import resolve_artifact
 
-    return json.loads(card_path(resolve_artifact(path / "models/served.json")).read_text())
+    return json.loads(card_path(resolve_artifact(path / CHAMPION)).read_text())
+
+
+def _champion(path: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{path}/mlflow.db")
+    return client.get_model_version_by_alias("mnist-mlp", "champion")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    from mnist_mlops.core.fileio import sha256_file
+
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
+
+
+def test_the_champion_folder_is_what_the_registry_champion_serves(repo, first_repro):
+    """models/champion holds the champion's served artifact (its registry tag's hash), its
+    card, served.json naming the version, and the smoke set; the stage said so in one line."""
+    from mnist_mlops.inference.serving_choice import ServingChoice, resolve_artifact
+    from mnist_mlops.registry.deployment import SMOKE_NAME, read_smoke
+
+    path, _ = repo
+    champion = _champion(path)
+    choice = ServingChoice.read(path / CHAMPION)
+    assert choice.version == str(champion.version)
+    assert choice.sha256 == champion.tags["served_sha256"] == _served_card(path)["sha256"]
+    assert resolve_artifact(path / CHAMPION).name == champion.tags["served_artifact"]
+    x, y = read_smoke(path / "models/champion" / SMOKE_NAME)
+    assert len(x) == len(y) > 0 and set(y.tolist()) == set(range(10))
+    short = choice.sha256[:12]
+    line = (f"serving mnist-mlp v{champion.version} ({choice.precision}, {short}) from "
+            "models:/mnist-mlp@champion: no champion yet")  # fmt: skip
+    assert line in first_repro.splitlines()
 
 
 def test_package_stage_stores_the_exact_model(repo, first_repro):
@@ -184,6 +223,10 @@ def test_package_stage_stores_the_exact_model(repo, first_repro):
     tag = f"mnist-mlp:{meta['sha256'][:12]}"
     models = json.loads(_run(["bentoml", "models", "list", "-o", "json"], path, env).stdout)
     assert tag in {m["tag"] for m in models}
+    entry = path / ".bentoml/models/mnist-mlp" / meta["sha256"][:12]
+    info = yaml.safe_load((entry / "model.yaml").read_text())
+    assert info["labels"]["registry_version"] == str(_champion(path).version)
+    assert (entry / "smoke.npz").read_bytes() == (path / "models/champion/smoke.npz").read_bytes()
     bentos = json.loads(_run(["bentoml", "list", "-o", "json"], path, env).stdout)
     assert f"mnist_classifier:{meta['sha256'][:12]}" in {b["tag"] for b in bentos}
     assert (path / "bentos/mnist_classifier.bento").stat().st_size > 100_000
@@ -210,7 +253,7 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
     version = meta["sha256"][:12]
     pixels = np.zeros((1, 28, 28), np.float32)
     pixels[0, 4:24, 12:16] = 255.0  # a "1"
-    session = inference_session(resolve_artifact(path / "models/served.json"))
+    session = inference_session(resolve_artifact(path / CHAMPION))
     expected = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])[0]
     with (
         serving(
@@ -231,12 +274,21 @@ def test_built_bento_serves_its_own_model(repo, first_repro, tmp_path):
         assert body["model_precision"] == meta["precision"]
 
 
-def test_second_repro_runs_nothing(repo, first_repro):
+def test_second_repro_runs_only_the_champion_stage(repo, first_repro):
+    """The alias may have moved outside DVC, so the champion stage always runs; unmoved, it
+    leaves models/champion's bytes as they were and nothing after it runs again."""
     path, env = repo
+    before = _digest(path / "models/champion")
     second = _run(["dvc", "repro"], path, env)
-    assert "Running stage" not in second.stdout
-    status = _run(["dvc", "status"], path, env)
-    assert "up to date" in status.stdout
+    ran = [line for line in second.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'champion':"], second.stdout
+    assert f"serving mnist-mlp v{_champion(path).version} (" in second.stdout
+    assert _digest(path / "models/champion") == before
+    status = _run(["dvc", "status"], path, env).stdout
+    assert [line.strip() for line in status.splitlines() if line.strip()] == [
+        "champion:",
+        "always changed",
+    ], status
 
 
 def test_param_change_reruns_only_downstream(repo, first_repro):
@@ -247,3 +299,33 @@ def test_param_change_reruns_only_downstream(repo, first_repro):
     out = _run(["dvc", "repro"], path, env).stdout
     assert "Running stage 'export'" in out
     assert "Running stage 'train'" not in out and "Running stage 'download'" not in out
+
+
+def test_a_refused_retrain_changes_neither_the_champion_nor_the_bento(repo, first_repro):
+    """The issue's experiment: a retrain the gate refuses (here: a learning rate that leaves
+    the weights as initialised) registers a version, but models/champion and the Bento stay
+    the champion's, and the repro ends by saying which version serves and why the new one
+    does not. The params are put back (and reproduced from DVC's run cache) afterwards."""
+    from mnist_mlops.core.fileio import sha256_file
+
+    path, env = repo
+    champion = _champion(path)
+    folder, bento = _digest(path / "models/champion"), sha256_file(path / BENTO)
+    original = (path / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["train"]["lr"] = 1e-9
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = _run(["dvc", "repro"], path, env).stdout
+    finally:
+        (path / "params.yaml").write_text(original)
+    assert "Running stage 'field'" in out and "Running stage 'package'" not in out, out
+    field = json.loads((path / "metrics/field.json").read_text())["champion"]
+    assert not field["promoted"], field
+    assert str(_champion(path).version) == str(champion.version)
+    assert _digest(path / "models/champion") == folder
+    assert sha256_file(path / BENTO) == bento
+    [line] = [line for line in out.splitlines() if line.startswith("serving mnist-mlp ")]
+    assert line.startswith(f"serving mnist-mlp v{champion.version} (")
+    assert " is refused: worse than champion v" in line, line
+    _run(["dvc", "repro"], path, env)  # back to the champion's model (the run cache)

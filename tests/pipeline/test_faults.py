@@ -357,7 +357,7 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     ckpt = repo / "models/model.ckpt"
     assert not ckpt.exists() or _sha(ckpt) == old_ckpt, "a half-trained checkpoint at the target"
     declared = {".gitignore", "model.ckpt", "run.json", "model.onnx", "model.json",
-                "model.int8.onnx", "model.int8.json", "served.json"}  # fmt: skip
+                "model.int8.onnx", "model.int8.json", "served.json", "champion"}  # fmt: skip
     strays = [p.name for p in (repo / "models").iterdir() if p.name not in declared]
     assert not strays, strays
     if sig == signal.SIGINT:  # clean-up ran: Lightning's temp checkpoints are gone

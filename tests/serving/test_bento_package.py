@@ -1,5 +1,6 @@
-"""The package stage packs what the gate chose: from ``served.json``, a Bento whose store
-entry holds the int8 artifact, which the Bento's service loads and reports."""
+"""The package stage packs what the champion serves: from models/champion/served.json, a
+Bento whose store entry holds the int8 artifact the gate chose for that version, its smoke
+set and its registry version, which the Bento's service loads and reports."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ import sys
 
 import httpx
 import pytest
+import yaml
 
 from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.inference.model_card import CARD_NAME, MODEL_FILE, STORE_NAME, ModelCard
+from mnist_mlops.registry.deployment import SMOKE_NAME
 from serving.schemas import example_pixels
 from support import ROOT
 from support.bento_process import serving
+from support.deployment import deployment_folder
 from support.gated import INT8_NAME
 
 pytestmark = pytest.mark.slow
 
 
-def test_package_from_served_json_builds_a_bento_that_serves_int8(served_choice, tmp_path):
+def test_package_from_the_champion_builds_a_bento_that_serves_int8(
+    served_choice, processed_dir, tmp_path
+):
+    champion = deployment_folder(served_choice, tmp_path / "champion", processed_dir, "3")
     home = tmp_path / "bentoml"
     env = {
         **os.environ,
@@ -31,7 +38,7 @@ def test_package_from_served_json_builds_a_bento_that_serves_int8(served_choice,
     }
     out = tmp_path / "mnist_classifier.bento"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.package", str(served_choice), str(out)],
+        [sys.executable, "-m", "pipeline.package", str(champion), str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -44,6 +51,9 @@ def test_package_from_served_json_builds_a_bento_that_serves_int8(served_choice,
     entry = home / "models" / STORE_NAME / card.version
     assert sha256_file(entry / MODEL_FILE) == card.sha256  # the int8 file, not the float one
     assert json.loads((entry / CARD_NAME).read_text())["precision"] == "int8"
+    assert sha256_file(entry / SMOKE_NAME) == sha256_file(champion.with_name(SMOKE_NAME))
+    info = yaml.safe_load((entry / "model.yaml").read_text())
+    assert info["labels"]["registry_version"] == info["metadata"]["registry_version"] == "3"
     assert out.stat().st_size > 0
     with (
         serving(None, home, target=f"mnist_classifier:{card.version}", cwd=tmp_path, PYTHONPATH="")

@@ -2,12 +2,12 @@
 
 scripts/podman_image.sh builds the Dockerfile on a Debian base it makes with mmdebstrap
 (cached between runs, as are the image's layers), with a model trained by the real
-pipeline baked in, as the gate leaves it: both artifacts with their cards and
-``served.json`` (made here, int8 chosen, when the trained model's folder has none). The
-container then serves the chosen artifact on a free loopback port (host network) and
-must answer like the service does, as the non-root user, without torch, and stop on
-SIGTERM within its grace period. Needs podman, runc and mmdebstrap as root
-(scripts/install_system_packages.sh installs them).
+pipeline baked in as the champion stage leaves it (models/champion: the chosen artifact
+with its card, ``served.json`` and the smoke set; made here from the trained model, int8
+chosen, when the repo has none). The container then serves the chosen artifact on a free
+loopback port (host network) and must answer like the service does, as the non-root user,
+without torch, and stop on SIGTERM within its grace period. Needs podman, runc and
+mmdebstrap as root (scripts/install_system_packages.sh installs them).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.serving_choice import CHOICE_NAME, resolve_artifact
 from support import ROOT
 from support.bento_process import free_port
+from support.deployment import deployment_folder
 from support.gated import gated_export
 
 SCRIPT = ROOT / "scripts" / "podman_image.sh"
 TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
 UID = 10001
+DEPLOYED = "models/champion"  # what the Dockerfile copies: the champion stage's folder
 GRACE_S = 30  # podman stop's SIGTERM -> SIGKILL grace period, as Kubernetes' default
 
 
@@ -75,11 +77,23 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 @pytest.fixture(scope="module")
 def gated_models(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Path:
-    """The trained model's folder as the gate leaves it: its own when the pipeline's field
-    stage wrote ``served.json`` there, else a copy with an int8 artifact chosen."""
-    if (trained_model.parent / CHOICE_NAME).is_file():
-        return trained_model.parent
-    return gated_export(trained_model, tmp_path_factory.mktemp("gated")).parent
+    """models/champion/ as the champion stage leaves it: the repo's own after `dvc repro`
+    when the trained model is the repo's, else one made from the trained model's folder as
+    the gate leaves it (its own served.json, else a copy with the int8 artifact chosen)
+    and the test digits of the data it was trained on."""
+    if trained_model.parent == ROOT / "models" and (ROOT / DEPLOYED / CHOICE_NAME).is_file():
+        return ROOT / DEPLOYED
+    choice = trained_model.parent / CHOICE_NAME
+    if not choice.is_file():
+        choice = gated_export(trained_model, tmp_path_factory.mktemp("gated"))
+    home = trained_model.parent.parent  # the repo, or train_real_model's folder
+    processed = next(
+        (p for p in (home / "data" / "processed", home / "processed") if p.is_dir()), None
+    )
+    if processed is None:
+        pytest.fail(f"no split stage output beside {trained_model} for the smoke set")
+    folder = tmp_path_factory.mktemp("deployed") / DEPLOYED
+    return deployment_folder(choice, folder, processed).parent
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +111,8 @@ def image(tmp_path_factory: pytest.TempPathFactory, gated_models: Path) -> str:
         *sources, _ = shlex.split(args)
         for src in sources:
             origin = ROOT / src
-            if src.startswith("models/"):  # a clean checkout has no model: the trained one
-                origin = gated_models / Path(src).name
+            if src.startswith(DEPLOYED):  # a clean checkout has no model: the trained one
+                origin = gated_models / Path(src).relative_to(DEPLOYED)
             target = context / src
             if origin.is_dir():
                 ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")

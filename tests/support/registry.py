@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mnist_mlops.inference.model_card import CARD_NAME, ModelCard, card_path
 from support.gated import write_int8
 
@@ -64,7 +66,6 @@ def register_version(
     (how exports registered it before they saved it as one file).
     """
     import mlflow
-    import onnx
 
     from mnist_mlops.tracking.runs import prepare_store
 
@@ -78,15 +79,11 @@ def register_version(
         client.log_artifact(
             run_id, shutil.copy(card_path(onnx_path), Path(tmp) / CARD_NAME), FLOAT_CARD_FOLDER
         )
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.onnx.log_model(
-            onnx.load(str(onnx_path)),
-            name="onnx-model",
-            registered_model_name=model_name,
-            save_as_external_data=external_data,  # one file: the bytes its card names
-        )
+    with pytest.MonkeyPatch.context() as env:
+        # MLflow 3's set_tracking_uri also sets the variable; setting it here first makes
+        # the context undo it, so later tests' subprocesses do not find this store.
+        env.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        info = _log_model(tracking_uri, run_id, onnx_path, model_name, external_data)
     version = str(info.registered_model_version)
     chosen = int8_card if served == "int8" else float_card
     artifact = int8_path if served == "int8" else onnx_path
@@ -109,6 +106,23 @@ def register_version(
     if alias is not None:
         client.set_registered_model_alias(model_name, alias, version)
     return version
+
+
+def _log_model(
+    tracking_uri: str, run_id: str, onnx_path: Path, model_name: str, external_data: bool
+) -> Any:
+    """The float model logged to ``run_id`` as an MLflow ONNX model and registered."""
+    import mlflow
+    import onnx
+
+    mlflow.set_tracking_uri(tracking_uri)  # the registry too (no set_registry_uri: it stays)
+    with mlflow.start_run(run_id=run_id):
+        return mlflow.onnx.log_model(
+            onnx.load(str(onnx_path)),
+            name="onnx-model",
+            registered_model_name=model_name,
+            save_as_external_data=external_data,  # one file: the bytes its card names
+        )
 
 
 def run_artifact(tracking_uri: str, model_name: str, version: str, path: str) -> Path:

@@ -1,13 +1,15 @@
 """Put the served model into the BentoML model store and build the serving Bento.
 
-What goes in is what the gate chose: given ``models/served.json`` the artifact it names
-(int8 or float32, its card's SHA-256 checked against the choice), given an ``.onnx`` that
-file. In the store entry it is always ``model.onnx`` with its card as ``model.json``, so
-the service reads any entry the same way. The entry is versioned by the artifact's SHA-256
-(``mnist-mlp:<first 12 hex>``), so importing the same export twice is a no-op and a Bento
-always names the exact model inside it. The service loads the model from the store (see
-``serving.model_loading``) and checks its SHA-256 against the card at startup.
-Needs only bentoml: no torch.
+What goes in is what the registry's champion serves: given ``models/champion/served.json``
+(the ``champion`` stage's folder) the artifact it names (int8 or float32, its card's
+SHA-256 checked against the choice) and the smoke set beside it; given an ``.onnx`` that
+file, explicitly. In the store entry the model is always ``model.onnx`` with its card as
+``model.json`` (and ``smoke.npz`` when there is one), so the service reads any entry the
+same way; its labels and metadata name the registry version. The entry is versioned by the
+artifact's SHA-256 (``mnist-mlp:<first 12 hex>``), so importing the same champion twice is
+a no-op and a Bento always names the exact model inside it. The service loads the model
+from the store (see ``serving.model_loading``) and checks its SHA-256 against the card at
+startup. Needs only bentoml: no torch.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from mnist_mlops.core.fileio import atomic_path
+from mnist_mlops.core.fileio import atomic_path, sha256_file
 from mnist_mlops.inference.model_card import (
     CARD_NAME,
     MODEL_FILE,
@@ -27,41 +29,55 @@ from mnist_mlops.inference.model_card import (
     ModelCard,
     card_path,
 )
-from mnist_mlops.inference.serving_choice import resolve_artifact
+from mnist_mlops.inference.serving_choice import ServingChoice, is_choice, resolve_artifact
+from mnist_mlops.registry.deployment import SMOKE_NAME
 
 log = logging.getLogger(__name__)
 
 
 def import_model(model: str | os.PathLike[str], name: str = STORE_NAME) -> str:
-    """Copy the model ``model`` stands for (a ``served.json``: the artifact it chose; or an
-    ``.onnx``) and its card into the BentoML model store; return the tag."""
+    """Copy the model ``model`` stands for (a ``served.json``: the artifact it chose, and the
+    smoke set beside it; or an ``.onnx``) and its card into the BentoML model store; the tag."""
     import bentoml
     from bentoml.exceptions import NotFound
 
     onnx_path = resolve_artifact(model)
     card = ModelCard.read_beside(onnx_path)
     card.verify(onnx_path)
+    version = ServingChoice.read(model).version if is_choice(model) else None
+    smoke = Path(model).with_name(SMOKE_NAME) if is_choice(model) else None
+    smoke = smoke if smoke is not None and smoke.is_file() else None
     tag = f"{name}:{card.version}"
-    try:
-        existing = bentoml.models.get(tag)
-        log.info("model store already holds %s at %s", tag, existing.path)
-        return str(existing.tag)
-    except NotFound:
-        pass
-    labels = {"format": card.format, "sha256": card.version, "precision": card.precision}
     metadata = {
         "sha256": card.sha256,
         "version": card.version,
         "precision": card.precision,
         "artifact": onnx_path.name,  # its name in the export, before it became MODEL_FILE
         "test_accuracy": card.test_accuracy,
+        "registry_version": version or "none",  # the registered version it came from
+        "smoke_sha256": sha256_file(smoke) if smoke else "none",  # the smoke set inside
     }
+    try:
+        existing = bentoml.models.get(tag)
+        if dict(existing.info.metadata) == metadata:
+            log.info("model store already holds %s at %s", tag, existing.path)
+            return str(existing.tag)
+        bentoml.models.delete(tag)  # the same file, from another version or smoke set
+    except NotFound:
+        pass
+    labels = {"format": card.format, "sha256": card.version, "precision": card.precision,
+              "registry_version": metadata["registry_version"]}  # fmt: skip
     with bentoml.models.create(
         tag, labels=labels, metadata=metadata, module="mnist_mlops"
-    ) as model:
-        shutil.copyfile(onnx_path, model.path_of(MODEL_FILE))
-        shutil.copyfile(card_path(onnx_path), model.path_of(CARD_NAME))
-    log.info("imported %s (%s, %s) into the BentoML model store", tag, onnx_path, card.precision)
+    ) as entry:
+        shutil.copyfile(onnx_path, entry.path_of(MODEL_FILE))
+        shutil.copyfile(card_path(onnx_path), entry.path_of(CARD_NAME))
+        if smoke is not None:
+            shutil.copyfile(smoke, entry.path_of(SMOKE_NAME))
+    log.info(
+        "imported %s (%s, %s, registry version %s) into the BentoML model store",
+        tag, onnx_path, card.precision, version or "none",
+    )  # fmt: skip
     return tag
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -29,16 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mnist_mlops.core.errors import DataFormatError, UserError
+from mnist_mlops.core.errors import DataFormatError
 from mnist_mlops.core.fileio import sha256_file
+from mnist_mlops.core.locks import sqlite_path
 from mnist_mlops.inference.model_card import MODEL_FILE, VERSION_HEX, ModelCard, card_path
 from mnist_mlops.inference.serving_choice import ServingChoice
+from mnist_mlops.registry.connect import RegistryError  # what every failure here raises
+from mnist_mlops.registry.versions import CARD_ARTIFACT as FLOAT_CARD_ARTIFACT
+from mnist_mlops.registry.versions import INT8_ARTIFACT_TAG, SERVED_PRECISION_TAG, SERVED_SHA_TAG
+from mnist_mlops.registry.versions import REASON_TAG as GATE_REASON_TAG
+from mnist_mlops.registry.versions import SHA_TAG as FLOAT_SHA_TAG
 
-# The version tags this module reads (the export and field stages write them).
-SERVED_PRECISION_TAG, SERVED_SHA_TAG = "served_precision", "served_sha256"
-SERVED_REASON_TAG, GATE_REASON_TAG = "served_reason", "gate_reason"
-FLOAT_SHA_TAG, INT8_ARTIFACT_TAG = "sha256", "int8_artifact"
-FLOAT_CARD_ARTIFACT = "export/model.json"  # the float model's card in its run
+SERVED_REASON_TAG = "served_reason"  # the field stage's: why this artifact of the export
 PROMOTE_FIX = (
     "run `dvc repro` (the field stage's gate sets it) or "
     "`python -m pipeline.registry promote VERSION`"
@@ -47,17 +50,17 @@ OTHER_FIX = (
     "promote or roll back to another version "
     "(`python -m pipeline.registry promote VERSION` or `rollback`)"
 )
-# Fail fast against an unreachable server (MLflow's defaults: 7 retries with a backoff of
-# 2 s doubling, 120 s a request): one immediate retry; a follower tries again next poll.
-FAST_HTTP = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+# MLflow's client settings while this module talks to the registry, where the environment
+# does not set them: fail fast against an unreachable server (MLflow's defaults: 7 retries
+# with a backoff of 2 s doubling, 120 s a request; here no retry: a follower tries again at
+# its next poll, and urllib3 warns about each retry in what must be one line), and no
+# download progress bars.
+CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-
-
-class RegistryError(UserError):
-    """The registry cannot say, or cannot deliver, what serves: what happened and the fix."""
 
 
 @dataclass(frozen=True)
@@ -274,9 +277,11 @@ def _lookup_error(
 
 
 def _unreachable(exc: Exception, tracking_uri: str) -> RegistryError:
+    cause = re.search(r"\[Errno -?\d+\][^'\")]*|Read timed out|timed out", str(exc))
     return RegistryError(
-        f"the registry {tracking_uri} did not answer ({_first_line(exc)}); start it or point "
-        "MLFLOW_TRACKING_URI at it, or serve a file with MNIST_MODEL_PATH"
+        f"the registry {tracking_uri} did not answer "
+        f"({cause[0] if cause else _first_line(exc)}); start "
+        "it or point MLFLOW_TRACKING_URI at it, or serve a file with MNIST_MODEL_PATH"
     )
 
 
@@ -291,9 +296,9 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-class _FastHttp:
-    """MLflow reads its HTTP settings from the environment at each request: set the fast
-    ones while any thread here talks to the registry, and take them away after the last."""
+class _ClientEnv:
+    """MLflow reads these settings from the environment at each request: set them while
+    any thread here talks to the registry, and take them away after the last."""
 
     lock = threading.Lock()
     users = 0
@@ -303,7 +308,7 @@ class _FastHttp:
     def enter(cls) -> None:
         with cls.lock:
             if cls.users == 0:
-                cls.added = {k: v for k, v in FAST_HTTP.items() if k not in os.environ}
+                cls.added = {k: v for k, v in CLIENT_ENV.items() if k not in os.environ}
                 os.environ.update(cls.added)
             cls.users += 1
 
@@ -318,16 +323,16 @@ class _FastHttp:
 
 @contextlib.contextmanager
 def _fail_fast(tracking_uri: str) -> Iterator[None]:
-    """Refuse a sqlite store that is not there; lower MLflow's HTTP retries meanwhile."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
-        if db != ":memory:" and not Path(db).is_file():
-            raise RegistryError(
-                f"no registry at {tracking_uri} (the file is not there); run `dvc repro` to "
-                "create it, or point MLFLOW_TRACKING_URI at the team's registry"
-            )
-    _FastHttp.enter()
+    """Refuse a sqlite store that is not there; MLflow set as CLIENT_ENV says meanwhile."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        raise RegistryError(
+            f"no registry at {tracking_uri} (the file is not there); point "
+            "MLFLOW_TRACKING_URI at the registry the models were registered in, or run "
+            "the pipeline here first (`dvc repro`)"
+        )
+    _ClientEnv.enter()
     try:
         yield
     finally:
-        _FastHttp.leave()
+        _ClientEnv.leave()

@@ -73,6 +73,9 @@ def register_onnx(
             input_example=example,
             registered_model_name=model_name,
             await_registration_for=60,
+            # One file, the bytes the card's SHA-256 names (MLflow's default moves the
+            # weights into a file of their own): what registry.served checks and serves.
+            save_as_external_data=False,
         )
     version = str(info.registered_model_version)
     set_tags(client, model_name, version, {"test_accuracy": f"{test_accuracy:.{TAG_DIGITS}f}"})
