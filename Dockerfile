@@ -1,8 +1,9 @@
 # Slim serving image: ONNX Runtime + BentoML from the lock (requirements/serve.txt), no torch,
 # non-root, model baked in. Build after `dvc repro`: it bakes in models/champion/, what the
 # registry's champion serves (the champion stage: the artifact the gate chose for that
-# version, its card, served.json and the smoke set), never the last file trained. To
-# follow the registry instead (mlflow-skinny is in the lock): -e MNIST_MODEL_PATH=
+# version, its card, served.json and the smoke set: the service's default source, found
+# from WORKDIR /app), never the last file trained. To follow the registry instead
+# (mlflow-skinny is in the lock; the baked-in smoke set checks each new version):
 # -e MNIST_MODEL_URI=models:/mnist-mlp@champion -e MLFLOW_TRACKING_URI=http://<server>:5000
 #   docker build -t mnist-mlops . && docker run -p 3000:3000 mnist-mlops
 # Without a Docker engine, scripts/podman_image.sh builds and runs it with podman (README).
@@ -21,8 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app/src \
     BENTOML_HOME=/home/app/bentoml \
     BENTOML_HOST=0.0.0.0 \
-    BENTOML_PORT=3000 \
-    MNIST_MODEL_PATH=/app/models/champion/served.json
+    BENTOML_PORT=3000
 
 # /app/monitoring: the inference log and the corrections store (docs/monitoring.md), the
 # service's defaults relative to /app; a volume keeps them across containers.

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup lock image repro test test-fast lint serve mlflow-ui mlflow-server bench bench-serve bench-score report clean
+.PHONY: help setup lock image repro test test-fast lint serve serve-follow mlflow-ui mlflow-server bench bench-serve bench-score report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ lint:  ## ruff lint + format check
 	ruff check . && ruff format --check .
 
 serve:  ## serve the registry's champion, models/champion/, on :3000 (MNIST_MODEL_PATH=<file>: that file)
+	bentoml serve serving.service:MnistClassifier --host 127.0.0.1 --port 3000
+
+serve-follow:  ## serve models:/mnist-mlp@champion from the registry and follow its moves live
+	MNIST_MODEL_URI=models:/$$(python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['mlflow']['registered_model'])")@champion \
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['mlflow']['tracking_uri'])")} \
 	bentoml serve serving.service:MnistClassifier --host 127.0.0.1 --port 3000
 
 image:  ## build the serving image with podman on a Debian base (after dvc repro; README)

@@ -8,10 +8,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.gate.decide import noise_tolerance, promote_if_better
 from mnist_mlops.registry.aliases import CHAMPION
 from mnist_mlops.registry.history import read_history
-from mnist_mlops.registry.versions import register_onnx
 from support.registry_store import Store, make_store
 
 pytestmark = pytest.mark.slow

@@ -26,12 +26,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mnist_mlops.core.config import FieldConfig
 from mnist_mlops.core.fileio import write_json
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.gate.stage import FieldOutcome, FieldStagePaths, run_field_stage
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.serving_choice import ServingChoice, resolve_artifact
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
 from mnist_mlops.registry.aliases import CHAMPION
-from mnist_mlops.registry.versions import register_onnx
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.registry.versions import (
     VersionError,
-    register_onnx,
     registered_version,
     served_card,
     tag_version,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.gate.decide import promote_if_better
-from mnist_mlops.registry.versions import register_onnx
 from mnist_mlops.scoring.job import score
 from mnist_mlops.tracking.runs import client, prepare_store
 

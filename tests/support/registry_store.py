@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
-from mnist_mlops.registry.versions import EXPORT_ARTIFACTS, register_onnx
+from mnist_mlops.registry.versions import EXPORT_ARTIFACTS
 
 
 @dataclass

@@ -23,9 +23,10 @@ from mnist_mlops.core.config import ExportConfig
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import Splits, load_splits
 from mnist_mlops.export.quantize import Int8Parity, int8_parity, int8_path, quantize_onnx
+from mnist_mlops.export.register import register_onnx
 from mnist_mlops.export.to_onnx import INPUT_NAME, OUTPUT_NAME, Parity, export_and_verify
 from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
-from mnist_mlops.registry.versions import EXPORT_ARTIFACTS, register_onnx
+from mnist_mlops.registry.versions import EXPORT_ARTIFACTS
 from mnist_mlops.tracking.runs import log_to_run, read_run_ref, run_tags
 from mnist_mlops.train.checkpoint import load_net
 

@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from mnist_mlops.evaluation.fieldscore import SetScore
+from mnist_mlops.inference.serving_choice import resolve_artifact
 from mnist_mlops.registry.aliases import CHAMPION, alias_version, promotion_lock, record_move
+from mnist_mlops.registry.served import fetch, resolve
 from mnist_mlops.registry.versions import (
     DECISION_TAG,
-    INT8_ARTIFACT_TAG,
     PROMOTED,
     REASON_TAG,
     REFUSED,
-    SERVED_PRECISION_TAG,
-    SERVED_SHA_TAG,
     SETS_TAG,
     TAG_DIGITS,
     set_tags,
@@ -163,8 +162,10 @@ def _rescore_champion(
     sets_sha256: str,
 ) -> dict[str, str]:
     """The champion's served file measured on the current sets; its new tags."""
+    # The file it serves, fetched and hash-checked the one way every server fetches it.
+    served = resolve(client.tracking_uri, f"models:/{model_name}/{champion.version}")
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-        remeasured = rescore(_download_served(client, model_name, champion, Path(tmp)))
+        remeasured = rescore(resolve_artifact(fetch(client.tracking_uri, served, tmp)))
     tag_metrics(client, model_name, str(champion.version), remeasured, sets_sha256)
     log.info("%s v%s rescored on the current sets: %s", model_name, champion.version, remeasured)
     return {k: f"{v:.{TAG_DIGITS}f}" for k, v in remeasured.items()}
@@ -206,54 +207,3 @@ def noise_tolerance(accuracy: float, n: int, z: float) -> float:
         return 0.0
     p = (accuracy * n + 2) / (n + 4)
     return z * math.sqrt(2 * p * (1 - p) / n)
-
-
-# The champion's served file, for rescoring. TODO(lead): fold into registry.served.fetch once
-# that exists, so the gate and the services download and hash-check one way.
-def _download_served(client: Any, model_name: str, champion: Any, folder: Path) -> Path:
-    """The file the champion serves, downloaded into ``folder``: the int8 file its run
-    logged when its tags say it served int8 (its SHA-256 checked against the tag), else
-    the registered float model."""
-    import mlflow
-
-    from mnist_mlops.core.errors import ChecksumError
-    from mnist_mlops.core.fileio import sha256_file
-
-    tags = dict(champion.tags)
-    if tags.get(SERVED_PRECISION_TAG) != "int8":
-        return _download_onnx(client.tracking_uri, model_name, str(champion.version), folder)
-    if INT8_ARTIFACT_TAG not in tags:
-        raise FileNotFoundError(
-            f"{model_name} v{champion.version} served int8 but has no {INT8_ARTIFACT_TAG} tag"
-        )
-    path = Path(
-        mlflow.artifacts.download_artifacts(
-            run_id=champion.run_id,
-            artifact_path=tags[INT8_ARTIFACT_TAG],
-            dst_path=str(folder),
-            tracking_uri=client.tracking_uri,
-        )
-    )
-    expected = tags.get(SERVED_SHA_TAG)
-    if expected and sha256_file(path) != expected:
-        raise ChecksumError(
-            f"{model_name} v{champion.version}: {tags[INT8_ARTIFACT_TAG]} in run "
-            f"{champion.run_id} is not the file it served (SHA-256 {expected})"
-        )
-    return path
-
-
-def _download_onnx(tracking_uri: str, model_name: str, version: str, folder: Path) -> Path:
-    """The registered version's ONNX file, downloaded into ``folder``."""
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{model_name}/{version}",
-        dst_path=str(folder),
-        tracking_uri=tracking_uri,
-        registry_uri=tracking_uri,
-    )
-    found = sorted(Path(local).rglob("*.onnx"))
-    if not found:
-        raise FileNotFoundError(f"{model_name} v{version}: no .onnx file in its artifacts")
-    return found[0]

@@ -6,7 +6,8 @@ move only under the promotion lock, and each move (the champion gate, a person's
 :mod:`.history`). Everything that serves (the ``champion`` stage that the Bento and the
 image are built from, ``make serve``, a service following ``MNIST_MODEL_URI``) resolves an
 alias or a version and fetches the file the gate judged, hash-checked against its card
-(:mod:`.served`, :mod:`.deployment`). One way to reach the registry fails in one line (:mod:`.connect`).
+(:mod:`.served`, :mod:`.deployment`). One way to reach the registry fails in one line
+(:mod:`.connect`).
 
 Serving-side code reads it, so this room imports MLflow's client API only, inside
 functions (``mlflow-skinny`` against an ``http://`` server is enough), and nothing of the

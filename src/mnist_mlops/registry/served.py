@@ -147,7 +147,10 @@ def _served(found: Any, model_uri: str, alias: str | None) -> ServedVersion:
             f"{where} has no {SERVED_SHA_TAG} or {FLOAT_SHA_TAG} tag, so its file cannot be "
             f"hash-checked; re-run the export and field stages (`dvc repro`) or {OTHER_FIX}"
         )
-    reason = tags.get(GATE_REASON_TAG) or "no gate decision recorded on this version"
+    # Why it holds the alias: the recorded move (the gate's, a person's promote, a rollback:
+    # registry.aliases tags it), else the gate's word on the version.
+    moved = tags.get(f"became_{alias}") if alias else None
+    reason = moved or tags.get(GATE_REASON_TAG) or "no gate decision recorded on this version"
     return ServedVersion(found.name, str(found.version), alias, model_uri, precision, sha, reason)
 
 
