@@ -133,17 +133,27 @@ def model_source(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> 
                 return ModelSource(Path(default), "the checkout")
         raise ModelLoadError(f"no model to serve: none of {', '.join(map(str, defaults))} "
                              f"exists; {FIX}")  # fmt: skip
+    folder = packaged_model_folder()
+    assert folder is not None  # the tag is set
+    return ModelSource(folder / MODEL_FILE, f"the model store ({tag})")
+
+
+def packaged_model_folder() -> Path | None:
+    """Inside a built Bento (``MNIST_MODEL_TAG`` set): the model store entry packaged with
+    it (the model, its card, the smoke set); else None."""
+    tag = os.environ.get(MODEL_TAG_ENV)
+    if not tag:
+        return None
     import bentoml
     from bentoml.exceptions import NotFound
 
     try:
-        entry = bentoml.models.get(tag)
+        return Path(bentoml.models.get(tag).path)
     except NotFound:
         raise ModelLoadError(
             f"model {tag} ({MODEL_TAG_ENV}) is not in the BentoML model store; "
             "rebuild the Bento (`dvc repro package`) or unset it"
         ) from None
-    return ModelSource(Path(entry.path_of(MODEL_FILE)), f"the model store ({entry.tag})")
 
 
 def resolve_model_path(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> Path:

@@ -39,6 +39,7 @@ from serving.model_loading import (
     LoadedModel,
     load_file_model,
     model_source,
+    packaged_model_folder,
 )
 from serving.settings import ENV, ServiceSettings
 from serving.smoke_set import SmokeSet
@@ -156,7 +157,8 @@ class ServedModels:
         if not tracking_uri:
             raise UserError(f"{MODEL_URI_ENV}={source.uri} needs {TRACKING_URI_ENV}: set it "
                             "to the registry (http://host:5000 or sqlite:///...)")  # fmt: skip
-        smoke = SmokeSet.read(self.settings.smoke_path, self.settings.smoke_min_accuracy)
+        smoke_path = SmokeSet.default_path(self.settings.smoke_path, packaged_model_folder())
+        smoke = SmokeSet.read(smoke_path, self.settings.smoke_min_accuracy)
         self._cache = Path(tempfile.mkdtemp(prefix="mnist-models-"))
         uris = {"champion": source.uri}
         if self.settings.challenger != "off":

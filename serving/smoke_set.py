@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_mlops.core.errors import UserError
+from mnist_mlops.registry.deployment import SMOKE_NAME, read_smoke
 from serving.model_loading import LoadedModel
 
 
@@ -32,19 +33,24 @@ class SmokeSet:
 
     @classmethod
     def read(cls, path: Path, min_accuracy: float) -> SmokeSet:
-        """The smoke set at ``path``; one line naming the fix when it is missing or bad."""
+        """The smoke set at ``path`` (the champion stage's file, read by its one reader);
+        one line naming the fix when it is missing or bad."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                x, y = data["x"], data["y"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise UserError(
-                f"smoke set {path} unusable ({exc}); run `dvc repro champion` (it writes "
-                "models/champion/smoke.npz) or set MNIST_SMOKE_PATH"
-            ) from None
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y) or len(y) == 0:
-            raise UserError(f"smoke set {path} is not x (N, 28, 28) with N labels y; "
-                            "run `dvc repro champion` again")  # fmt: skip
-        return cls(x, y.astype(np.int64), min_accuracy)
+            x, y = read_smoke(path)
+        except UserError as exc:
+            raise UserError(f"{exc}, or set MNIST_SMOKE_PATH") from None
+        if len(y) == 0:
+            raise UserError(f"smoke set {path} is empty; run `dvc repro champion` again")
+        return cls(x, y, min_accuracy)
+
+    @staticmethod
+    def default_path(configured: Path, store_entry: Path | None) -> Path:
+        """``configured`` (MNIST_SMOKE_PATH, default ``models/champion/smoke.npz``), unless
+        it is absent and the service runs a Bento: then the set packaged with its model."""
+        packaged = store_entry / SMOKE_NAME if store_entry is not None else None
+        if not configured.is_file() and packaged is not None and packaged.is_file():
+            return packaged
+        return configured
 
     def check(self, model: LoadedModel) -> float:
         """``model``'s accuracy on the set; :class:`Refused` below ``min_accuracy``."""
