@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mnist_mlops.core.errors import UserError
+from mnist_mlops.drift.window import log_folder
 from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -103,12 +103,7 @@ def _pair(record: dict[str, object]) -> Pair | str:
 
 def load_pairs(log_dir: str | Path, start: datetime, end: datetime) -> Pairs:
     """Every pair of answers in the folder's records answered in [start, end)."""
-    folder = Path(log_dir)
-    if not folder.is_dir():
-        raise UserError(
-            f"{folder}: no inference log folder; pass --log-dir (the service's "
-            "MNIST_INFERENCE_LOG_DIR)"
-        )
+    folder = log_folder(log_dir)
     counts = ReadCounts()
     out = Pairs([], start, end)
     for record in read_log(folder, counts):

@@ -71,14 +71,20 @@ def _usable(record: dict[str, object]) -> tuple[datetime, list[float]] | None:
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)), numbers
 
 
-def load_window(log_dir: str | Path, start: datetime, end: datetime) -> Window:
-    """Every usable record of the folder answered in [start, end)."""
+def log_folder(log_dir: str | Path) -> Path:
+    """``log_dir`` as the inference log's folder, or one line naming the setting to fix."""
     folder = Path(log_dir)
     if not folder.is_dir():
         raise UserError(
             f"{folder}: no inference log folder; pass --log-dir (the service's "
             "MNIST_INFERENCE_LOG_DIR)"
         )
+    return folder
+
+
+def load_window(log_dir: str | Path, start: datetime, end: datetime) -> Window:
+    """Every usable record of the folder answered in [start, end)."""
+    folder = log_folder(log_dir)
     counts = ReadCounts()
     rows: list[dict[str, object]] = []
     bad = outside = 0
