@@ -5,6 +5,7 @@ The repo and its first repro are the session's ``reproduced`` (tests/pipeline/co
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -211,9 +212,12 @@ def test_the_champion_folder_is_what_the_registry_champion_serves(repo, first_re
     x, y = read_smoke(path / "models/champion" / SMOKE_NAME)
     assert len(x) == len(y) > 0 and set(y.tolist()) == set(range(10))
     short = choice.sha256[:12]
-    line = (f"serving mnist-mlp v{champion.version} ({choice.precision}, {short}) from "
-            "models:/mnist-mlp@champion: no champion yet")  # fmt: skip
-    assert line in first_repro.splitlines()
+    start = (f"serving mnist-mlp v{champion.version} ({choice.precision}, {short}) from "
+             "models:/mnist-mlp@champion: ")  # fmt: skip
+    lines = [line for line in first_repro.splitlines() if line.startswith(start)]
+    # why: the move that made it champion (when, which action, by whom, the gate's reason)
+    assert len(lines) == 1
+    assert lines[0].endswith(f" gate by {getpass.getuser()}: no champion yet")
 
 
 def test_package_stage_stores_the_exact_model(repo, first_repro):

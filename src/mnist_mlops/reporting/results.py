@@ -27,6 +27,7 @@ READS = (
     "metrics/per_class.json",
     "metrics/export.json",
     "metrics/field.json",
+    "metrics/champion.json",
     "bench/results",
     "params.yaml",
 )
@@ -133,6 +134,22 @@ def field(root: Path) -> str:
     )
 
 
+def served(root: Path) -> str:
+    """Which registry version serves and why: the champion stage's one line."""
+    data = read(root, "metrics/champion.json")
+    return "\n".join(
+        [
+            "## Served (`metrics/champion.json`)",
+            "",
+            f"`models:/{data['model']}@champion` is version {data['version']} "
+            f"({data['precision']}, SHA-256 `{data['sha256'][:12]}`): what `make serve`, the image "
+            "and the Bento serve (`models/champion/`, written by the champion stage).",
+            "",
+            f"> {data['line']}",
+        ]
+    )
+
+
 def render(root: Path) -> str:
     """The whole page for the repository at ``root``, from the files in :data:`READS`."""
     parts = [
@@ -142,6 +159,7 @@ def render(root: Path) -> str:
         "`dvc repro` renders it again whenever those files change. -->",
         "What the last pipeline run (`dvc repro`) and the last benchmark runs measured. "
         "After a benchmark, `dvc repro report` renders it again.",
+        served(root),
         model_quality(root),
         field(root),
         *bench_sections(root),
