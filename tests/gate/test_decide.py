@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.export.register import register_onnx
 from mnist_mlops.gate.decide import noise_tolerance, promote_if_better
 from mnist_mlops.registry.aliases import CHAMPION
@@ -59,6 +60,7 @@ def test_champion_moves_only_to_a_better_model(store, name):
     became = first.tags.pop("became_champion")
     assert first.tags == {
         "test_accuracy": "0.980000",
+        "sha256": sha256_file(store.onnx),  # what every later fetch is checked against
         "git_commit": "abc",
         "gate_decision": "promoted",
         "gate_reason": "no champion yet",
@@ -118,7 +120,9 @@ def test_champion_needs_test_and_every_field_set(store, name):
 
 
 def _versions(store: Store, name: str, n: int) -> list[str]:
-    return [register_onnx(store.onnx, store.uri, store.run(), name, 0.9) for _ in range(n)]
+    """``n`` versions as the export stage leaves them (card logged, hash tagged): the gate
+    fetches a champion it rescores through the registry, hash- and card-checked."""
+    return [store.register(name, 0.9) for _ in range(n)]
 
 
 def test_noise_tolerance_shrinks_with_the_number_of_images():

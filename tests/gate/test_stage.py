@@ -28,7 +28,7 @@ from mnist_mlops.core.config import FieldConfig
 from mnist_mlops.core.fileio import write_json
 from mnist_mlops.export.register import register_onnx
 from mnist_mlops.gate.stage import FieldOutcome, FieldStagePaths, run_field_stage
-from mnist_mlops.inference.model_card import ModelCard
+from mnist_mlops.inference.model_card import ModelCard, card_path
 from mnist_mlops.inference.serving_choice import ServingChoice, resolve_artifact
 from mnist_mlops.inference.session import INPUT_NAME, OUTPUT_NAME
 from mnist_mlops.registry.aliases import CHAMPION
@@ -127,14 +127,16 @@ def export(store: Store, folder: Path, name: str, shift: int = 0, int8: int | No
     models = folder / "models"
     onnx_path = block_model(models / "model.onnx", shift)
     card = ModelCard.for_model(onnx_path, mean=0.0, std=1.0)
-    card.write_beside(onnx_path)
+    card_file = card.write_beside(onnx_path)
     run = store.client.create_run(store.experiment).info.run_id
+    store.client.log_artifact(run, str(card_file), "export")
     ref = {"run_id": run, "experiment_id": store.experiment, "tracking_uri": store.uri}
     write_json(models / "run.json", ref)
-    version = register_onnx(onnx_path, store.uri, run, name, 1.0, {"sha256": card.sha256})
+    version = register_onnx(onnx_path, store.uri, run, name, 1.0)
     if int8 is not None:
         path = quantized(models / "model.int8.onnx", int8)
-        store.client.log_artifact(run, str(path), "export/int8")
+        for logged in (path, card_path(path)):
+            store.client.log_artifact(run, str(logged), "export/int8")
         store.client.set_model_version_tag(name, version, "int8_artifact", INT8_PATH)
     return Export(models, version, run)
 

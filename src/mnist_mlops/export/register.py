@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from mnist_mlops.registry.versions import TAG_DIGITS, set_tags
+from mnist_mlops.core.fileio import sha256_file
+from mnist_mlops.registry.versions import SHA_TAG, TAG_DIGITS, set_tags
 
 
 def register_onnx(
@@ -26,7 +27,9 @@ def register_onnx(
     """Log ``onnx_path`` to ``run_id`` as an MLflow ONNX model and register it; the version.
 
     Registering never moves the champion alias: the field stage's gate does, once the
-    field sets are scored.
+    field sets are scored. The version is tagged with the file's SHA-256 (``sha256``): every
+    later fetch of it (the gate's rescoring, the champion stage, a following service) is
+    hash-checked against that tag.
     """
     import mlflow
     import onnx
@@ -53,6 +56,9 @@ def register_onnx(
             save_as_external_data=False,
         )
     version = str(info.registered_model_version)
-    set_tags(client, model_name, version, {"test_accuracy": f"{test_accuracy:.{TAG_DIGITS}f}"})
+    accuracy = f"{test_accuracy:.{TAG_DIGITS}f}"
+    set_tags(
+        client, model_name, version, {"test_accuracy": accuracy, SHA_TAG: sha256_file(onnx_path)}
+    )
     set_tags(client, model_name, version, tags or {})
     return version

@@ -26,7 +26,7 @@ from mnist_mlops.export.quantize import Int8Parity, int8_parity, int8_path, quan
 from mnist_mlops.export.register import register_onnx
 from mnist_mlops.export.to_onnx import INPUT_NAME, OUTPUT_NAME, Parity, export_and_verify
 from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
-from mnist_mlops.registry.versions import EXPORT_ARTIFACTS
+from mnist_mlops.registry.versions import EXPORT_ARTIFACTS, INT8_ARTIFACT_TAG
 from mnist_mlops.tracking.runs import log_to_run, read_run_ref, run_tags
 from mnist_mlops.train.checkpoint import load_net
 
@@ -167,9 +167,8 @@ def _log_and_register(
         registered_model,
         card.test_accuracy,
         tags={
-            "sha256": card.sha256,
             "int8_sha256": int8.card.sha256,
-            "int8_artifact": f"{INT8_ARTIFACTS}/{paths.int8.name}",
+            INT8_ARTIFACT_TAG: f"{INT8_ARTIFACTS}/{paths.int8.name}",
             **run_tags(ref, ("dataset_sha256", "git_commit")),
         },
     )
