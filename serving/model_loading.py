@@ -7,7 +7,8 @@ pointed at, the first of:
 2. ``MNIST_MODEL_URI`` (``models:/mnist-mlp@champion``): the registry at
    ``MLFLOW_TRACKING_URI``, resolved and fetched hash-checked, then followed
    (:mod:`serving.model_follow`);
-3. ``MNIST_MODEL_TAG``, set inside a built Bento to the exact model packaged with it;
+3. ``MNIST_MODEL_TAG``, the exact model a built Bento was packaged with (its image sets
+   it; ``bentoml serve`` of the Bento reads it from its ``bento.yaml``);
 4. ``models/champion/served.json``, what ``dvc repro`` materialises of the registry's
    champion (:data:`DEFAULT_CHOICE_PATH`);
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHOICE_PATH = f"models/champion/{CHOICE_NAME}"  # `dvc repro`'s champion stage
 DEFAULT_PATHS = (DEFAULT_CHOICE_PATH,)
 MODEL_URI_ENV = "MNIST_MODEL_URI"
+BENTO_MANIFEST = "bento.yaml"  # a built Bento's, beside its src/ (serving/ is in src/)
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 ROLES = ("champion", "challenger")  # which alias a model answers for
 FIX = (
@@ -126,7 +128,7 @@ def model_source(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> 
     uri = os.environ.get(MODEL_URI_ENV)
     if uri:
         return ModelSource(Path(CHOICE_NAME), MODEL_URI_ENV, uri=uri)
-    tag = os.environ.get(MODEL_TAG_ENV)
+    tag = packaged_tag()
     if not tag:
         for default in defaults:
             if Path(default).is_file():
@@ -138,10 +140,28 @@ def model_source(defaults: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS) -> 
     return ModelSource(folder / MODEL_FILE, f"the model store ({tag})")
 
 
-def packaged_model_folder() -> Path | None:
-    """Inside a built Bento (``MNIST_MODEL_TAG`` set): the model store entry packaged with
-    it (the model, its card, the smoke set); else None."""
+def packaged_tag() -> str | None:
+    """The model store tag a built Bento was packaged with: ``MNIST_MODEL_TAG`` (set in its
+    image), else the same env entry of the ``bento.yaml`` this code runs from. BentoML sets
+    a Bento's ``envs`` only inside its container; ``bentoml serve mnist_classifier:TAG``
+    runs the Bento's copy of this module without them, and must still serve its own model
+    rather than whatever else the model store holds. None outside a Bento."""
     tag = os.environ.get(MODEL_TAG_ENV)
+    if tag:
+        return tag
+    manifest = Path(__file__).resolve().parents[2] / BENTO_MANIFEST
+    if not manifest.is_file():
+        return None
+    import yaml
+
+    envs = (yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}).get("envs") or []
+    return next((e.get("value") for e in envs if e.get("name") == MODEL_TAG_ENV), None)
+
+
+def packaged_model_folder() -> Path | None:
+    """Inside a built Bento (see :func:`packaged_tag`): the model store entry packaged with
+    it (the model, its card, the smoke set); else None."""
+    tag = packaged_tag()
     if not tag:
         return None
     import bentoml

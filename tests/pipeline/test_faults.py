@@ -321,6 +321,15 @@ def test_kill_during_download_leaves_nothing_and_rerun_matches(
     _assert_committed_dirs_clean(repo)
 
 
+def _runs(repo: Path) -> dict[str, str]:
+    """Every MLflow run in ``repo``'s sqlite store: run id -> status."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return {r.info.run_id: r.info.status for r in runs}
+
+
 def _temp_checkpoints(tmpdir: Path) -> list[Path]:
     # training.py keeps Lightning's checkpoints in a mkdtemp dir under $TMPDIR until the end.
     return list(tmpdir.glob("mnist-ckpt-*/*.ckpt"))
@@ -341,6 +350,7 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     lock_before = (repo / "dvc.lock").read_bytes()
     cache_before = _cache_files(repo)
     old_ckpt = _sha(repo / "models/model.ckpt")
+    runs_before = _runs(repo)  # the shared repo's earlier tests may have logged runs too
     tmpdir = tmp_path / "tmp"
     env = _env(repo, tmpdir)
     paused = tmp_path / "paused"  # the train stage writes it, then waits until it is deleted
@@ -362,12 +372,10 @@ def test_kill_during_training_then_rerun_is_identical(baseline, repros, tmp_path
     assert not strays, strays
     if sig == signal.SIGINT:  # clean-up ran: Lightning's temp checkpoints are gone
         assert not list(tmpdir.glob("mnist-ckpt-*")), "temp checkpoint dir left behind"
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    statuses = sorted(r.info.status for r in runs)
-    assert len(runs) == 2 and statuses.count("FINISHED") == 1, statuses  # killed one not FINISHED
+    runs = _runs(repo)  # the killed run is the one new run, and it is not FINISHED
+    assert runs.keys() - runs_before.keys() and len(runs) == len(runs_before) + 1, runs
+    assert [runs[r] for r in runs.keys() - runs_before.keys()] != ["FINISHED"], runs
+    assert {r: runs[r] for r in runs_before} == runs_before, "an earlier run changed status"
 
     if sig == signal.SIGINT:
         out = _run(["dvc", "repro", "export"], repo, env, budget)

@@ -27,6 +27,7 @@ SERVICE = "serving.service:MnistClassifier"
 # A hang guard, not a guess at start-up time: the wait ends as soon as the server is ready
 # or exits, so only a server that hangs ever waits this long.
 READY_TIMEOUT_S = 600
+LOAD_FAILED = "ModelLoadError"  # what the service logs when it cannot load its model
 LAUNCHED: list[int] = []  # process group ids of every server this test process started
 STOPPED: list[int] = []  # ... and of those it has stopped (all their processes gone)
 
@@ -88,14 +89,20 @@ def launch(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, p
     return Served(proc, f"http://127.0.0.1:{port}", log_path)
 
 
-def wait_ready(served: Served, timeout: float = READY_TIMEOUT_S) -> None:
-    """Poll /readyz until 200; fail with the server's log if it exits or times out."""
+def wait_ready(
+    served: Served, timeout: float = READY_TIMEOUT_S, fail_on: str | None = LOAD_FAILED
+) -> None:
+    """Poll /readyz until 200; fail with the server's log if it exits, times out, or logs
+    ``fail_on`` (a model that failed to load: the service stays up answering 503, by design,
+    so waiting out the timeout would only hide the cause for ten minutes)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=served.url, timeout=5) as client:
         while True:
             if served.proc.poll() is not None:
                 pytest.fail(f"bentoml serve exited with {served.proc.returncode}:\n"
                             f"{served.log_text()}")  # fmt: skip
+            if fail_on is not None and fail_on in served.log.read_text(errors="replace"):
+                pytest.fail(f"the server logged {fail_on}:\n{served.log_text()}")
             try:
                 if client.get("/readyz").status_code == 200:
                     return
