@@ -141,7 +141,9 @@ def server(
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{command} did not start; see {home / 'server.log'}")
+                log.flush()  # the folder may be a temporary one, gone after the exit: say why
+                tail = (home / "server.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"{command} did not start; the end of its log:\n{tail}")
             time.sleep(0.3)
         yield url, proc.pid
     finally:

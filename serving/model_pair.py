@@ -12,6 +12,11 @@ them even when a switch lands mid-request. ``MNIST_CHALLENGER`` says what the ch
             header's value when a request has one, else of its request id) are answered
             by the challenger; both score every request and the log records both
 
+The model that does not answer scores in the inference log's writer thread, a whole
+writer batch in one call (a second call per request would cost as much as the answer's
+own); with the log off (MNIST_INFERENCE_LOG=off) nothing reads its scores and it is not
+called.
+
 Settings: ``MNIST_MODEL_POLL_S``, ``MNIST_CHALLENGER``, ``MNIST_CANARY_*``,
 ``MNIST_SMOKE_*`` in :class:`serving.settings.ServiceSettings`; which model serves:
 :mod:`serving.model_loading`.
@@ -57,12 +62,14 @@ class ModelPair:
 
 @dataclass(frozen=True)
 class Scored:
-    """One request's scores: the model that answered and, when there was one, the other."""
+    """One request's answer: the model that answered and its scores, and the other model
+    when one is on. The other model scores the request later, in the inference log's
+    writer, batched with other requests (records.score_shadows): never on the request path.
+    """
 
     answered: LoadedModel
     probabilities: np.ndarray  # (N, 10), the answering model's
     shadow: LoadedModel | None = None
-    shadow_probabilities: np.ndarray | None = None
 
 
 def canary_answers(key: str, share: float) -> bool:
@@ -77,13 +84,11 @@ def score(pair: ModelPair, batch: np.ndarray, mode: str, share: float, key: str)
     canary's answering model. ``pair`` must have a champion."""
     champion, challenger = pair.champion, pair.challenger
     assert champion is not None  # the service answers 503 before this without one
-    probabilities = champion.probabilities(batch)
     if mode == "off" or challenger is None:
-        return Scored(champion, probabilities)
-    other = challenger.probabilities(batch)
+        return Scored(champion, champion.probabilities(batch))
     if mode == "canary" and canary_answers(key, share):
-        return Scored(challenger, other, champion, probabilities)
-    return Scored(champion, probabilities, challenger, other)
+        return Scored(challenger, challenger.probabilities(batch), champion)
+    return Scored(champion, champion.probabilities(batch), challenger)
 
 
 def challenger_uri(model_uri: str) -> str:

@@ -87,10 +87,12 @@ class ServiceLog:
         self, pixels: np.ndarray, scored: Scored, route: str, source: str, request_ids: list[str]
     ) -> None:
         """Queue the answers to a request on ``route`` from ``source`` (records.SOURCES) for
-        the log: the answering model's, and the other's when a second model scored it."""
-        shadow = scored.shadow.tag if scored.shadow is not None else None
+        the log: the answering model's, and the other's when a second model is on (it
+        scores them in the log's writer)."""
+        other = scored.shadow
         self.log.record(pixels, scored.probabilities, route, source, model=scored.answered.tag,
-                        shadow=shadow, shadow_probabilities=scored.shadow_probabilities,
+                        shadow=other.tag if other is not None else None,
+                        shadow_scorer=other.probabilities if other is not None else None,
                         request_ids=request_ids)  # fmt: skip
 
     def flush(self) -> None:

@@ -18,6 +18,7 @@ from mnist_mlops.monitoring.records import (
     build_records,
     encode_pngs,
     parse_record,
+    score_shadows,
 )
 from support.logkit import answers
 
@@ -81,6 +82,39 @@ def test_a_record_names_the_model_that_answered_and_the_shadow_beside_it():
         "v1", "champion", None,
     )  # fmt: skip
     assert all(plain[f] is None for f in FIELDS if f.startswith("shadow_"))
+
+
+def test_deferred_shadows_are_scored_in_one_call_per_model_and_split_back():
+    """The writer scores each shadow model once for the whole batch (in chunks), and each
+    request gets back exactly its own images' scores, in order."""
+    pixels, probabilities = answers(7)
+    calls: list[int] = []
+
+    def reversed_digits(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        return probabilities_of(images)[:, ::-1]
+
+    def probabilities_of(images: np.ndarray) -> np.ndarray:  # a "model": pixels -> scores
+        means = images.reshape(len(images), -1).mean(axis=1)
+        return np.stack([np.roll(np.eye(10)[0], int(m) % 10) for m in means])
+
+    shadow, other = ModelTag("d" * 12, "d" * 64, "challenger"), ModelTag("e" * 12, "e" * 64)
+    sizes = [(0, 3), (3, 4), (4, 7)]
+    batch = [Answered([f"{i}" * 32 for i in range(a, b)], 1.7e9, "/p", "batch", pixels[a:b],
+                      probabilities[a:b], None, shadow, None, reversed_digits)
+             for a, b in sizes]  # fmt: skip
+    given = probabilities[:1, ::-1].copy()  # already scored: left alone
+    batch.append(Answered(["9" * 32], 1.7e9, "/p", "json", pixels[:1], probabilities[:1],
+                          None, other, given, reversed_digits))  # fmt: skip
+    scored = score_shadows(batch, chunk=4)
+    assert calls == [4, 3]  # the 7 deferred images in chunks of 4: one model, one pass
+    expected = probabilities_of(pixels)[:, ::-1]
+    for answered, (a, b) in zip(scored, sizes):
+        np.testing.assert_array_equal(answered.shadow_probabilities, expected[a:b])
+        assert answered.shadow_scorer is None
+    assert scored[-1] is batch[-1]
+    records = [json.loads(line) for line in build_records(scored, "v1", "f" * 64, False)]
+    assert [r["shadow_digit"] for r in records[:7]] == expected.argmax(axis=1).tolist()
 
 
 def test_records_written_before_the_model_fields_read_back_as_the_champions():

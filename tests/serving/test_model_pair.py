@@ -36,7 +36,7 @@ def test_shadow_answers_with_the_champion_and_scores_the_challenger(pair, stroke
     scored = score(pair, batch, "shadow", 1.0, "any")
     assert scored.answered is pair.champion and scored.shadow is pair.challenger
     np.testing.assert_array_equal(scored.probabilities, pair.champion.probabilities(batch))
-    np.testing.assert_array_equal(scored.shadow_probabilities, pair.challenger.probabilities(batch))
+    # The challenger scores later, in the log's writer (tests/monitoring: score_shadows).
 
 
 def test_canary_answers_with_the_model_the_key_picks_and_logs_the_other(pair, stroke_pixels):

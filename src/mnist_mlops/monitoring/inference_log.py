@@ -25,13 +25,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from mnist_mlops.monitoring.logfiles import LogFile, sweep
-from mnist_mlops.monitoring.records import Answered, ModelTag, build_records
+from mnist_mlops.monitoring.records import Answered, ModelTag, build_records, score_shadows
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ RETRY_INTERVAL_S = 1.0  # after a failed write, records are dropped this long be
 MB = 1024 * 1024
 # The labels of what is counted: why records were dropped, which operation failed.
 DROP_REASONS = ("queue_full", "write_failed")
-STAGES = ("write", "index", "retention")
+STAGES = ("write", "index", "retention", "shadow")
 
 
 class LogCounters(Protocol):
@@ -118,18 +118,20 @@ class InferenceLog:
         shadow: ModelTag | None = None,
         shadow_probabilities: np.ndarray | None = None,
         request_ids: list[str] | None = None,
+        shadow_scorer: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> list[str]:
         """Queue one request's answers; return their request ids (new ones per image
         unless ``request_ids`` gives them).
 
         ``model`` names the model that answered (default: the log's own); ``shadow`` and
-        its ``shadow_probabilities``, a second model that scored the same images.
+        its ``shadow_probabilities``, a second model that scored the same images, or its
+        ``shadow_scorer`` that the writer calls for them (batched; :func:`score_shadows`).
         """
         ids = request_ids if request_ids is not None else new_request_ids(len(probabilities))
         if self._thread is None:
             return ids
         answered = Answered(ids, time.time(), endpoint, source, pixels, probabilities,
-                            model, shadow, shadow_probabilities)  # fmt: skip
+                            model, shadow, shadow_probabilities, shadow_scorer)  # fmt: skip
         with self._lock:
             full = self._pending + len(ids) > self.settings.queue_records
             if not full:
@@ -189,6 +191,12 @@ class InferenceLog:
             self._counters.dropped("write_failed", count)
             return False
         before = self._file.path
+        try:
+            batch = score_shadows(batch)
+        except Exception as exc:  # the shadow model failed: the records go without it
+            self._trouble("shadow", f"the shadow model could not score: {exc}")
+        else:
+            self._recovered("shadow")
         try:
             lines = build_records(batch, *self._model, images=self.settings.log_images)
             path = self._file.append(("\n".join(lines) + "\n").encode())

@@ -24,10 +24,12 @@ hundred images cost about what a handful cost one at a time.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -49,6 +51,7 @@ LATER_FIELDS: dict[str, object] = {
     "shadow_role": None, "shadow_digit": None, "shadow_confidence": None,
 }  # fmt: skip
 ROLES = ("champion", "challenger")  # what model_role and shadow_role say
+SHADOW_CHUNK = 4096  # images per deferred shadow model call (bounds the writer's memory)
 # Where a request came from; "python" is a call to the service class without HTTP.
 SOURCES: tuple[str, ...] = ("upload", "json", "batch", "ui", "npy", "python")
 
@@ -74,8 +77,11 @@ class Answered:
     pixels: np.ndarray  # (N, 28, 28) 0..255, exactly the model's input
     probabilities: np.ndarray  # (N, 10), of the model that answered
     model: ModelTag | None = None  # the model that answered; None: the log's own
-    shadow: ModelTag | None = None  # a second model that scored the same images
-    shadow_probabilities: np.ndarray | None = None  # (N, 10), when ``shadow`` is set
+    shadow: ModelTag | None = None  # a second model that scores the same images
+    shadow_probabilities: np.ndarray | None = None  # (N, 10), once ``shadow`` scored them
+    # ``shadow``'s model, called by the writer (score_shadows) when the probabilities are not
+    # given: scoring the shadow is off the request path and batched across requests
+    shadow_scorer: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def encode_pngs(images: np.ndarray) -> list[str]:
@@ -116,6 +122,40 @@ def decode_png(text: str) -> np.ndarray:
     if image is None or image.shape != (28, 28) or image.dtype != np.uint8:
         raise ValueError("input_png is not a 28x28 8-bit grayscale PNG")
     return image
+
+
+def score_shadows(batch: list[Answered], chunk: int = SHADOW_CHUNK) -> list[Answered]:
+    """``batch`` with every deferred shadow scored: one model call per shadow model for all
+    its requests in ``batch`` (in chunks of at most ``chunk`` images).
+
+    A shadow model scoring one image per request doubles the model's cost of a request; a
+    whole writer batch in one call costs a small share of that (a batched matrix product,
+    and ONNX Runtime's per-call overhead paid once). A scorer that fails leaves its
+    requests without shadow fields (logged by the caller), never their records unwritten.
+    """
+    waiting: dict[ModelTag, list[int]] = {}
+    for i, answered in enumerate(batch):
+        deferred = answered.shadow_probabilities is None and answered.shadow_scorer is not None
+        if answered.shadow is not None and deferred:
+            waiting.setdefault(answered.shadow, []).append(i)
+    if not waiting:
+        return batch
+    out = list(batch)
+    for indices in waiting.values():
+        scorer = batch[indices[0]].shadow_scorer
+        assert scorer is not None
+        pixels = np.concatenate([batch[i].pixels.reshape(-1, 28, 28) for i in indices])
+        probabilities = np.concatenate(
+            [scorer(pixels[start : start + chunk]) for start in range(0, len(pixels), chunk)]
+        )
+        start = 0
+        for i in indices:
+            n = len(batch[i].request_ids)
+            out[i] = dataclasses.replace(
+                batch[i], shadow_probabilities=probabilities[start : start + n], shadow_scorer=None
+            )
+            start += n
+    return out
 
 
 def build_records(
