@@ -17,6 +17,7 @@ PATTERNS = (
     "accuracy-*.jsonl",
     "bulk_score.json",
     "serve_load-batch-npy.json",
+    "serve_load-shadow.json",
     "field_ideas.jsonl",
     "readability_*",
 )
@@ -192,11 +193,33 @@ def bulk_http(root: Path) -> list[str]:
     ]
 
 
+def shadow_cost(root: Path) -> list[str]:
+    """What shadowing a challenger costs: the service following the registry with
+    ``MNIST_CHALLENGER=shadow`` against the same service on the same model, one run."""
+    path = root / "bench/results/serve_load-shadow.json"
+    if not path.exists():
+        return []
+    data = load(path)
+    rows = [
+        [kind, f"{c['rounds']}", pct(c["peak_share"]), f"{c['cpu_ratio']:.2f}x"]
+        for kind, c in data["shadow_cost"].items()
+    ]
+    return [
+        f"## Shadowing a challenger (`{path.relative_to(root)}`, `bench/serve_load.py`)",
+        f"Run {data['when']}, {data['machine']['cpus']} CPUs, each server alone on one core, "
+        "wrk on the other. `ours-shadow` follows a registry whose champion and challenger are "
+        "the same model, so every request is scored twice (the second time in the inference "
+        "log's writer, batched) and logged with both; the cost is 1 - ours-shadow / ours peak "
+        "requests/s, the median over rounds.",
+        table(["payload", "rounds", "peak lost to shadowing", "CPU a request"], rows),
+    ]
+
+
 def bench_sections(root: Path) -> list[str]:
     """Every benchmark's tables, then a line naming result files nothing here reads."""
     results = root / "bench/results"
     parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
-    parts += bulk_scoring(root) + bulk_http(root) + field_ideas(root)
+    parts += bulk_scoring(root) + bulk_http(root) + shadow_cost(root) + field_ideas(root)
     parts += readability(root) + int8.quantize_variants(root) + int8.int8_serving(root)
     known = {p for pattern in (*PATTERNS, *int8.PATTERNS) for p in results.glob(pattern)}
     unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
