@@ -127,10 +127,11 @@ class FollowMetrics:
     def poll_failed(self, role: str) -> None:
         self.poll_failures.labels(role=role).inc()
 
-    def serving(self, model: LoadedModel, replaced: LoadedModel | None) -> None:
+    def serving(self, model: LoadedModel | None, replaced: LoadedModel | None) -> None:
         if replaced is not None:
             self.model_info.labels(**_info_labels(replaced)).set(0)
-        self.model_info.labels(**_info_labels(model)).set(1)
+        if model is not None:  # None: a retired challenger, nothing serves in its role
+            self.model_info.labels(**_info_labels(model)).set(1)
 
 
 def _info_labels(model: LoadedModel) -> dict[str, str]:

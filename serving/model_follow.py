@@ -52,7 +52,7 @@ class FollowCounters(Protocol):
 
     def poll_failed(self, role: str) -> None: ...
 
-    def serving(self, model: LoadedModel, replaced: LoadedModel | None) -> None: ...
+    def serving(self, model: LoadedModel | None, replaced: LoadedModel | None) -> None: ...
 
 
 class Follower:
@@ -65,7 +65,7 @@ class Follower:
         role: str,
         cache: Path,
         smoke: SmokeSet | None,
-        install: Callable[[LoadedModel], None],
+        install: Callable[[LoadedModel | None], None],
         current: Callable[[], LoadedModel | None],
         counters: FollowCounters,
         poll_s: float,
@@ -104,12 +104,15 @@ class Follower:
                 logger.exception("following %s failed; trying again next poll", self.model_uri)
 
     def check(self) -> str:
-        """One poll: "unchanged", "switched", "refused" (now or before) or "unreachable"."""
-        from mnist_mlops.registry.served import resolve
+        """One poll: "unchanged", "switched", "refused" (now or before), "unreachable", or
+        "retired" (a challenger whose alias was removed)."""
+        from mnist_mlops.registry.served import AliasNotSet, resolve
 
         try:
             served = resolve(self.tracking_uri, self.model_uri)
         except Exception as exc:  # RegistryError, or the network under it
+            if isinstance(exc, AliasNotSet) and self.role != "champion":
+                return self._retire()
             self._counters.poll_failed(self.role)
             if not self._unreachable:
                 self._unreachable = True
@@ -155,6 +158,21 @@ class Follower:
         self._tidy(keep=self._folder(served))
         return "switched"
 
+    def _retire(self) -> str:
+        """The challenger alias names no version (removed, or promoted to champion): stop
+        scoring with the old one, so removing the alias ends a shadow or a canary. Never for
+        the champion: without one the service would have nothing to answer with."""
+        self.problem, self._unreachable, self._refused = "", False, None
+        now = self._current()
+        if now is None:
+            return "unchanged"
+        self._install(None)
+        self._counters.serving(None, now)
+        logger.warning("%s names no version any more: %s %s no longer scores requests",
+                       self.model_uri, self.role, _name(now))  # fmt: skip
+        self._tidy(keep=None)
+        return "retired"
+
     def _load(self, served: ServedVersion) -> LoadedModel:
         """Fetch, open and smoke-test one version; :class:`Refused` (or the registry's
         error) when any check fails."""
@@ -180,7 +198,7 @@ class Follower:
     def _folder(self, served: ServedVersion) -> Path:
         return self.cache / f"{self.role}-v{served.version}"
 
-    def _tidy(self, keep: Path) -> None:
+    def _tidy(self, keep: Path | None) -> None:
         """Delete the fetched versions this role no longer serves (the session holds the
         model in memory: its file is not needed once opened)."""
         for folder in self.cache.glob(f"{self.role}-v*"):

@@ -129,7 +129,7 @@ class ServedModels:
             body["challenger"] = pair.challenger.identity() if pair.challenger else None
         return body
 
-    def install(self, role: str, model: LoadedModel) -> None:
+    def install(self, role: str, model: LoadedModel | None) -> None:
         with self._lock:
             self.pair = replace(self.pair, **{role: model})
 

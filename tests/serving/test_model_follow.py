@@ -40,8 +40,9 @@ class Counters:
     def poll_failed(self, role: str) -> None:
         self.poll_failures += 1
 
-    def serving(self, model: LoadedModel, replaced: LoadedModel | None) -> None:
-        self.serving_now[model.role] = model.registry_version
+    def serving(self, model: LoadedModel | None, replaced: LoadedModel | None) -> None:
+        role = model.role if model is not None else replaced.role if replaced else "?"
+        self.serving_now[role] = model.registry_version if model is not None else None
 
 
 @pytest.fixture
@@ -104,6 +105,41 @@ def test_a_move_switches_a_bad_version_is_refused_once_and_the_next_move_switche
     assert serving["champion"].registry_version == "5"
     assert counters.moves == {("champion", "switched"): 3, ("champion", "refused"): 2}
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["champion-v5"]
+
+
+def test_a_removed_challenger_alias_retires_the_challenger_and_a_new_one_is_followed(
+    registry, versions, tmp_path
+):
+    """Removing the challenger alias ends a shadow or a canary: the worker stops scoring
+    with it (not a poll failure: nothing is wrong); set again, it is followed again. The
+    champion is never retired (without it nothing answers)."""
+    import mlflow
+
+    counters, serving = Counters(), {}
+    uri = f"models:/{MODEL}@challenger"
+    smoke = SmokeSet.read(versions["smoke"], 0.95)
+    follow = Follower(registry, uri, "challenger", tmp_path / "cache", smoke,
+                      install=lambda m: serving.__setitem__("challenger", m),
+                      current=lambda: serving.get("challenger"), counters=counters,
+                      poll_s=0.05)  # fmt: skip
+    assert follow.check() == "unreachable"  # never set: nothing to retire, a failed poll
+    register_version(registry, MODEL, versions["a"], alias="challenger")
+    assert follow.check() == "switched" and serving["challenger"].registry_version == "1"
+    client = mlflow.MlflowClient(registry)
+    client.delete_registered_model_alias(MODEL, "challenger")
+    assert follow.check() == "retired"
+    assert serving["challenger"] is None and counters.serving_now["challenger"] is None
+    assert follow.check() == "unchanged" and counters.poll_failures == 1
+    assert not list((tmp_path / "cache").iterdir())  # its fetched files are gone too
+    client.set_registered_model_alias(MODEL, "challenger", "1")
+    assert follow.check() == "switched" and serving["challenger"].registry_version == "1"
+
+    champion_counters = Counters()
+    champion, served = follower(registry, versions, tmp_path / "c", champion_counters)
+    register_version(registry, MODEL, versions["b"], alias="champion")
+    assert champion.check() == "switched"
+    client.delete_registered_model_alias(MODEL, "champion")
+    assert champion.check() == "unreachable" and served["champion"].registry_version == "2"
 
 
 def test_a_version_refused_for_a_passing_reason_is_retried_quietly_and_then_serves(

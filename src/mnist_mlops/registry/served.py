@@ -217,6 +217,11 @@ def _model_files(tracking_uri: str, source: str) -> str:
         raise _Gone(f"{source} is not in the registry ({_first_line(exc)}); {OTHER_FIX}") from None
 
 
+class AliasNotSet(RegistryError):
+    """The alias names no version: never set, or removed (``registry challenger --clear``,
+    a promotion of the challenger, the MLflow UI)."""
+
+
 class _Gone(RegistryError):
     """A file the registry names is not in its artifact store."""
 
@@ -270,7 +275,7 @@ def _lookup_error(
     if code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
         return _unreachable(exc, tracking_uri)
     if alias is not None:
-        return RegistryError(
+        return AliasNotSet(
             f"{model_uri}: no version is {alias!r} in {tracking_uri} yet; {PROMOTE_FIX}"
         )
     return RegistryError(
