@@ -130,8 +130,8 @@ def score_shadows(batch: list[Answered], chunk: int = SHADOW_CHUNK) -> list[Answ
 
     A shadow model scoring one image per request doubles the model's cost of a request; a
     whole writer batch in one call costs a small share of that (a batched matrix product,
-    and ONNX Runtime's per-call overhead paid once). A scorer that fails leaves its
-    requests without shadow fields (logged by the caller), never their records unwritten.
+    and ONNX Runtime's per-call overhead paid once). A scorer that fails raises: the caller
+    (the log's writer) then writes the whole batch without shadow fields, never unwritten.
     """
     waiting: dict[ModelTag, list[int]] = {}
     for i, answered in enumerate(batch):
