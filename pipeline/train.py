@@ -27,7 +27,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--corrections",
-        help="the users' corrections (pipeline.export_corrections): the train part joins too",
+        help="the users' corrections (pipeline.corrections): the train part joins too",
     )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics", default="metrics/train.json")

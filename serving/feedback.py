@@ -4,7 +4,7 @@ The body is ``{"request_id": "<32 hex digits from the answer>", "digit": 0..9}``
 malformed body or a digit outside 0-9 is a 400 before this runs (the input model
 BentoML builds from the API's signature). Here: a rate bound per worker (token bucket:
 ``MNIST_FEEDBACK_RATE`` a second, bursts of ``MNIST_FEEDBACK_BURST``; beyond, 429), then
-the corrections store (:mod:`mnist_mlops.monitoring.feedback`) in a worker thread, so a
+the corrections store (:mod:`mnist_mlops.monitoring.corrections_store`) in a worker thread, so a
 slow database never stalls the event loop. Unknown or expired ids are a 404; the same
 correction twice is stored once (the answer says ``duplicate``).
 
@@ -26,7 +26,7 @@ import anyio.to_thread
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore, UnknownRequest
 from mnist_mlops.monitoring.inference_log import FLUSH_INTERVAL_S
 from serving.errors import ServiceError
 
@@ -94,7 +94,7 @@ class FeedbackDesk:
 
     def __init__(
         self,
-        store: FeedbackStore | None,
+        store: CorrectionsStore | None,
         problem: str,
         rate: float,
         burst: int,

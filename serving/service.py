@@ -48,9 +48,9 @@ from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
 from serving.feedback import Digit, FeedbackReceipt, RequestId
 from serving.front import ApiFront, Limits
+from serving.inference_logging import start_monitoring
 from serving.metrics import follow_metrics, service_metrics
 from serving.model_pair import Scored, ServedModels
-from serving.monitoring import start_monitoring
 from serving.openapi import openapi_document
 from serving.predictions import npy_answer, to_predictions
 from serving.schemas import (

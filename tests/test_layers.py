@@ -34,6 +34,8 @@ FULL_MLFLOW_ONLY = ("mlflow.onnx", "mlflow.models", "mlflow.pyfunc", "mlflow.pyt
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "data": {"core"},
+    # The corrections dataset (the export and its format): numpy only, read by training.
+    "corrections": {"core"},
     "imaging": {"core"},
     "inference": {"core"},
     "prepare": {"core", "data", "imaging"},
@@ -41,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     # The Model Registry (versions, aliases, their history): read by services too, so it
     # imports MLflow's client API only, lazily, and nothing of the training side.
     "registry": {"core", "inference"},
-    "train": {"core", "data", "tracking"},
+    "train": {"core", "corrections", "data", "tracking"},
     "evaluation": {"core", "data", "imaging", "inference"},
     # The export stage's library: a checkpoint (train) -> ONNX checked on the test split
     # (data) -> logged to the run (tracking) and registered (registry).
@@ -49,13 +51,12 @@ ALLOWED: dict[str, set[str]] = {
     # The field stage's library: each artifact scored through the serving path (evaluation),
     # the one to serve chosen (inference's served.json), logged to the run (tracking), the
     # champion gate's decision and its alias move (registry).
-    "gate": {"core", "data", "evaluation", "inference", "registry", "tracking"},
+    "gate": {"core", "corrections", "data", "evaluation", "inference", "registry", "tracking"},
     # The Bento from the champion stage's folder (registry.deployment: its smoke set's name).
     "packaging": {"core", "inference", "registry"},
     "scoring": {"core", "data", "imaging", "inference", "tracking"},
     "monitoring": {"core", "imaging", "inference"},
     "drift": {"core", "evaluation", "imaging", "inference", "monitoring"},
-    "corrections": {"core", "data"},
     "reporting": {"core"},
 }
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mnist_mlops.core.errors import DataFormatError
+from mnist_mlops.corrections.dataset import PARTS, CorrectionSet, load_part, part_path, save_part
 from mnist_mlops.corrections.export import export_corrections, holdout_share, split_corrections
-from mnist_mlops.data.corrections import PARTS, CorrectionSet, load_part, part_path, save_part
 from mnist_mlops.train.extra_digits import extra_training_digits
 
 
@@ -108,7 +108,7 @@ def test_no_corrections_write_empty_parts_that_load(tmp_path) -> None:
 
 def test_a_broken_part_is_a_clear_error(tmp_path) -> None:
     part_path(tmp_path, "train").write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="export_corrections"):
+    with pytest.raises(DataFormatError, match="pipeline.corrections"):
         load_part(tmp_path, "train")
     bad = CorrectionSet(np.zeros((1, 28, 28), np.uint8), np.array([12]), np.array(["x"]))
     save_part(tmp_path, "holdout", bad)

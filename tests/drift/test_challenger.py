@@ -14,7 +14,7 @@ import pytest
 
 from mnist_mlops.drift.challenger import compare, mcnemar_exact, wilson
 from mnist_mlops.drift.pairs import load_pairs
-from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore
 from mnist_mlops.monitoring.logfiles import LogFile
 from mnist_mlops.monitoring.records import Answered, build_records, parse_record
 
@@ -86,7 +86,7 @@ def write_window(tmp_path: Path, requests: list[Req], swap: bool = False) -> tup
     log = LogFile(folder, rotate_bytes=10**9)
     log.append(("\n".join(lines) + '\n{"request_id": "cut sh').encode())
     log.close()
-    store = FeedbackStore(uri)
+    store = CorrectionsStore(uri)
     ids = [f"{i:032x}" for i in [*range(len(requests)), *range(100, 104), *range(300, 302)]]
     store.add_requests(ids, "inference.jsonl", T0.timestamp())
     truths = {i: r.truth for i, r in enumerate(requests)} | {100: 5, 101: 5, 300: 2, 301: 2}
@@ -106,7 +106,7 @@ def test_agreement_accuracy_and_the_paired_test_are_exact(tmp_path) -> None:
     known_old = 3 if parse_record(old).get("model_role") is None else 0  # type: ignore[union-attr]
     assert (len(window.pairs), window.single + window.old, window.old) == (40, 7, known_old)
     assert (window.skipped, window.outside, window.records) == (1, 2, 47)
-    corrections = {r[0]: r[1] for r in FeedbackStore(uri).corrections()}
+    corrections = {r[0]: r[1] for r in CorrectionsStore(uri).corrections()}
     verdict = compare(window.pairs, corrections, min_corrections=30, alpha=0.05)
     assert (verdict.pairs, verdict.corrected) == (40, 30)
     assert (verdict.agreement["k"], verdict.agreement["n"]) == (28, 40)

@@ -1,6 +1,6 @@
 """The whole loop, for real, on real MNIST in a temporary git+DVC repository:
 
-    serve -> log -> POST /feedback -> export_corrections -> dvc repro -> champion gate -> serve
+    serve -> log -> POST /feedback -> pipeline.corrections -> dvc repro -> champion gate -> serve
 
 The default pipeline (small: MNIST only, a small MLP, few epochs) serves its model with
 ``bentoml serve``; it is sent seven-segment-display digits, a style MNIST never had and
@@ -104,7 +104,7 @@ class Repo:
         assert "Running stage" not in again.stdout, again.stdout
 
     def export(self) -> str:
-        cmd = [sys.executable, "-m", "pipeline.export_corrections", "data/corrections"]
+        cmd = [sys.executable, "-m", "pipeline.corrections", "data/corrections"]
         return run_in(cmd, self.path, self.env, timeout=900).stdout
 
     def champion_sha256(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore
 from mnist_mlops.monitoring.logfiles import LogFile, log_files, read_log, sweep
 from support.logkit import answers
 
@@ -70,7 +70,7 @@ def test_the_sweep_itself_stops_when_forget_raises(tmp_path):
     log.close()
 
 
-class FailingIndex(FeedbackStore):
+class FailingIndex(CorrectionsStore):
     """A real SQLite store whose deletions fail, as when its disk or server is gone."""
 
     def forget_log_file(self, log_file: str) -> None:

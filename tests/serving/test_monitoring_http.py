@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore
 from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
 from serving.schemas import example_pixels
 from support.bento_process import REPO, Served, serving
@@ -107,7 +107,7 @@ def test_every_answer_is_logged_once_with_its_route_and_source(served, digit_png
         assert record["input_png"]
 
 
-def test_feedback_stores_a_correction_once(served):
+def test_stores_a_correction_once(served):
     with httpx.Client(base_url=served.url, timeout=30) as client:
         request_id = client.post("/predict_array", json=PIXELS).json()["request_id"]
         wait_for_records(served.home / "inference", [request_id])
@@ -116,7 +116,7 @@ def test_feedback_stores_a_correction_once(served):
     assert first.status_code == again.status_code == 200
     assert first.json() == {"request_id": request_id, "digit": 4, "duplicate": False}
     assert again.json()["duplicate"] is True
-    store = FeedbackStore(f"sqlite:///{served.home / 'feedback.sqlite'}")
+    store = CorrectionsStore(f"sqlite:///{served.home / 'feedback.sqlite'}")
     assert [(r[0], r[1]) for r in store.corrections() if r[0] == request_id] == [(request_id, 4)]
 
 

@@ -30,7 +30,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore
 from mnist_mlops.monitoring.logfiles import read_log
 from support import ROOT as REPO
 from support.bento_process import serving
@@ -403,7 +403,7 @@ def test_wrong_answers_can_be_corrected_and_the_page_confirms_it(page, served, t
     shutil.copyfile(shot, SCREENSHOT.with_name("ui-feedback.png"))
 
     # What the page sent landed in the real store, for the drawing the log has as "ui".
-    store = FeedbackStore(os.environ["MNIST_FEEDBACK_DB"])
+    store = CorrectionsStore(os.environ["MNIST_FEEDBACK_DB"])
     (request_id,) = [r[0] for r in store.corrections() if r[1] == said][-1:]
     records = {r["request_id"]: r for r in read_log(Path(os.environ["MNIST_INFERENCE_LOG_DIR"]))}
     assert records[request_id]["source"] == "ui"

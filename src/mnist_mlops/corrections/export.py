@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mnist_mlops.data.corrections import PARTS, CorrectionSet, save_part
+from mnist_mlops.corrections.dataset import PARTS, CorrectionSet, save_part
 
 
 class CorrectionLike(Protocol):

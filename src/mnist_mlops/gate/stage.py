@@ -26,7 +26,7 @@ import numpy as np
 from mnist_mlops.core.config import FieldConfig
 from mnist_mlops.core.errors import ChecksumError, DataFormatError
 from mnist_mlops.core.fileio import write_json
-from mnist_mlops.data.corrections import HOLDOUT_SET, load_part
+from mnist_mlops.corrections.dataset import HOLDOUT_SET, load_part
 from mnist_mlops.data.splits import load_splits
 from mnist_mlops.evaluation.field_inputs import SetInputs, build_field_inputs, save_field_inputs
 from mnist_mlops.evaluation.fieldscore import (

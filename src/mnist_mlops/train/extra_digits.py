@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from mnist_mlops.data.corrections import load_part
+from mnist_mlops.corrections.dataset import load_part
 from mnist_mlops.data.prepared import load_variants
 
 

@@ -46,7 +46,7 @@ __all__ = ["TrainInputs", "TrainResult", "Tracking", "train"]
 class TrainInputs:
     """Where the training digits come from: the split stage's folder, and optionally the
     prepare stage's extra digits (:mod:`mnist_mlops.data.prepared`) and the users'
-    corrections (:mod:`mnist_mlops.data.corrections`), both added to the train split."""
+    corrections (:mod:`mnist_mlops.corrections.dataset`), both added to the train split."""
 
     processed_dir: str | os.PathLike[str]
     prepared_dir: str | os.PathLike[str] | None = None

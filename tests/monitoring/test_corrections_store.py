@@ -17,7 +17,11 @@ import pytest
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.imaging import to_uint8
-from mnist_mlops.monitoring.feedback import FeedbackStore, UnknownRequest, load_corrections
+from mnist_mlops.monitoring.corrections_store import (
+    CorrectionsStore,
+    UnknownRequest,
+    load_corrections,
+)
 from support.logkit import answers
 
 TABLES = ("mnist_corrections", "mnist_logged_requests")
@@ -38,7 +42,7 @@ def store_uri(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 
 
 def test_a_correction_needs_a_logged_request(store_uri):
-    store = FeedbackStore(store_uri)
+    store = CorrectionsStore(store_uri)
     with pytest.raises(UnknownRequest, match="unknown or its log has expired"):
         store.add("a" * 32, 3)
     store.add_requests(["a" * 32, "b" * 32], "inference-1.jsonl", 1.0)
@@ -47,7 +51,7 @@ def test_a_correction_needs_a_logged_request(store_uri):
 
 
 def test_the_same_correction_twice_is_stored_once_and_a_new_digit_replaces_it(store_uri):
-    store = FeedbackStore(store_uri)
+    store = CorrectionsStore(store_uri)
     store.add_requests(["a" * 32], "inference-1.jsonl", 1.0)
     assert store.add("a" * 32, 3) is True
     assert store.add("a" * 32, 3) is False
@@ -58,7 +62,7 @@ def test_the_same_correction_twice_is_stored_once_and_a_new_digit_replaces_it(st
 
 
 def test_forgetting_a_log_file_expires_its_requests_but_keeps_corrections(store_uri):
-    store = FeedbackStore(store_uri)
+    store = CorrectionsStore(store_uri)
     store.add_requests(["a" * 32], "old.jsonl", 1.0)
     store.add_requests(["b" * 32], "new.jsonl", 2.0)
     store.add("a" * 32, 1)
@@ -74,19 +78,19 @@ def test_forgetting_a_log_file_expires_its_requests_but_keeps_corrections(store_
 
 
 def test_corrections_survive_a_restart(store_uri):
-    first = FeedbackStore(store_uri)
+    first = CorrectionsStore(store_uri)
     first.add_requests(["c" * 32], "f.jsonl", 1.0)
     first.add("c" * 32, 8)
     first.close()
-    second = FeedbackStore(store_uri)
+    second = CorrectionsStore(store_uri)
     assert [(r[0], r[1]) for r in second.corrections()] == [("c" * 32, 8)]
     second.close()
 
 
 def _hammer(uri: str, worker: int) -> int:
     """One process: log 200 requests in batches and correct each (what a worker does)."""
-    store = FeedbackStore(uri)
-    index = FeedbackStore(uri, durable=False)
+    store = CorrectionsStore(uri)
+    index = CorrectionsStore(uri, durable=False)
     stored = 0
     for batch in range(20):
         ids = [f"{worker:02x}{batch:02x}{i:028x}" for i in range(10)]
@@ -96,22 +100,22 @@ def _hammer(uri: str, worker: int) -> int:
 
 
 def test_several_processes_write_at_once_without_losing_a_row(store_uri):
-    FeedbackStore(store_uri).corrections()  # creates the tables
+    CorrectionsStore(store_uri).corrections()  # creates the tables
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         stored = pool.starmap(_hammer, [(store_uri, w) for w in range(3)])
     assert stored == [200, 200, 200]
-    assert len(FeedbackStore(store_uri).corrections()) == 600
+    assert len(CorrectionsStore(store_uri).corrections()) == 600
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
     path = tmp_path / "f.sqlite"
-    FeedbackStore(f"sqlite:///{path}").corrections()
+    CorrectionsStore(f"sqlite:///{path}").corrections()
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_a_bad_uri_says_what_to_use_and_never_echoes_a_password():
     with pytest.raises(UserError, match="use sqlite:///path/to/file.sqlite or postgresql://") as e:
-        FeedbackStore("postgresq://team:s3cret@db.internal/x")  # a typo'd scheme
+        CorrectionsStore("postgresq://team:s3cret@db.internal/x")  # a typo'd scheme
     assert "s3cret" not in str(e.value) and "db.internal" not in str(e.value)
 
 
@@ -123,12 +127,12 @@ def test_an_unreadable_store_is_one_clear_error(tmp_path):
 
 
 def test_load_corrections_joins_each_with_its_logged_input(store_uri, make_log, tmp_path):
-    index = FeedbackStore(store_uri, durable=False)
+    index = CorrectionsStore(store_uri, durable=False)
     log = make_log(index=index)
     pixels, probabilities = answers(6)
     ids = log.record(pixels, probabilities, "/predict_batch", "batch")
     assert log.flush()
-    store = FeedbackStore(store_uri)
+    store = CorrectionsStore(store_uri)
     for i in (4, 1, 2):
         store.add(ids[i], (i + 3) % 10)
     store.add_requests(["f" * 32], "gone.jsonl", 0.0)  # logged, but its file is gone
@@ -145,12 +149,12 @@ def test_load_corrections_joins_each_with_its_logged_input(store_uri, make_log, 
 
 
 def test_load_corrections_skips_inputs_that_were_not_logged(store_uri, make_log):
-    index = FeedbackStore(store_uri, durable=False)
+    index = CorrectionsStore(store_uri, durable=False)
     log = make_log(index=index, log_images=False)
     pixels, probabilities = answers(2)
     ids = log.record(pixels, probabilities, "/predict_batch", "batch")
     assert log.flush()
-    FeedbackStore(store_uri).add(ids[0], 7)
+    CorrectionsStore(store_uri).add(ids[0], 7)
     skipped: list[str] = []
     assert load_corrections(store_uri, log.settings.log_dir, skipped) == []
     assert skipped == [ids[0]]

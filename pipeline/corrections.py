@@ -1,13 +1,13 @@
 """Corrections stage: users' corrections joined with their logged inputs, as a dataset.
 
-    python -m pipeline.export_corrections data/corrections
-    python -m pipeline.export_corrections data/corrections --store postgresql://... \
+    python -m pipeline.corrections data/corrections
+    python -m pipeline.corrections data/corrections --store postgresql://... \
         --log-dir /var/log/mnist
 
 Reads the corrections store and the inference log the service writes (its
 ``MNIST_FEEDBACK_DB`` and ``MNIST_INFERENCE_LOG_DIR``, the same defaults), splits the
 corrections by a hash of the request id (``corrections.holdout_fraction``) and writes
-``train.npz``, ``holdout.npz`` and ``summary.json`` (src/mnist_mlops/data/corrections.py).
+``train.npz``, ``holdout.npz`` and ``summary.json`` (src/mnist_mlops/corrections/dataset.py).
 It is the ``corrections`` stage of dvc.yaml, so DVC versions the dataset: run it, look at
 the line it prints, then ``dvc repro`` (which reruns it and everything downstream when
 the corrections changed). With no store yet it writes empty parts: the pipeline then
@@ -23,7 +23,7 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import CorrectionsConfig, load_params
 from mnist_mlops.core.fileio import write_json
 from mnist_mlops.corrections.export import export_corrections
-from mnist_mlops.monitoring.feedback import load_corrections
+from mnist_mlops.monitoring.corrections_store import load_corrections
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 SQLITE = "sqlite:///"

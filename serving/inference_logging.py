@@ -18,7 +18,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from mnist_mlops.core.errors import UserError
-from mnist_mlops.monitoring.feedback import FeedbackStore
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore
 from mnist_mlops.monitoring.inference_log import DROP_REASONS, STAGES, InferenceLog
 from mnist_mlops.monitoring.settings import MonitoringSettings
 from serving.feedback import OUTCOMES, FeedbackDesk
@@ -115,9 +115,9 @@ def start_monitoring(
     settings = settings if settings is not None else MonitoringSettings.from_env()
     metrics = monitoring_metrics()
     try:
-        store: FeedbackStore | None = FeedbackStore(settings.feedback_uri)
+        store: CorrectionsStore | None = CorrectionsStore(settings.feedback_uri)
         # The log writer's own connection: it runs in the writer thread.
-        index = FeedbackStore(settings.feedback_uri, durable=False)
+        index = CorrectionsStore(settings.feedback_uri, durable=False)
         problem = ""
     except UserError as exc:
         store, index, problem = None, None, str(exc)

@@ -14,7 +14,7 @@ URI says ``postgresql://`` (the server ``make mlflow-server`` starts; tables pre
 Corrections are untrusted input: stored, bounded by the API's rate limit, and they reach a
 model only through the export, ``dvc repro`` and the champion gate.
 
-    store = FeedbackStore("sqlite:///monitoring/feedback.sqlite")
+    store = CorrectionsStore("sqlite:///monitoring/feedback.sqlite")
     store.add("9f2c...", 7)  # True: stored; False: the same correction was already there
     load_corrections(store.uri, Path("monitoring/inference"))  # joined with the inputs
 """
@@ -57,7 +57,7 @@ class UnknownRequest(UserError):
     """The request id was never logged, or its log has expired."""
 
 
-class FeedbackStore:
+class CorrectionsStore:
     """One connection (opened on first use, reopened after an error), one lock."""
 
     def __init__(self, uri: str, durable: bool = True) -> None:
@@ -187,8 +187,8 @@ class Correction:
 
 
 def read_corrections(store_uri: str) -> list[tuple[str, int, float, str | None]]:
-    """Every row of :meth:`FeedbackStore.corrections`, or a UserError naming the fix."""
-    store = FeedbackStore(store_uri)
+    """Every row of :meth:`CorrectionsStore.corrections`, or a UserError naming the fix."""
+    store = CorrectionsStore(store_uri)
     try:
         return store.corrections()
     except Exception as exc:  # sqlite3 or psycopg: unreachable, corrupt, read-only, ...

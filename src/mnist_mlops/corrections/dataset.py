@@ -1,6 +1,6 @@
 """The corrections dataset: digits users said the service misread, as the model saw them.
 
-Written by ``python -m pipeline.export_corrections`` (DVC tracks the folder), read by
+Written by ``python -m pipeline.corrections`` (DVC tracks the folder), read by
 training (the ``train`` part) and by the field stage (the ``holdout`` part, scored as one
 more set). Each part is one ``.npz`` of ``x`` (N, 28, 28) uint8 model inputs, ``y`` the
 corrected digits and ``request_id`` the service's ids, so every image can be traced back to
@@ -75,7 +75,7 @@ def load_part(folder: str | os.PathLike[str], part: str) -> CorrectionSet:
             data = CorrectionSet(npz["x"], npz["y"], npz["request_id"])
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataFormatError(
-            f"{path}: unreadable ({exc}); rerun python -m pipeline.export_corrections"
+            f"{path}: unreadable ({exc}); rerun python -m pipeline.corrections"
         ) from None
     n = len(data.y)
     if data.x.dtype != np.uint8 or data.x.shape != (n, 28, 28) or data.request_id.shape != (n,):
