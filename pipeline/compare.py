@@ -43,7 +43,7 @@ def main() -> None:
     start, end = window_bounds(cfg.window_hours, args.since, args.until)
     window = load_pairs(args.log_dir or settings.log_dir, start, end)
     rows = read_corrections(args.store or settings.feedback_uri)
-    corrections = {request_id: digit for request_id, digit, _, _ in rows}
+    corrections = {row.request_id: row.digit for row in rows}
     verdict = compare(window.pairs, corrections, cfg.min_corrections, cfg.alpha)
     write_report(verdict, window, args.html, args.json)
     print(verdict.line())

@@ -115,7 +115,10 @@ def start_monitoring(
     settings = settings if settings is not None else MonitoringSettings.from_env()
     metrics = monitoring_metrics()
     try:
-        store: CorrectionsStore | None = CorrectionsStore(settings.feedback_uri)
+        # Copies each accepted correction's input from the log folder (any worker's file).
+        store: CorrectionsStore | None = CorrectionsStore(
+            settings.feedback_uri, log_dir=settings.log_dir
+        )
         # The log writer's own connection: it runs in the writer thread.
         index = CorrectionsStore(settings.feedback_uri, durable=False)
         problem = ""

@@ -5,16 +5,20 @@ default (one file; readers never block the writer), or the team's PostgreSQL whe
 URI says ``postgresql://`` (the server ``make mlflow-server`` starts; tables prefixed
 ``mnist_`` beside MLflow's). psycopg is imported only then (the ``team`` extra).
 
-- ``mnist_logged_requests``: every request id the inference log wrote, with its file.
-  A correction is accepted only for these, so feedback for a request never logged, or
-  whose log file retention deleted, is refused (``UnknownRequest``: the API's 404).
-- ``mnist_corrections``: one row per request id. The same correction again changes
-  nothing; a different digit replaces the earlier one (a user who clicked wrong).
+- ``mnist_logged_requests``: every request the inference log wrote, with its file (one
+  row per request: its key, :func:`~.inference_log.request_key`; rows of logs from before
+  hold one image's whole id). A correction is accepted only for these, so feedback for a
+  request never logged, or whose log file retention deleted, is refused
+  (``UnknownRequest``: the API's 404).
+- ``mnist_corrections``: one row per image id, with the 28x28 input the model was given
+  and what it answered, copied from the log file when the correction is accepted, so
+  the log's retention never takes a correction's image away. The same correction again
+  changes nothing; a different digit replaces the earlier one (a user who clicked wrong).
 
 Corrections are untrusted input: stored, bounded by the API's rate limit, and they reach a
 model only through the export, ``dvc repro`` and the champion gate.
 
-    store = CorrectionsStore("sqlite:///monitoring/feedback.sqlite")
+    store = CorrectionsStore("sqlite:///monitoring/feedback.sqlite", Path("monitoring/inference"))
     store.add("9f2c...", 7)  # True: stored; False: the same correction was already there
     load_corrections(store.uri, Path("monitoring/inference"))  # joined with the inputs
 """
@@ -28,13 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mnist_mlops.core.errors import UserError
-from mnist_mlops.monitoring.logfiles import read_log
-from mnist_mlops.monitoring.records import decode_png
+from mnist_mlops.monitoring.inference_log import REQUEST_KEY_DIGITS, request_key
+from mnist_mlops.monitoring.log_reader import as_pixels, find_inputs
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS mnist_logged_requests (request_id TEXT PRIMARY KEY, "
@@ -42,11 +46,17 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS mnist_logged_requests_file ON mnist_logged_requests (log_file)",
     "CREATE TABLE IF NOT EXISTS mnist_corrections (request_id TEXT PRIMARY KEY, "
     "digit INTEGER NOT NULL CHECK (digit BETWEEN 0 AND 9), "
-    "received_at DOUBLE PRECISION NOT NULL)",
+    "received_at DOUBLE PRECISION NOT NULL, input BYTEA, predicted INTEGER)",
+)
+# Columns later than the first tables: added to a store created before them.
+ADDED_COLUMNS = (
+    ("mnist_corrections", "input", "BYTEA"),
+    ("mnist_corrections", "predicted", "INTEGER"),
 )
 # Inserted if new, replaced if the digit differs; rowcount 0 means "the same again".
 UPSERT = (
-    "INSERT INTO mnist_corrections (request_id, digit, received_at) VALUES (?, ?, ?) "
+    "INSERT INTO mnist_corrections (request_id, digit, received_at, input, predicted) "
+    "VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (request_id) DO UPDATE SET digit = excluded.digit, "
     "received_at = excluded.received_at WHERE mnist_corrections.digit <> excluded.digit"
 )
@@ -60,8 +70,10 @@ class UnknownRequest(UserError):
 class CorrectionsStore:
     """One connection (opened on first use, reopened after an error), one lock."""
 
-    def __init__(self, uri: str, durable: bool = True) -> None:
+    def __init__(self, uri: str, durable: bool = True, log_dir: Path | None = None) -> None:
         self.uri = uri
+        # Where the accepted corrections' inputs are copied from; None: they are not.
+        self.log_dir = log_dir
         self.is_postgres = uri.startswith(("postgresql://", "postgres://"))
         if not self.is_postgres and not uri.startswith("sqlite:///"):
             raise UserError(  # the scheme only: the rest may hold a password
@@ -76,14 +88,30 @@ class CorrectionsStore:
     # ---- what the service calls ------------------------------------------------------
 
     def add(self, request_id: str, digit: int) -> bool:
-        """Store a correction; False if the very same one was stored before."""
-        row = self._run("SELECT 1 FROM mnist_logged_requests WHERE request_id = ?", (request_id,))
-        if not row:
-            raise UnknownRequest(f"request {request_id} is unknown or its log has expired")
-        return self._run(UPSERT, (request_id, int(digit), time.time()), rowcount=True) > 0
+        """Store a correction with its logged input; False if the very same one was stored
+        before. UnknownRequest if no log file (still) holds the request."""
+        unknown = f"request {request_id} is unknown or its log has expired"
+        rows = self._run(
+            "SELECT log_file FROM mnist_logged_requests WHERE request_id IN (?, ?)",
+            (request_key(request_id), request_id),
+        )
+        if not rows:
+            raise UnknownRequest(unknown)
+        pixels: bytes | None = None
+        predicted: int | None = None
+        if self.log_dir is not None:
+            try:
+                found = find_inputs(self.log_dir / rows[0][0], [request_id])
+            except FileNotFoundError:  # retention deleted it since the index said where
+                raise UnknownRequest(unknown) from None
+            if request_id not in found:  # a known request, but not an image of it
+                raise UnknownRequest(unknown)
+            pixels, predicted = found[request_id]
+        values = (request_id, int(digit), time.time(), pixels, predicted)
+        return self._run(UPSERT, values, rowcount=True) > 0
 
     def add_requests(self, request_ids: Sequence[str], log_file: str, when: float) -> None:
-        """Remember that these requests were written to ``log_file``."""
+        """Remember that these requests (their keys) were written to ``log_file``."""
         self._run(
             "INSERT INTO mnist_logged_requests (request_id, log_file, logged_at) "
             "VALUES (?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
@@ -97,13 +125,19 @@ class CorrectionsStore:
 
     # ---- what the export reads -------------------------------------------------------
 
-    def corrections(self) -> list[tuple[str, int, float, str | None]]:
-        """(request_id, digit, received_at, log file or None if expired), oldest first."""
-        return self._run(
-            "SELECT c.request_id, c.digit, c.received_at, r.log_file FROM mnist_corrections c "
+    def corrections(self) -> list[StoredCorrection]:
+        """Every correction, oldest first, with its input when one was copied and its log
+        file while the index still has it."""
+        rows = self._run(
+            "SELECT c.request_id, c.digit, c.received_at, COALESCE(r.log_file, k.log_file), "
+            "c.input, c.predicted FROM mnist_corrections c "
             "LEFT JOIN mnist_logged_requests r ON r.request_id = c.request_id "
+            f"LEFT JOIN mnist_logged_requests k ON k.request_id = {_KEY_SQL} "
             "ORDER BY c.received_at, c.request_id"
         )
+        return [
+            StoredCorrection(r[0], int(r[1]), float(r[2]), r[3], _bytes(r[4]), r[5]) for r in rows
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -141,6 +175,10 @@ class CorrectionsStore:
         with conn:
             for statement in SCHEMA:
                 conn.execute(statement)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(mnist_corrections)")}
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         return conn
 
 
@@ -157,6 +195,8 @@ def _connect_postgres(uri: str) -> Any:
             with conn.transaction():
                 for statement in SCHEMA:
                     conn.execute(statement)
+                for table, column, kind in ADDED_COLUMNS:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             break
         except psycopg.errors.UniqueViolation:
             if attempt:
@@ -175,9 +215,29 @@ def _run_postgres(conn: Any, sql: str, params: Any, many: bool, rowcount: bool) 
         return cur.fetchall() if cur.description is not None else None
 
 
+class StoredCorrection(NamedTuple):
+    """One row of the store as :meth:`CorrectionsStore.corrections` reads it."""
+
+    request_id: str
+    digit: int
+    received_at: float  # seconds since the epoch
+    log_file: str | None  # its log file while the index has it
+    pixels: bytes | None  # the 784-byte input copied when accepted; None before inputs were
+    predicted: int | None  # what the model answered (with the input)
+
+
+# The request key of c.request_id in SQL (substr is 1-based in both databases).
+_KEY_SQL = f"substr(c.request_id, 1, {REQUEST_KEY_DIGITS})"
+
+
+def _bytes(value: object) -> bytes | None:
+    """A BYTEA/BLOB value as bytes (psycopg gives memoryview or bytes; SQLite bytes)."""
+    return None if value is None else bytes(value)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
 class Correction:
-    """A user's correction joined with the 28x28 input the model was given for it."""
+    """A user's correction with the 28x28 input the model was given for it."""
 
     request_id: str
     digit: int  # what the user says the image shows
@@ -186,7 +246,7 @@ class Correction:
     predicted: int  # what the model answered
 
 
-def read_corrections(store_uri: str) -> list[tuple[str, int, float, str | None]]:
+def read_corrections(store_uri: str) -> list[StoredCorrection]:
     """Every row of :meth:`CorrectionsStore.corrections`, or a UserError naming the fix."""
     store = CorrectionsStore(store_uri)
     try:
@@ -204,29 +264,33 @@ def read_corrections(store_uri: str) -> list[tuple[str, int, float, str | None]]
 def load_corrections(
     store_uri: str, log_dir: Path, skipped: list[str] | None = None
 ) -> list[Correction]:
-    """Every correction whose input is still in the log, oldest first.
+    """Every correction with its input, oldest first.
 
-    Request ids whose input cannot be had (log file expired, image logging off, record
-    lost) are appended to ``skipped``. Only the log files that hold a correction are read.
+    The input is the one copied into the store when the correction was accepted; a
+    correction stored before inputs were copied takes it from its log file while that is
+    kept. Request ids whose input cannot be had (log expired, image logging off) are
+    appended to ``skipped``.
     """
     rows = read_corrections(store_uri)
-    files = sorted({Path(log_dir) / row[3] for row in rows if row[3] is not None})
-    wanted = {row[0] for row in rows}
-    found: dict[str, tuple[np.ndarray, int]] = {}
-    for record in read_log(Path(log_dir), files=files):
-        request_id, png = record["request_id"], record["input_png"]
-        if request_id in wanted and isinstance(png, str):
-            try:
-                found[str(request_id)] = (decode_png(png), int(record["digit"]))  # type: ignore[call-overload]
-            except ValueError:
-                continue
-    out: list[Correction] = []
-    for request_id, digit, received_at, _ in rows:
-        if request_id not in found:
-            if skipped is not None:
-                skipped.append(request_id)
+    by_file: dict[str, list[str]] = {}
+    for row in rows:
+        if row.pixels is None and row.log_file is not None:
+            by_file.setdefault(row.log_file, []).append(row.request_id)
+    from_log: dict[str, tuple[bytes | None, int]] = {}
+    for name, ids in by_file.items():
+        try:
+            from_log.update(find_inputs(Path(log_dir) / name, ids))
+        except FileNotFoundError:
             continue
-        pixels, predicted = found[request_id]
-        when = datetime.fromtimestamp(received_at, timezone.utc)
-        out.append(Correction(request_id, int(digit), pixels, when, predicted))
+    out: list[Correction] = []
+    for row in rows:
+        pixels, predicted = row.pixels, row.predicted
+        if pixels is None:
+            pixels, predicted = from_log.get(row.request_id, (None, None))
+        if pixels is None or len(pixels) != 784 or predicted is None:
+            if skipped is not None:
+                skipped.append(row.request_id)
+            continue
+        when = datetime.fromtimestamp(row.received_at, timezone.utc)
+        out.append(Correction(row.request_id, row.digit, as_pixels(pixels), when, int(predicted)))
     return out

@@ -2,10 +2,11 @@
 
 The request path only hands over references (:meth:`InferenceLog.record`: a lock, an
 append, random request ids); one writer thread per worker process turns what piled up
-into records every ``FLUSH_INTERVAL_S`` (features and PNGs of a few hundred images cost
-far less together than one by one) and appends them to this worker's file
-(:mod:`.logfiles`). Then it tells the corrections store which requests it logged, so
-``POST /feedback`` can refuse ids that were never logged or have expired.
+into one Arrow record batch every ``FLUSH_INTERVAL_S`` (:func:`~.records.build_batch`:
+the pixels as one block, the answers as columns) and appends it to this worker's file
+(:mod:`.logfiles`). Then it tells the corrections store which requests it logged (one
+index row per request, however many images it had), so ``POST /feedback`` can find a
+request's file and refuse ids that were never logged or have expired.
 
 Observing must never hurt serving: a full queue drops records, a failing folder (full,
 read-only, not a folder) drops the records it could not take, and a failing store only
@@ -30,8 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mnist_mlops.monitoring.logfiles import LogFile, sweep
-from mnist_mlops.monitoring.records import Answered, ModelTag, build_records, score_shadows
+from mnist_mlops.monitoring.logfiles import LogFile, encode_batch, stream_header, sweep
+from mnist_mlops.monitoring.records import Answered, ModelTag, build_batch, score_shadows
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 logger = logging.getLogger(__name__)
@@ -58,22 +59,34 @@ class LogCounters(Protocol):
 class RequestIndex(Protocol):
     """What the corrections store needs to know about logged requests."""
 
-    def add_requests(self, request_ids: Sequence[str], log_file: str, when: float) -> None: ...
+    def add_requests(self, request_keys: Sequence[str], log_file: str, when: float) -> None: ...
 
     def forget_log_file(self, log_file: str) -> None: ...
 
 
-def new_request_ids(n: int) -> list[str]:
-    """``n`` ids of 32 hex digits: the time in milliseconds (12 digits), then 80 random
-    bits (20 digits; one system call for the lot).
+REQUEST_KEY_DIGITS = 26  # an id's first digits name its request: time (12) + random (14)
+IMAGE_DIGITS = 32 - REQUEST_KEY_DIGITS  # then the image's place in the request
 
-    Random enough that nobody can guess another user's id and send feedback for it; time
-    first, so ids of one moment sit together in the store's index, where appending costs
-    a fraction of inserting at random places (every answered image pays it).
+
+def new_request_ids(n: int) -> list[str]:
+    """``n`` ids of 32 hex digits for the ``n`` images of one request: the time in
+    milliseconds (12 digits) and 56 random bits (14), the same for the whole request,
+    then the image's index (6).
+
+    Random enough that nobody can guess another request's ids and send feedback for them;
+    time first, so ids of one moment sit together in the store's index, where appending
+    costs a fraction of inserting at random places; one key per request
+    (:func:`request_key`), so a 256-image request is one index row, not 256.
     """
-    stamp = f"{time.time_ns() // 1_000_000:012x}"[-12:]
-    pool = os.urandom(10 * n).hex()
-    return [stamp + pool[20 * i : 20 * i + 20] for i in range(n)]
+    if n >= 16**IMAGE_DIGITS:
+        raise ValueError(f"{n} images in one request: at most {16**IMAGE_DIGITS - 1}")
+    key = f"{time.time_ns() // 1_000_000:012x}"[-12:] + os.urandom(7).hex()
+    return [f"{key}{i:06x}" for i in range(n)]
+
+
+def request_key(request_id: str) -> str:
+    """The part of an image's id that names its request (the corrections index's key)."""
+    return request_id[:REQUEST_KEY_DIGITS]
 
 
 class InferenceLog:
@@ -198,8 +211,9 @@ class InferenceLog:
         else:
             self._recovered("shadow")
         try:
-            lines = build_records(batch, *self._model, images=self.settings.log_images)
-            path = self._file.append(("\n".join(lines) + "\n").encode())
+            records = build_batch(batch, ModelTag(*self._model), self.settings.log_images)
+            data = encode_batch(records, self.settings.log_compression)
+            path = self._file.append(data, header=stream_header())
         except Exception as exc:  # OSError from the folder; anything else is a bug, same care
             self._retry_at = time.monotonic() + self._retry_s
             self._counters.dropped("write_failed", count)
@@ -208,9 +222,9 @@ class InferenceLog:
         self._recovered("write")
         self._counters.written(count)
         if self._index is not None:
-            ids = [i for a in batch for i in a.request_ids]
+            keys = list(dict.fromkeys(request_key(i) for a in batch for i in a.request_ids))
             try:
-                self._index.add_requests(ids, path.name, batch[-1].time)
+                self._index.add_requests(keys, path.name, batch[-1].time)
             except Exception as exc:
                 self._trouble("index", f"cannot record logged request ids: {exc}")
             else:

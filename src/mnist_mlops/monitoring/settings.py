@@ -7,8 +7,9 @@ A bad value stops the worker with one line naming the variable, instead of a ser
 that silently logs nowhere.
 
     MNIST_INFERENCE_LOG        on|off: write the inference log at all (on)
-    MNIST_LOG_IMAGES           on|off: include each 28x28 input as a base64 PNG (on)
-    MNIST_INFERENCE_LOG_DIR    folder of the JSON-lines files (monitoring/inference)
+    MNIST_LOG_IMAGES           on|off: keep each 28x28 input the model was given (on)
+    MNIST_INFERENCE_LOG_DIR    folder of the log's files (monitoring/inference)
+    MNIST_LOG_COMPRESSION      zstd|lz4|none: how the files' columns are compressed (zstd)
     MNIST_LOG_ROTATE_MB        start a new file past this size (16)
     MNIST_LOG_MAX_MB           delete the oldest closed files past this total (1024)
     MNIST_LOG_RETENTION_DAYS   delete files last written longer ago than this (30)
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
 
@@ -35,6 +36,7 @@ ENV: dict[str, str] = {
     "log_enabled": "MNIST_INFERENCE_LOG",
     "log_images": "MNIST_LOG_IMAGES",
     "log_dir": "MNIST_INFERENCE_LOG_DIR",
+    "log_compression": "MNIST_LOG_COMPRESSION",
     "rotate_mb": "MNIST_LOG_ROTATE_MB",
     "max_total_mb": "MNIST_LOG_MAX_MB",
     "retention_days": "MNIST_LOG_RETENTION_DAYS",
@@ -56,6 +58,8 @@ class MonitoringSettings(BaseModel):
     # The image is what makes a correction usable for training; off keeps only numbers.
     log_images: bool = True
     log_dir: Path = Path("monitoring/inference")
+    # zstd: a digit's record ~200 bytes instead of ~860, for ~2 us of the writer's CPU.
+    log_compression: Literal["zstd", "lz4", "none"] = "zstd"
     rotate_mb: PositiveFloat = 16.0
     # Bounds the folder: with W workers it never holds more than this + W x rotate_mb.
     max_total_mb: PositiveFloat = 1024.0
