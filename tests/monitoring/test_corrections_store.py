@@ -22,7 +22,8 @@ from mnist_mlops.monitoring.corrections_store import (
     UnknownRequest,
     load_corrections,
 )
-from support.logkit import answers
+from mnist_mlops.monitoring.logfiles import log_files, sweep
+from support.logkit import answers, write_legacy_log
 
 TABLES = ("mnist_corrections", "mnist_logged_requests")
 
@@ -158,3 +159,65 @@ def test_load_corrections_skips_inputs_that_were_not_logged(store_uri, make_log)
     skipped: list[str] = []
     assert load_corrections(store_uri, log.settings.log_dir, skipped) == []
     assert skipped == [ids[0]]
+
+
+def test_a_correction_keeps_its_input_when_retention_deletes_the_log(store_uri, make_log):
+    index = CorrectionsStore(store_uri, durable=False)
+    log = make_log(index=index)
+    pixels, probabilities = answers(4)
+    ids = log.record(pixels, probabilities, "/predict_batch", "batch")
+    assert log.flush()
+    store = CorrectionsStore(store_uri, log_dir=log.settings.log_dir)
+    assert store.add(ids[2], 5) is True  # the input is copied now, from the log file
+    log.close()  # the writer lets go of its file; retention may now delete it
+    folder = log.settings.log_dir
+    assert len(sweep(folder, max_bytes=0, retention_s=0, forget=index.forget_log_file)) == 1
+    assert log_files(folder) == []
+    with pytest.raises(UnknownRequest):  # its requests cannot be corrected any more...
+        store.add(ids[3], 1)
+    skipped: list[str] = []
+    (kept,) = load_corrections(store_uri, folder, skipped)  # ... but the correction stays whole
+    assert (kept.request_id, kept.digit, kept.predicted) == (
+        ids[2], 5, int(probabilities[2].argmax()),
+    )  # fmt: skip
+    np.testing.assert_array_equal(kept.pixels, to_uint8(pixels[2]))
+    assert skipped == []
+
+
+def test_a_correction_needs_an_image_the_request_had(store_uri, make_log):
+    index = CorrectionsStore(store_uri, durable=False)
+    log = make_log(index=index)
+    pixels, probabilities = answers(2)
+    ids = log.record(pixels, probabilities, "/predict_batch", "batch")
+    assert log.flush()
+    store = CorrectionsStore(store_uri, log_dir=log.settings.log_dir)
+    beyond = ids[0][:-6] + "000009"  # the request's key, an image it never had
+    with pytest.raises(UnknownRequest):
+        store.add(beyond, 3)
+    assert store.add(ids[1], 3) is True
+
+
+def test_corrections_from_before_inputs_were_copied_read_theirs_from_the_log(tmp_path):
+    """A store and a log from before: a table without the input columns, JSON-lines logs
+    indexed by each image's whole id. The store gains the columns; the export still finds
+    each input in its log file."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE mnist_corrections (request_id TEXT PRIMARY KEY, "
+                "digit INTEGER NOT NULL, received_at DOUBLE PRECISION NOT NULL)")  # fmt: skip
+    pixels, probabilities = answers(3)
+    folder = tmp_path / "inference"
+    name = "inference-20260101T000000.000000Z-7.jsonl"
+    ids = write_legacy_log(folder / name, pixels, probabilities)
+    old.execute("INSERT INTO mnist_corrections VALUES (?, 4, 1.0)", (ids[1],))
+    old.commit()
+    old.close()
+    store = CorrectionsStore(f"sqlite:///{path}", log_dir=folder)
+    store.add_requests(ids, name, 1.0)  # as the old writer did: one row per image
+    assert store.add(ids[2], 6) is True  # the old index finds its file, the input is copied
+    rows = {r.request_id: r for r in store.corrections()}
+    assert rows[ids[1]].pixels is None and rows[ids[2]].pixels is not None
+    corrections = load_corrections(f"sqlite:///{path}", folder)
+    assert [(c.request_id, c.digit) for c in corrections] == [(ids[1], 4), (ids[2], 6)]
+    for c, i in zip(corrections, (1, 2)):
+        np.testing.assert_array_equal(c.pixels, to_uint8(pixels[i]))

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from mnist_mlops.imaging import to_uint8
-from mnist_mlops.monitoring.features import image_features
-from mnist_mlops.monitoring.inference_log import InferenceLog
-from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
-from mnist_mlops.monitoring.records import FIELDS, decode_png
+from mnist_mlops.monitoring.features import batch_features
+from mnist_mlops.monitoring.inference_log import InferenceLog, request_key
+from mnist_mlops.monitoring.log_reader import ReadCounts, as_pixels, read_batches, read_log
+from mnist_mlops.monitoring.records import FIELDS, log_features
 from mnist_mlops.monitoring.settings import MonitoringSettings
-from support.logkit import SHA256, VERSION, CountingCounters, answers
+from support.logkit import SHA256, VERSION, CountingCounters, answers, write_legacy_log
 
 
 def test_every_answered_image_is_one_whole_record(make_log, counters):
@@ -38,18 +38,22 @@ def test_every_answered_image_is_one_whole_record(make_log, counters):
     assert [r["request_id"] for r in records] == ids and len(set(ids)) == 7
     assert [r["source"] for r in records] == ["upload", "json"] + ["batch"] * 5
     assert counters.records == 7 and not counters.drops and not counters.failures
+    assert len({request_key(i) for i in ids}) == 3  # one key per request, not per image
     for record, image, row in zip(records, pixels, probabilities):
         assert list(record) == list(FIELDS)
         assert (record["model_version"], record["model_sha256"]) == (VERSION, SHA256)
-        assert datetime.fromisoformat(record["time"]).utcoffset() == timezone.utc.utcoffset(None)
+        assert record["time"].utcoffset() == timezone.utc.utcoffset(None)
+        assert abs(record["time"] - datetime.now(timezone.utc)).total_seconds() < 600
         assert record["digit"] == int(row.argmax())
         top2 = np.sort(row)[-2:]
-        assert record["confidence"] == pytest.approx(top2[1])
-        assert record["margin"] == pytest.approx(top2[1] - top2[0])
-        logged = decode_png(record["input_png"])
-        np.testing.assert_array_equal(logged, to_uint8(image))
-        for name, value in image_features(logged).items():
-            assert record[name] == pytest.approx(value)
+        assert record["confidence"] == pytest.approx(top2[1], rel=1e-6)
+        assert record["margin"] == pytest.approx(top2[1] - top2[0], rel=1e-5, abs=1e-7)
+        np.testing.assert_array_equal(as_pixels(record["input"]), to_uint8(image))
+    # The features are the input's, computed when read (the same function as the reference).
+    (batch,) = read_batches(log.settings.log_dir)
+    expected = batch_features(to_uint8(pixels))
+    for name, values in log_features(batch).items():
+        np.testing.assert_allclose(values, expected[name], rtol=1e-12)
 
 
 def test_image_logging_off_keeps_the_numbers_only(make_log):
@@ -59,7 +63,11 @@ def test_image_logging_off_keeps_the_numbers_only(make_log):
     assert log.flush()
     records = list(read_log(log.settings.log_dir))
     assert len(records) == 3
-    assert all(r["input_png"] is None and r["ink_fraction"] > 0 for r in records)
+    assert all(r["input"] is None and r["ink_fraction"] > 0 for r in records)
+    (batch,) = read_batches(log.settings.log_dir)  # the stored features, as computed
+    expected = batch_features(to_uint8(pixels))
+    for name, values in log_features(batch).items():
+        np.testing.assert_allclose(values, expected[name], rtol=1e-6)
 
 
 def test_log_off_writes_nothing_and_still_answers_ids(make_log):
@@ -118,15 +126,15 @@ def tiny_tmpfs(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_drops_counts_and_keeps_whole_lines(make_log, counters, tiny_tmpfs):
-    log = make_log(log_dir=tiny_tmpfs)
+def test_a_full_disk_drops_counts_and_keeps_whole_batches(make_log, counters, tiny_tmpfs):
+    log = make_log(log_dir=tiny_tmpfs, log_compression="none")
     pixels, probabilities = answers(40)
-    for _ in range(20):  # ~700 bytes a record: the disk is full within a few of these
+    for _ in range(20):  # ~860 bytes a record: the disk is full within a few of these
         log.record(pixels, probabilities, "/predict_batch", "batch")
         assert log.flush()
     assert counters.drops["write_failed"] > 0 and counters.failures["write"] > 0
     assert counters.records + counters.drops["write_failed"] == 20 * 40
-    counts = ReadCounts()  # exactly the records counted as written, no line cut short
+    counts = ReadCounts()  # exactly the records counted as written, no batch cut short
     assert sum(1 for _ in read_log(tiny_tmpfs, counts)) == counters.records > 0
     assert counts.corrupt == 0
 
@@ -148,7 +156,7 @@ def test_two_processes_writing_at_once_lose_and_mix_nothing(tmp_path):
     logged = [r["request_id"] for r in read_log(folder, counts)]
     assert counts.corrupt == 0 and len(batches[0]) == len(batches[1]) == 500
     assert sorted(logged) == sorted(batches[0] + batches[1])  # each exactly once
-    assert len(list(folder.glob("*.jsonl"))) == 2  # one file per writer
+    assert len(list(folder.glob("*.arrows"))) == 2  # one file per writer
 
 
 def test_records_queued_at_close_are_written(make_log):
@@ -159,17 +167,32 @@ def test_records_queued_at_close_are_written(make_log):
     assert [r["request_id"] for r in read_log(log.settings.log_dir)] == ids
 
 
-def test_corrupt_and_half_written_lines_are_skipped_and_counted(make_log):
+def test_a_batch_cut_short_is_skipped_and_counted(make_log):
     log = make_log()
-    pixels, probabilities = answers(2)
-    ids = log.record(pixels, probabilities, "/p", "batch")
+    pixels, probabilities = answers(5)
+    first = log.record(pixels[:2], probabilities[:2], "/p", "batch")
+    assert log.flush()
+    log.record(pixels[2:], probabilities[2:], "/p", "batch")
     log.close()
-    (path,) = log.settings.log_dir.glob("*.jsonl")
-    good = path.read_bytes()
-    path.write_bytes(good + b"not json at all\n" + b'{"request_id": "x"}\n' + good[:100])
+    (path,) = log.settings.log_dir.glob("*.arrows")
+    path.write_bytes(path.read_bytes()[:-40])  # a crash in the middle of the second write
     counts = ReadCounts()
-    assert [r["request_id"] for r in read_log(log.settings.log_dir, counts)] == ids
-    assert (counts.records, counts.corrupt) == (2, 3)
+    assert [r["request_id"] for r in read_log(log.settings.log_dir, counts)] == first
+    assert (counts.records, counts.corrupt) == (2, 1)
+
+
+def test_old_json_lines_files_still_read(make_log, tmp_path):
+    pixels, probabilities = answers(3)
+    folder = tmp_path / "inference"
+    junk = b"not json at all\n" + b'{"request_id": 1}\n'
+    path = folder / "inference-20260101T000000.000000Z-7.jsonl"
+    ids = write_legacy_log(path, pixels, probabilities, extra=junk)
+    counts = ReadCounts()
+    records = list(read_log(folder, counts))
+    assert [r["request_id"] for r in records] == ids and (counts.records, counts.corrupt) == (3, 2)
+    assert all(r["model_role"] == "champion" and r["shadow_digit"] is None for r in records)
+    np.testing.assert_array_equal(as_pixels(records[1]["input"]), to_uint8(pixels[1]))
+    assert records[0]["time"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def test_missing_folder_reads_as_empty(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mnist_mlops.monitoring.corrections_store import CorrectionsStore
-from mnist_mlops.monitoring.logfiles import LogFile, log_files, read_log, sweep
+from mnist_mlops.monitoring.log_reader import read_log
+from mnist_mlops.monitoring.logfiles import LogFile, log_files, sweep
 from support.logkit import answers
 
 LINE = b'{"x": "' + b"y" * 90 + b'"}\n'  # 100 bytes
@@ -81,7 +82,7 @@ def test_a_failing_store_never_stops_the_size_bound(make_log, counters, tmp_path
     # ... so the service's log announces what it can and deletes regardless: a store that
     # is down must not fill the disk (its corrections for those files export as skipped).
     index = FailingIndex(f"sqlite:///{tmp_path / 'f.sqlite'}", durable=False)
-    log = make_log(index=index, rotate_mb=0.002, max_total_mb=0.005)
+    log = make_log(index=index, rotate_mb=0.002, max_total_mb=0.005, log_compression="none")
     pixels, probabilities = answers(3)
     for _ in range(12):
         log.record(pixels, probabilities, "/predict_batch", "batch")
@@ -93,16 +94,18 @@ def test_a_failing_store_never_stops_the_size_bound(make_log, counters, tmp_path
 
 
 def test_the_log_writer_applies_the_bounds(make_log, counters, tmp_path):
-    log = make_log(rotate_mb=0.002, max_total_mb=0.005)  # ~2 kB files, ~5 kB in all
+    # ~10 kB files, ~25 kB in all (uncompressed, three images are ~2.6 kB a write)
+    rotate_mb, max_mb = 0.01, 0.025
+    log = make_log(rotate_mb=rotate_mb, max_total_mb=max_mb, log_compression="none")
     pixels, probabilities = answers(3)
-    for _ in range(12):
+    for _ in range(24):
         log.record(pixels, probabilities, "/predict_batch", "batch")
         assert log.flush()
     files = log_files(log.settings.log_dir)
     total = sum(p.stat().st_size for p in files)
-    assert len(files) >= 2 and total <= 0.005 * 1024 * 1024 + 0.002 * 1024 * 1024
+    assert len(files) >= 2 and total <= (max_mb + rotate_mb) * 1024 * 1024
     kept = sum(1 for _ in read_log(log.settings.log_dir))
-    assert 0 < kept < counters.records == 36  # the oldest records went, by the size bound
+    assert 0 < kept < counters.records == 72  # the oldest records went, by the size bound
 
 
 def test_missing_folder_has_no_files(tmp_path: Path):

@@ -1,59 +1,67 @@
-"""The hand-written PNGs are real PNGs, and the record lines are real JSON."""
+"""A record batch holds every image of every request, with the model that answered, the
+shadow beside it and the input as it was given; old JSON lines read back the same way."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
+from datetime import datetime, timezone
 
 import numpy as np
-from PIL import Image
+import pyarrow as pa
 
 from mnist_mlops.imaging import to_uint8
+from mnist_mlops.monitoring.legacy_log import LATER_FIELDS, parse_line
+from mnist_mlops.monitoring.log_reader import as_pixels
+from mnist_mlops.monitoring.logfiles import encode_batch, stream_header
 from mnist_mlops.monitoring.records import (
     FIELDS,
-    LATER_FIELDS,
+    LOG_SCHEMA,
     Answered,
     ModelTag,
-    build_records,
-    encode_pngs,
-    parse_record,
+    answer_columns,
+    build_batch,
     score_shadows,
 )
-from support.logkit import answers
+from support.logkit import SHA256, VERSION, answers, write_legacy_log
+
+DEFAULT = ModelTag("v1", "f" * 64)
 
 
-def test_pillow_reads_the_pngs_back_exactly():
-    rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)  # noise: the worst case
-    images[0] = 0
-    images[1] = 255
-    for text, image in zip(encode_pngs(images), images):
-        with Image.open(io.BytesIO(base64.b64decode(text))) as png:
-            png.verify()  # checks the chunk CRCs
-        with Image.open(io.BytesIO(base64.b64decode(text))) as png:
-            assert (png.format, png.mode, png.size) == ("PNG", "L", (28, 28))
-            np.testing.assert_array_equal(np.asarray(png), image)
+def _rows(batch: list[Answered], images: bool = True) -> list[dict[str, object]]:
+    """The batch as written and read back through a stream."""
+    for compression in ("zstd", "lz4", "none"):
+        data = stream_header() + encode_batch(build_batch(batch, DEFAULT, images), compression)
+        (table,) = pa.ipc.open_stream(data)
+        assert table.schema == LOG_SCHEMA
+    return table.to_pylist()
 
 
-def test_a_digit_is_a_few_hundred_bytes():
-    pixels, _ = answers(20)
-    sizes = [len(text) for text in encode_pngs(to_uint8(pixels))]
-    assert max(sizes) < 600
-
-
-def test_every_line_is_json_with_every_field_in_order():
+def test_every_image_is_one_row_with_every_field_in_order():
     pixels, probabilities = answers(3)
     batch = [Answered(["a" * 32, "b" * 32], 1.7e9 + 0.25, '/odd"route', "json",
                       pixels[:2], probabilities[:2]),
              Answered(["c" * 32], 1.7e9 + 59.9996, "/predict", "upload",
                       pixels[2:], probabilities[2:])]  # fmt: skip
-    records = [json.loads(line) for line in build_records(batch, "v1", "f" * 64, True)]
+    records = _rows(batch)
     assert [list(r) for r in records] == [list(FIELDS)] * 3
-    assert records[0]["endpoint"] == '/odd"route'  # strings are JSON-escaped
-    assert [r["time"] for r in records] == ["2023-11-14T22:13:20.250+00:00"] * 2 + [
-        "2023-11-14T22:14:19.999+00:00"
-    ]
+    assert [r["request_id"] for r in records] == ["a" * 32, "b" * 32, "c" * 32]
+    assert [r["endpoint"] for r in records] == ['/odd"route'] * 2 + ["/predict"]
+    assert [r["time"] for r in records] == [
+        datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=timezone.utc)
+    ] * 2 + [datetime(2023, 11, 14, 22, 14, 19, 999000, tzinfo=timezone.utc)]
+    for record, image in zip(records, to_uint8(pixels)):
+        np.testing.assert_array_equal(as_pixels(record["input"]), image)
+    answer = answer_columns(probabilities)
+    assert [r["digit"] for r in records] == answer["digit"].tolist()
+    np.testing.assert_allclose([r["margin"] for r in records], answer["margin"], rtol=1e-6)
+
+
+def test_a_digit_costs_a_few_hundred_bytes_compressed():
+    pixels, probabilities = answers(200)
+    built = build_batch([Answered([f"{i:032x}" for i in range(200)], 1.7e9, "/p", "batch",
+                                  pixels, probabilities)], DEFAULT)  # fmt: skip
+    raw, packed = len(encode_batch(built, "none")), len(encode_batch(built, "zstd"))
+    assert raw > 200 * 784 and packed < raw / 2
 
 
 def test_a_record_names_the_model_that_answered_and_the_shadow_beside_it():
@@ -68,15 +76,14 @@ def test_a_record_names_the_model_that_answered_and_the_shadow_beside_it():
         canary,
         Answered(["e" * 32], 1.7e9, "/predict", "upload", pixels[2:], probabilities[2:]),
     ]
-    records = [json.loads(line) for line in build_records(batch, "v1", "f" * 64, False)]
-    assert [list(r) for r in records] == [list(FIELDS)] * 3
+    records = _rows(batch, images=False)
     first, _, plain = records
     assert (first["model_version"], first["model_role"], first["registry_version"]) == (
         "d" * 12, "challenger", "4",
     )  # fmt: skip
     assert (first["shadow_version"], first["shadow_role"]) == ("c" * 12, "champion")
     assert first["shadow_digit"] == int(shadow_probabilities[0].argmax())
-    assert first["shadow_confidence"] == float(shadow_probabilities[0].max())
+    assert first["shadow_confidence"] == np.float32(shadow_probabilities[0].max())
     # A request without its own model tag is the log's model, the champion, no shadow.
     assert (plain["model_version"], plain["model_role"], plain["registry_version"]) == (
         "v1", "champion", None,
@@ -113,15 +120,18 @@ def test_deferred_shadows_are_scored_in_one_call_per_model_and_split_back():
         np.testing.assert_array_equal(answered.shadow_probabilities, expected[a:b])
         assert answered.shadow_scorer is None
     assert scored[-1] is batch[-1]
-    records = [json.loads(line) for line in build_records(scored, "v1", "f" * 64, False)]
+    records = _rows(scored)
     assert [r["shadow_digit"] for r in records[:7]] == expected.argmax(axis=1).tolist()
 
 
-def test_records_written_before_the_model_fields_read_back_as_the_champions():
+def test_old_lines_without_the_model_fields_read_back_as_the_champions(tmp_path):
     pixels, probabilities = answers(1)
-    (line,) = build_records([Answered(["a" * 32], 1.7e9, "/p", "json", pixels, probabilities)],
-                            "v1", "f" * 64, False)  # fmt: skip
-    old = {k: v for k, v in json.loads(line).items() if k not in LATER_FIELDS}
-    record = parse_record(json.dumps(old))
+    path = tmp_path / "inference-20260101T000000.000000Z-1.jsonl"
+    write_legacy_log(path, pixels, probabilities)
+    (line,) = path.read_bytes().splitlines(keepends=True)
+    assert not LATER_FIELDS.keys() & json.loads(line).keys()
+    record = parse_line(line)
     assert record is not None and record["model_role"] == "champion"
     assert record["shadow_digit"] is None and record["registry_version"] is None
+    assert (record["model_version"], record["model_sha256"]) == (VERSION, SHA256)
+    assert parse_line(line[:-1]) is None  # cut short: no newline

@@ -28,12 +28,13 @@ def test_every_variable_is_read():
         "MNIST_INFERENCE_LOG_DIR": "/var/log/mnist", "MNIST_LOG_ROTATE_MB": "4",
         "MNIST_LOG_MAX_MB": "100", "MNIST_LOG_RETENTION_DAYS": "7", "MNIST_LOG_QUEUE": "50",
         "MNIST_FEEDBACK_DB": "postgresql://u@h:5432/d", "MNIST_FEEDBACK_RATE": "0.5",
-        "MNIST_FEEDBACK_BURST": "3",
+        "MNIST_FEEDBACK_BURST": "3", "MNIST_LOG_COMPRESSION": "lz4",
     }  # fmt: skip
     assert set(env) == set(ENV.values())
     settings = MonitoringSettings.from_env(env)
     assert settings.model_dump() == {
         "log_enabled": False, "log_images": False, "log_dir": Path("/var/log/mnist"),
+        "log_compression": "lz4",
         "rotate_mb": 4.0, "max_total_mb": 100.0, "retention_days": 7.0, "queue_records": 50,
         "feedback_uri": "postgresql://u@h:5432/d", "feedback_rate": 0.5, "feedback_burst": 3,
     }  # fmt: skip
@@ -45,6 +46,7 @@ def test_every_variable_is_read():
         ("MNIST_LOG_IMAGES", "maybe", "use on or off"),
         ("MNIST_LOG_ROTATE_MB", "-1", "greater than 0"),
         ("MNIST_LOG_QUEUE", "lots", "valid integer"),
+        ("MNIST_LOG_COMPRESSION", "gzip", "'zstd', 'lz4' or 'none'"),
         ("MNIST_FEEDBACK_RATE", "0", "greater than 0"),
     ],
 )
