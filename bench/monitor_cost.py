@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 
 from mnist_mlops.core.fileio import write_json  # noqa: E402
 from mnist_mlops.monitoring.inference_log import InferenceLog  # noqa: E402
-from mnist_mlops.monitoring.records import FIELDS, Answered, build_records  # noqa: E402
+from mnist_mlops.monitoring.logfiles import encode_batch  # noqa: E402
+from mnist_mlops.monitoring.records import FIELDS, Answered, ModelTag, build_batch  # noqa: E402
 from mnist_mlops.monitoring.settings import MonitoringSettings  # noqa: E402
 
 
@@ -55,14 +56,14 @@ def _answers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def bentoml_monitor_us(folder: Path, repeat: int) -> float:
     import bentoml
 
-    columns = [f for f in FIELDS if f not in ("request_id", "input_png")]
+    columns = [f for f in FIELDS if f not in ("request_id", "input")]
     options = {"log_path": str(folder)}
 
     def one() -> None:
         with bentoml.monitor("cost", monitor_class="default", monitor_options=options) as mon:
             for name in columns:
                 mon.log(0.5, name=name, role="feature", data_type="numerical")
-            mon.log("iVBORw0KGgo" * 25, name="input_png", role="feature", data_type="categorical")
+            mon.log("iVBORw0KGgo" * 25, name="input", role="feature", data_type="categorical")
 
     one()
     return 1e6 * min(timeit.repeat(one, number=repeat, repeat=5)) / repeat
@@ -94,7 +95,8 @@ def ours_record_us(folder: Path, repeat: int) -> tuple[float, float]:
     many, probs = _answers(256)
     batch = [Answered([f"{i:032x}"], 0.0, "/p", "json", many[i : i + 1], probs[i : i + 1])
              for i in range(256)]  # fmt: skip
-    build = min(timeit.repeat(lambda: build_records(batch, "0" * 12, "0" * 64, True),
+    model = ModelTag("0" * 12, "0" * 64)
+    build = min(timeit.repeat(lambda: encode_batch(build_batch(batch, model)),
                               number=20, repeat=5))  # fmt: skip
     return 1e6 * request / repeat, 1e6 * build / 20 / 256
 

@@ -31,7 +31,7 @@ import yaml
 
 from mnist_mlops.evaluation.fieldsets import build_set
 from mnist_mlops.gate.decide import noise_tolerance
-from mnist_mlops.monitoring.logfiles import read_log
+from mnist_mlops.monitoring.log_reader import read_log
 from support import ROOT
 from support.bento_process import serving
 from support.pipeline_repo import build_repo, repo_env

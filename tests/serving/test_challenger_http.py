@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mnist_mlops.monitoring.logfiles import read_log
+from mnist_mlops.monitoring.log_reader import read_log
 from serving.model_loading import load_model
 from serving.model_pair import canary_answers
 from serving.schemas import example_pixels

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mnist_mlops.monitoring.logfiles import log_files, read_log
+from mnist_mlops.monitoring.log_reader import read_log
+from mnist_mlops.monitoring.logfiles import log_files
 from serving.schemas import example_pixels
 from support.bento_process import serving
 from support.registry import register_version, registered_onnx

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_mlops.monitoring.corrections_store import CorrectionsStore
-from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
+from mnist_mlops.monitoring.log_reader import ReadCounts, read_log
 from serving.schemas import example_pixels
 from support.bento_process import REPO, Served, serving
 
@@ -104,7 +104,7 @@ def test_every_answer_is_logged_once_with_its_route_and_source(served, digit_png
         assert record["digit"] == answer["digit"]
         assert record["confidence"] == pytest.approx(max(answer["probabilities"]))
         assert record["model_version"] == answer["model_version"]
-        assert record["input_png"]
+        assert record["input"] is not None and len(record["input"]) == 784
 
 
 def test_stores_a_correction_once(served):
@@ -228,7 +228,7 @@ def test_two_workers_and_a_burst_of_2000_log_every_request_once(
     logged = [r["request_id"] for r in read_log(tmp_path / "inference", counts)]
     assert counts.corrupt == 0
     assert len(set(ids)) == 2000 and sorted(logged) == sorted(ids)  # each exactly once
-    writers = {path.stem.rsplit("-", 1)[1] for path in (tmp_path / "inference").glob("*.jsonl")}
+    writers = {path.stem.rsplit("-", 1)[1] for path in (tmp_path / "inference").glob("*.arrows")}
     assert len(writers) == 2, f"one worker took every connection: {writers}"
 
 

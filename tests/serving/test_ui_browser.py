@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from mnist_mlops.monitoring.corrections_store import CorrectionsStore
-from mnist_mlops.monitoring.logfiles import read_log
+from mnist_mlops.monitoring.log_reader import read_log
 from support import ROOT as REPO
 from support.bento_process import serving
 
