@@ -70,6 +70,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -163,17 +164,41 @@ def measure(
                     print(f"  {name:16s} {kind:7s} skipped: {payload.route} not answered")
                     continue
                 wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
+                before = log_counts(url)
                 closed = [wrk(url, payload, c, seconds, load_core, 0, folder, pid)
                           for c in CONCURRENCY]  # fmt: skip
                 peak = max(r["rps"] for r in closed)
                 pace = 1e3 * PACED_CONNECTIONS / (peak / 2)
                 half = wrk(url, payload, PACED_CONNECTIONS, seconds, load_core, pace, folder, pid)
+                after = log_counts(url)
                 results.setdefault(name, {})[kind] = {
                     "closed": closed, "peak_rps": peak, "half_peak": half,
                     "peak_images_per_s": max(r["images_per_s"] for r in closed),
+                    # what the inference log wrote and dropped over the cells (0 when off)
+                    "log_records": {k: after[k] - before[k] for k in after},
                 }  # fmt: skip
                 print(f"  {name:16s} {kind:7s} peak {peak:7.0f} req/s", flush=True)
     return results
+
+
+def log_counts(url: str, settle_s: float = 10.0) -> dict[str, float]:
+    """The inference log's records written and dropped so far, from /metrics, once they
+    stop moving (the writer writes what is queued within its flush interval)."""
+    last: dict[str, float] | None = None
+    deadline = time.monotonic() + settle_s
+    while True:
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+        now = {"written": 0.0, "dropped": 0.0}
+        for line in text.splitlines():
+            if line.startswith("mnist_inference_log_records_total"):
+                now["written"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("mnist_inference_log_dropped_records_total"):
+                now["dropped"] += float(line.rsplit(" ", 1)[1])
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+        time.sleep(0.5)
 
 
 def answers(url: str, payload: Payload) -> bool:
@@ -351,6 +376,12 @@ def main() -> None:
         for kind, cost in by_kind.items():
             print(f"{what}, {kind} (median of {args.rounds}): {100 * cost['peak_share']:.1f} %"
                   f" of the peak, {cost['cpu_ratio']:.2f}x CPU a request")  # fmt: skip
+    for round_results in rounds:  # a log that cannot keep up drops: it must say so here
+        for name in ("ours", "ours-shadow"):
+            for kind, cells in round_results.get(name, {}).items():
+                counts = cells["log_records"]
+                print(f"inference log, {name} {kind}: {counts['written']:.0f} records written, "
+                      f"{counts['dropped']:.0f} dropped")  # fmt: skip
     suffix = "-".join(k for k in kinds) if kinds != ("array", "png") else ""
     name = "-".join(p for p in ("serve_load", suffix, "quick" if args.quick else "") if p)
     out = args.out or REPO / "bench/results" / f"{name}.json"

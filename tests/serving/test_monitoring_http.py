@@ -253,3 +253,45 @@ async def _burst(url: str, n: int, png: bytes) -> tuple[dict[int, int], list[str
 
         await asyncio.gather(*(worker() for _ in range(32)))
     return statuses, ids
+
+
+def test_corrections_sent_the_moment_their_answers_arrive_are_kept_with_their_input(
+    model_path: Path, tmp_path: Path
+):
+    """Two workers; each correction follows its answer at once, on a new connection (so
+    often to the other worker, before the answering worker's writer has written it). Every
+    one is accepted, and each stored input is exactly the image its answer logged."""
+    store_uri = f"sqlite:///{tmp_path / 'feedback.sqlite'}"
+    env = {"MNIST_API_WORKERS": "2", "MNIST_INFERENCE_LOG_DIR": str(tmp_path / "inference"),
+           "MNIST_FEEDBACK_DB": store_uri, "MNIST_FEEDBACK_RATE": "1000",
+           "MNIST_FEEDBACK_BURST": "1000"}  # fmt: skip
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, size=(200, 28, 28)).astype(float)
+    with serving(model_path, tmp_path / "bentoml", **env) as server:
+        answers = asyncio.run(_answer_then_correct(server.url, images))
+    assert [status for _, status in answers] == [200] * 200
+    stored = {row.request_id: row for row in CorrectionsStore(store_uri).corrections()}
+    assert sorted(stored) == sorted(request_id for request_id, _ in answers)
+    logged = {r["request_id"]: r for r in read_log(tmp_path / "inference")}
+    for (request_id, _), image in zip(answers, images):
+        row = stored[request_id]
+        assert row.pixels == logged[request_id]["input"] == image.astype(np.uint8).tobytes()
+        assert row.predicted == logged[request_id]["digit"]
+
+
+async def _answer_then_correct(url: str, images: np.ndarray) -> list[tuple[str, int]]:
+    """Per image: /predict_array, then at once /feedback for its id: (id, feedback status)."""
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=0)
+    out: list[tuple[str, int]] = [("", 0)] * len(images)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        todo = iter(range(len(images)))
+
+        async def worker() -> None:
+            for i in todo:
+                answer = await client.post("/predict_array", json={"pixels": images[i].tolist()})
+                request_id = answer.json()["request_id"]
+                said = await client.post("/feedback", json={"request_id": request_id, "digit": 3})
+                out[i] = (request_id, said.status_code)
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+    return out

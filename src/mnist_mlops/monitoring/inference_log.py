@@ -151,8 +151,12 @@ class InferenceLog:
                 self._queue.append(answered)
                 self._pending += len(ids)
                 self._queued += 1
+            # Bulk traffic fills the queue within one interval: write now, before it is full.
+            early = self._pending * 2 > self.settings.queue_records
         if full:
             self._counters.dropped("queue_full", len(ids))
+        elif early:
+            self._wake.set()
         return ids
 
     def flush(self, timeout: float = 60.0) -> bool:
