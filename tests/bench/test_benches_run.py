@@ -140,6 +140,18 @@ def test_monitor_cost_quick(bench, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_drift_scale_quick(bench, synthetic_mirror, tmp_path: Path) -> None:
+    out = tmp_path / "drift_scale.json"
+    bench("bench/drift_scale.py", str(synthetic_mirror[0]), "--quick", "--out", str(out))
+    data = read_json(out)
+    assert [row["records"] for row in data["rows"]] == [2_000, 20_000]
+    for row in data["rows"]:
+        assert set(row["methods"]) == {"window", "every_file", "dicts", "report"}
+        assert {m["rows"] for m in row["methods"].values()} == {data["window_records"]}
+        assert row["methods"]["report"]["exit_status"] in (0, 3)  # a verdict, either way
+
+
+@pytest.mark.slow
 def test_bulk_score_quick(bench, bench_model: Path, bench_int8_model: Path, tmp_path: Path) -> None:
     """Two models in one run (what a single --model run does, once more)."""
     out = tmp_path / "bulk_score.json"

@@ -148,18 +148,18 @@ def test_thick_marker_digits_drift_and_the_report_names_what_moved(reports):
         assert report["scores"][column]["score"] > clean[column]["score"]
 
 
-def test_too_few_rows_and_corrupt_lines_are_reported_not_guessed(
+def test_too_few_rows_and_corrupt_batches_are_reported_not_guessed(
     trained_model, reference, tmp_path
 ):
     write_log(tmp_path / "log", trained_model, styled(trained_model, "marker", 5, n=20), "upload")
-    with open(next((tmp_path / "log").glob("inference-*.jsonl")), "ab") as handle:
-        handle.write(b"{not json}\n" + b'{"request_id": "half-writ')
+    with open(next((tmp_path / "log").glob("inference-*.arrows")), "ab") as handle:
+        handle.write(b"\xff\xff\xff\xff\x10\x00\x00\x00half a batch")  # a write cut short
     proc = monitor(tmp_path / "log", reference, tmp_path / "report")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "no verdict: 20 answered images" in proc.stdout
-    assert "2 corrupt log lines skipped" in proc.stdout
+    assert "1 corrupt or unusable log records skipped" in proc.stdout
     report = json.loads((tmp_path / "report" / "drift.json").read_text())
-    assert report["status"] == "too_few_rows" and report["skipped"] == 2
+    assert report["status"] == "too_few_rows" and report["skipped"] == 1
     assert not (tmp_path / "report" / "drift.html").exists()
 
 

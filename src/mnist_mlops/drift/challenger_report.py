@@ -29,7 +29,6 @@ def payload(verdict: Verdict, window: Pairs) -> dict[str, Any]:
         "records": {
             "in_window": window.records,
             "pairs": len(window.pairs),
-            "old_format": window.old,
             "single_model": window.single,
             "skipped": window.skipped,
             "outside_window": window.outside,

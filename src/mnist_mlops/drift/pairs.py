@@ -4,22 +4,28 @@ In shadow mode the champion answers and the challenger scores the same request; 
 mode a share is answered by the challenger with the champion scoring it. Either way the
 log record says who answered (``model_role``) and what the other model said (``shadow_*``),
 so each such record is one pair of answers to one image. Records that are not pairs are
-counted, never guessed at: requests only one model scored (``single``) and records
-written before the log named the models (``old``: no ``model_role``; a reader that gives
-such records a default role makes them ``single``). :mod:`.challenger` compares the pairs.
+counted, never guessed at: requests only one model scored (``single``). Records written
+before the log named its models (old JSON-lines files) are read with the role they had,
+the champion's, and no shadow (:mod:`mnist_mlops.monitoring.legacy_log`): one model
+scored them, so they count as ``single`` too. :mod:`.challenger` compares the pairs.
+
+Only the window's files are opened, and of their records only the model columns are read
+(never the images): the reader costs what the window holds (:mod:`.window`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from mnist_mlops.drift.window import log_folder
-from mnist_mlops.monitoring.logfiles import ReadCounts, read_log
+from mnist_mlops.drift.window import Tally, log_folder, window_batches
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ROLES = (CHAMPION, CHALLENGER)
+# What a pair is read from: who answered and what, and what the other model said.
+READ = ("request_id", "time", "model_role", "registry_version", "digit", "confidence",
+        "shadow_version", "shadow_role", "shadow_digit", "shadow_confidence")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,39 +47,26 @@ class Pairs:
     start: datetime
     end: datetime
     records: int = 0  # records answered in the window, pairs or not
-    old: int = 0  # written before the log named the model that answered
     single: int = 0  # only one model scored the request (no shadow, no canary)
-    skipped: int = 0  # corrupt lines, unusable times or roles
-    outside: int = 0  # records answered before or after the window
+    skipped: int = 0  # corrupt lines or batches, records with no time or unusable fields
+    outside: int = 0  # records of the opened files answered before or after the window
 
     def describe(self) -> str:
         """What the window held, in one line: pairs and what was not one."""
-        old = f", {self.old} logged before records named the model" if self.old else ""
-        skipped = f"; {self.skipped} corrupt or unusable log lines skipped" if self.skipped else ""
+        skipped = (
+            f"; {self.skipped} corrupt or unusable log records skipped" if self.skipped else ""
+        )
         return (
             f"{self.records} records from {self.start.isoformat()} to {self.end.isoformat()}: "
-            f"{len(self.pairs)} scored by both models; {self.single + self.old} not "
-            f"comparisons ({self.single} scored by one model only{old}){skipped}"
+            f"{len(self.pairs)} scored by both models; {self.single} not comparisons "
+            f"(scored by one model only){skipped}"
         )
 
 
-def _when(text: object) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def _pair(record: dict[str, object]) -> Pair | str:
-    """The record as a Pair, or why it is not one: "old", "single" or "skipped".
-
-    Fields are read with ``get``: a record from before the model fields may lack them.
-    """
+    """The record as a Pair, or why it is not one: "single" or "skipped"."""
     role, other = record.get("model_role"), record.get("shadow_role")
     digit, shadow = record.get("digit"), record.get("shadow_digit")
-    if role is None:
-        return "old"
     if role not in ROLES:
         return "skipped"
     if shadow is None:
@@ -104,21 +97,16 @@ def _pair(record: dict[str, object]) -> Pair | str:
 def load_pairs(log_dir: str | Path, start: datetime, end: datetime) -> Pairs:
     """Every pair of answers in the folder's records answered in [start, end)."""
     folder = log_folder(log_dir)
-    counts = ReadCounts()
+    tally = Tally()
     out = Pairs([], start, end)
-    for record in read_log(folder, counts):
-        when = _when(record["time"])
-        if when is None:
-            out.skipped += 1
-            continue
-        if not start <= when < end:
-            out.outside += 1
-            continue
-        out.records += 1
-        pair = _pair(record)
-        if isinstance(pair, Pair):
-            out.pairs.append(pair)
-        else:
-            setattr(out, pair, getattr(out, pair) + 1)
-    out.skipped += counts.corrupt
+    for batch in window_batches(folder, start, end, READ, tally):
+        out.records += batch.num_rows
+        for record in batch.to_pylist():  # the window's rows only, without their images
+            pair = _pair(record)
+            if isinstance(pair, Pair):
+                out.pairs.append(pair)
+            else:
+                setattr(out, pair, getattr(out, pair) + 1)
+    out.skipped += tally.read.corrupt + tally.untimed
+    out.outside = tally.outside
     return out

@@ -4,8 +4,10 @@ A drift report needs "normal" to compare the inference log with. Normal is what 
 was gated on: the MNIST test split and the field sets, each image taken through exactly
 the serving path (encoded bytes -> :func:`mnist_mlops.imaging.preprocess_image` -> the
 exported ONNX model), and described with the very columns the service logs: the predicted
-digit, its probability and margin, and :data:`~mnist_mlops.monitoring.features.FEATURES`
-of the input rounded to uint8 as the log stores it. Images the preprocessing refuses get
+digit, its probability and margin (:func:`~mnist_mlops.monitoring.records.answer_columns`,
+the one definition the log's writer uses too), and
+:data:`~mnist_mlops.monitoring.features.FEATURES` of the input rounded to uint8 as the log
+stores it. Images the preprocessing refuses get
 an error answer and no log record, so they are left out here too.
 
 The reference stage writes it as one parquet table (one row per image, a ``set`` column
@@ -25,10 +27,9 @@ from mnist_mlops.evaluation.fieldsets import encode
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.inference.session import INPUT_NAME, as_model_input, inference_session, softmax
 from mnist_mlops.monitoring.features import FEATURES, batch_features
+from mnist_mlops.monitoring.records import ANSWER, answer_columns
 
 TEST_SET = "test"  # the reference's name for the MNIST test split
-# The logged answer's columns, in the log's order, and what the report compares.
-ANSWER = ("digit", "confidence", "margin")
 COLUMNS = ("set", "label", *ANSWER, *FEATURES)
 
 
@@ -37,13 +38,7 @@ def answers(session: object, inputs: np.ndarray) -> dict[str, np.ndarray]:
     if not len(inputs):
         return {name: np.zeros(0) for name in ANSWER}
     logits = session.run(None, {INPUT_NAME: as_model_input(inputs)})[0]  # type: ignore[attr-defined]
-    probabilities = softmax(logits)
-    top2 = np.sort(probabilities, axis=1)[:, -2:]
-    return {
-        "digit": probabilities.argmax(axis=1),
-        "confidence": top2[:, 1],
-        "margin": top2[:, 1] - top2[:, 0],
-    }
+    return answer_columns(softmax(logits))
 
 
 def served_inputs(blobs: list[bytes], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -57,7 +57,7 @@ class Verdict:
     status: str  # "drift", "no_drift" or "too_few_rows"
     rows: int  # answered images in the window
     reference_rows: int
-    skipped: int  # corrupt or half-written log lines
+    skipped: int  # corrupt or half-written log lines or batches, unusable records
     drifted: list[str] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     needed: int = 0  # drifted columns that make a drift verdict
@@ -67,7 +67,9 @@ class Verdict:
         return {"drift": EXIT_DRIFT, "no_drift": EXIT_NO_DRIFT}.get(self.status, EXIT_TOO_FEW)
 
     def line(self, min_rows: int) -> str:
-        skipped = f"; {self.skipped} corrupt log lines skipped" if self.skipped else ""
+        skipped = (
+            f"; {self.skipped} corrupt or unusable log records skipped" if self.skipped else ""
+        )
         if self.status == "too_few_rows":
             return (
                 f"no verdict: {self.rows} answered images in the window, at least {min_rows} "
