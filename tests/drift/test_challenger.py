@@ -124,11 +124,6 @@ def test_agreement_accuracy_and_the_paired_test_are_exact(tmp_path) -> None:
     assert verdict.status == "better" and verdict.exit_status == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the log names the other model by its card version (shadow_version), not its "
-    "registry version: monitoring/records.py has no shadow registry version to read",
-)
 def test_both_models_are_named_by_registry_version(tmp_path) -> None:
     folder, uri = write_window(tmp_path, scenario())
     window = load_pairs(folder, T0 - timedelta(hours=1), T0 + timedelta(hours=1))

@@ -25,7 +25,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 ROLES = (CHAMPION, CHALLENGER)
 # What a pair is read from: who answered and what, and what the other model said.
 READ = ("request_id", "time", "model_role", "registry_version", "digit", "confidence",
-        "shadow_version", "shadow_role", "shadow_digit", "shadow_confidence")  # fmt: skip
+        "shadow_registry_version", "shadow_role", "shadow_digit", "shadow_confidence")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _pair(record: dict[str, object]) -> Pair | str:
         return "skipped"
     if not all(0.0 <= c <= 1.0 for c in confidences.values()):
         return "skipped"
-    versions = {role: record.get("registry_version"), other: record.get("shadow_version")}
+    versions = {role: record.get("registry_version"), other: record.get("shadow_registry_version")}
     return Pair(
         str(record["request_id"]),
         str(role),

@@ -34,7 +34,8 @@ LEGACY_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 LATER_FIELDS: dict[str, object] = {
     "model_role": "champion", "registry_version": None, "shadow_version": None,
-    "shadow_role": None, "shadow_digit": None, "shadow_confidence": None,
+    "shadow_role": None, "shadow_registry_version": None, "shadow_digit": None,
+    "shadow_confidence": None,
 }  # fmt: skip
 CHUNK_LINES = 4096  # lines per batch: bounds the reader's memory on a large file
 

@@ -7,7 +7,8 @@ What a row holds (:data:`LOG_SCHEMA`, one column each)::
     model_version, model_sha256, model_role, registry_version    (the model that answered)
     endpoint, source                                   ("/predict_npy", "npy")
     digit, confidence, margin                          (its answer: :func:`answer_columns`)
-    shadow_version, shadow_role, shadow_digit, shadow_confidence (the other model; null if none)
+    shadow_version, shadow_role, shadow_registry_version, shadow_digit, shadow_confidence
+                                                       (the other model; null if none)
     ink_fraction ... mean_intensity                    (FEATURES; null while ``input`` is kept)
     input       784 bytes: the 28x28 uint8 input the model was given (null: images off)
 
@@ -55,6 +56,7 @@ LOG_SCHEMA = pa.schema(
         pa.field("margin", pa.float32()),
         pa.field("shadow_version", _TEXT),
         pa.field("shadow_role", _TEXT),
+        pa.field("shadow_registry_version", _TEXT),
         pa.field("shadow_digit", pa.int8()),
         pa.field("shadow_confidence", pa.float32()),
         *(pa.field(name, pa.float32()) for name in FEATURES),
@@ -208,6 +210,9 @@ def _shadow_columns(batch: list[Answered], counts: list[int]) -> dict[str, pa.Ar
     return {
         "shadow_version": _per_request([t.version if t else None for t in tags], counts, _TEXT),
         "shadow_role": _per_request([t.role if t else None for t in tags], counts, _TEXT),
+        "shadow_registry_version": _per_request(
+            [t.registry_version if t else None for t in tags], counts, _TEXT
+        ),
         "shadow_digit": pa.array(digit, mask=mask),
         "shadow_confidence": pa.array(confidence, mask=mask),
     }
