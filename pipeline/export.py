@@ -7,9 +7,10 @@ version, I/O names, nothing volatile), its int8 copy beside it (models/model.int
 card models/model.int8.json; made as ``export.quantize`` says) and metrics/export.json
 (parity with PyTorch, and the int8 model's with the float one under ``int8``); logs the
 ONNX model and the int8 file to the MLflow run and registers the model, tagged with the
-int8 file's SHA-256 and artifact path; the field stage then decides which of the two
-serves and whether the version becomes the ``champion`` (the registry, not the card,
-records registry versions).
+int8 file's SHA-256 and artifact path (a rerun with the same bytes from the same run reuses
+that run's version: ``mnist_mlops.export.register``); the field stage then decides which of
+the two serves and whether the version becomes the ``champion`` (the registry, not the
+card, records registry versions; metrics/export.json names the one this export is).
 """
 
 import argparse

@@ -3,7 +3,8 @@
 Anything on the request path that refuses a request raises :class:`ServiceError`
 (status + one line naming the problem and the fix); :class:`serving.front.ApiFront`
 turns it into ``{"error": "..."}`` in one place. What the input libraries refuse
-(:mod:`mnist_mlops.imaging`, :mod:`mnist_mlops.inference.arrays`) becomes a
+(:mod:`mnist_mlops.imaging`; :mod:`mnist_mlops.inference.arrays`, the .npy check bulk
+scoring shares) becomes a
 ServiceError through :func:`refusal`, the one map from their error types to a status.
 """
 

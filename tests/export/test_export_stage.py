@@ -1,12 +1,13 @@
 """The export stage writes the int8 model beside the float one: its card written last and
 vouching for it, its parity with float in metrics/export.json, the file logged to the
 train stage's MLflow run and named in the registered version's tags, the float card logged
-as the version's card; a rerun writes the same bytes; a calibration the split cannot fill
-stops the CLI with one line."""
+as the version's card; a rerun writes the same bytes, and from the same run is the same
+registry version; a calibration the split cannot fill stops the CLI with one line."""
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,22 @@ def test_the_float_card_is_logged_as_the_versions_card(exported):
     assert "export/model.json" in logged
     (version,) = mlflow.search_model_versions(f"name='{NAME}'")
     assert served_card(mlflow, NAME, version) == exported.card
+
+
+def test_a_rerun_with_the_same_bytes_is_the_same_version(exported, cfg, monkeypatch, caplog):
+    """Exporting the same checkpoint again from the same run (a killed export rerun)
+    registers nothing new: a second version of the same file is one the field stage would
+    never judge. metrics/export.json names the version, so it is written unchanged."""
+    before = exported.paths.metrics.read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", exported.uri)  # as the fixture: undone after
+    with caplog.at_level(logging.INFO, logger="mnist_mlops.export.stage"):
+        run_export_stage(exported.paths, cfg, registered_model=NAME)
+    assert f"reused {NAME} v1: this run registered the same model bytes already" in caplog.text
+    (version,) = client(exported.uri).search_model_versions(f"name='{NAME}'")
+    assert version.tags["sha256"] == sha256_file(exported.paths.onnx) == exported.card.sha256
+    assert version.tags["int8_sha256"] == sha256_file(exported.paths.int8)
+    assert exported.paths.metrics.read_bytes() == before
+    assert json.loads(before)["registry"] == {"model": NAME, "version": "1"}
 
 
 def test_a_rerun_writes_the_same_int8_bytes(exported, tracked_run, processed_dir, cfg, tmp_path):

@@ -40,9 +40,9 @@ def test_champion_moves_only_to_a_better_model(store, name):
     runs = [store.run() for _ in range(3)]
 
     versions = [
-        register_onnx(store.onnx, uri, runs[0], name, 0.98, {"git_commit": "abc"}),
-        register_onnx(store.onnx, uri, runs[1], name, 0.97),
-        register_onnx(store.onnx, uri, runs[2], name, 0.985),
+        register_onnx(store.onnx, uri, runs[0], name, 0.98, {"git_commit": "abc"}).version,
+        register_onnx(store.onnx, uri, runs[1], name, 0.97).version,
+        register_onnx(store.onnx, uri, runs[2], name, 0.985).version,
     ]
     assert versions == ["1", "2", "3"]
     # Registering alone never moves the alias: only the gate does.
@@ -83,7 +83,8 @@ def test_champion_moves_only_to_a_better_model(store, name):
 def test_champion_needs_test_and_every_field_set(store, name):
     uri, client = store.uri, store.client
     versions = [
-        register_onnx(store.onnx, uri, store.run(), name, acc) for acc in (0.98, 0.99, 0.985, 0.98)
+        register_onnx(store.onnx, uri, store.run(), name, acc).version
+        for acc in (0.98, 0.99, 0.985, 0.98)
     ]
     assert not any(v.aliases for v in client.search_model_versions(f"name='{name}'"))
 

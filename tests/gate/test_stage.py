@@ -132,7 +132,7 @@ def export(store: Store, folder: Path, name: str, shift: int = 0, int8: int | No
     store.client.log_artifact(run, str(card_file), "export")
     ref = {"run_id": run, "experiment_id": store.experiment, "tracking_uri": store.uri}
     write_json(models / "run.json", ref)
-    version = register_onnx(onnx_path, store.uri, run, name, 1.0)
+    version = register_onnx(onnx_path, store.uri, run, name, 1.0).version
     if int8 is not None:
         path = quantized(models / "model.int8.onnx", int8)
         for logged in (path, card_path(path)):

@@ -81,6 +81,12 @@ def test_metrics_parse_and_make_sense(repo, first_repro):
     from mnist_mlops.core.fileio import sha256_file
 
     assert meta["sha256"] == sha256_file(path / "models/model.onnx")
+    from mnist_mlops.registry.versions import registered_version
+
+    run_id = json.loads((path / "models/run.json").read_text())["run_id"]
+    uri = f"sqlite:///{path}/mlflow.db"
+    version = registered_version(uri, "mnist-mlp", run_id, meta["sha256"])
+    assert export["registry"] == {"model": "mnist-mlp", "version": version}
     int8 = json.loads((path / "models/model.int8.json").read_text())
     assert int8["sha256"] == sha256_file(path / "models/model.int8.onnx")
     assert int8["precision"] == "int8" and int8["test_accuracy"] == export["int8"]["test_accuracy"]

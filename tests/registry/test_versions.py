@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # logs real MLflow models
 
 def test_registered_version_is_found_by_run_and_model_hash(store, name):
     run = store.run()
-    version = register_onnx(store.onnx, store.uri, run, name, 0.98, {"sha256": "a" * 64})
+    version = register_onnx(store.onnx, store.uri, run, name, 0.98, {"sha256": "a" * 64}).version
     assert registered_version(store.uri, name, run, "a" * 64) == version
     assert registered_version(store.uri, name, run, "b" * 64) is None  # another model file
     assert registered_version(store.uri, name, store.run(), "a" * 64) is None  # another run

@@ -17,7 +17,7 @@ def test_the_champion_scores_like_its_file(tmp_path, monkeypatch, score_model, p
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     experiment = prepare_store(uri, "mnist-mlp")
     run_id = client(uri).create_run(experiment).info.run_id
-    version = register_onnx(score_model, uri, run_id, "mnist-mlp", 0.9)
+    version = register_onnx(score_model, uri, run_id, "mnist-mlp", 0.9).version
     assert promote_if_better(uri, "mnist-mlp", version, {"test_accuracy": 0.9})["promoted"]
 
     by_alias = score("models:/mnist-mlp@champion", pixels_npy, tmp_path / "a.csv", tracking_uri=uri)

@@ -37,7 +37,7 @@ class Store:
             with tempfile.TemporaryDirectory() as tmp:
                 written = model_card.write_beside(Path(tmp) / MODEL_FILE)
                 self.client.log_artifact(run, str(written), EXPORT_ARTIFACTS)
-        return register_onnx(self.onnx, self.uri, run, name, accuracy)  # tags its sha256
+        return register_onnx(self.onnx, self.uri, run, name, accuracy).version  # tags its sha256
 
 
 def make_store(folder: Path, server: str | None = None) -> Store:

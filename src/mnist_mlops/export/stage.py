@@ -8,7 +8,9 @@ only once parity holds, and the cards (each vouches for its file by its SHA-256)
 written last, after the model is registered. Registering never promotes: the field stage
 decides whether the new version becomes the ``champion``, and which of its two files
 serves. The int8 file is logged to the same run and named in the version's tags, so the
-gate can fetch it for any registered version.
+gate can fetch it for any registered version. A re-export of the same bytes from the same
+run is that run's version again, not a new one (:mod:`mnist_mlops.export.register`);
+metrics/export.json names the version (``registry``), so such a rerun writes it unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mnist_mlops.core.config import ExportConfig
 from mnist_mlops.core.fileio import read_json, write_json
 from mnist_mlops.data.splits import Splits, load_splits
 from mnist_mlops.export.quantize import Int8Parity, int8_parity, int8_path, quantize_onnx
-from mnist_mlops.export.register import register_onnx
+from mnist_mlops.export.register import Registration, register_onnx
 from mnist_mlops.export.to_onnx import INPUT_NAME, OUTPUT_NAME, Parity, export_and_verify
 from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
 from mnist_mlops.registry.versions import EXPORT_ARTIFACTS, INT8_ARTIFACT_TAG
@@ -73,11 +75,16 @@ def run_export_stage(
     identity = dict(mean=stats["mean"], std=stats["std"], opset=cfg.opset,
                     input=INPUT_NAME, output=OUTPUT_NAME)  # fmt: skip
     int8 = _export_int8(paths, cfg, splits, identity)
-    write_json(paths.metrics, {**_parity_metrics(parity, cfg.atol), "int8": _int8_metrics(int8)})
     ref = read_run_ref(paths.run_ref)
     test_acc = float(read_json(paths.eval_metrics)["test"]["accuracy"])
     card = ModelCard.for_model(paths.onnx, test_accuracy=test_acc, **identity)
-    _log_and_register(paths, parity, int8, ref, card, registered_model)
+    registration = _log_and_register(paths, parity, int8, ref, card, registered_model)
+    metrics = {**_parity_metrics(parity, cfg.atol), "int8": _int8_metrics(int8)}
+    # Where the registry keeps this export; None when the run is gone (nothing registered).
+    metrics["registry"] = registration.record() if registration else None
+    write_json(paths.metrics, metrics)
+    if registration is not None:
+        log_to_run(ref, {}, [paths.metrics], artifact_path=EXPORT_ARTIFACTS)
     int8.card.write_beside(paths.int8)
     card.write_beside(paths.onnx)
     return card
@@ -134,10 +141,11 @@ def _log_and_register(
     ref: dict[str, str],
     card: ModelCard,
     registered_model: str,
-) -> None:
+) -> Registration | None:
     """Parity, both cards and the int8 model into the train stage's run, and the float model
-    registered from it with the int8 file named in its tags; skipped (with a warning from
-    :func:`log_to_run`) when that run is gone from the store."""
+    registered from it with the int8 file named in its tags (the run's version of these
+    bytes when it has one: then its int8 tags name the file just logged); skipped (with a
+    warning from :func:`log_to_run`, None) when that run is gone from the store."""
     logged = log_to_run(
         ref,
         {
@@ -147,11 +155,10 @@ def _log_and_register(
             "export/int8_max_prob_diff": int8.parity.max_prob_diff,
             "export/int8_test_accuracy": int8.parity.test_accuracy,
         },
-        [paths.metrics],
-        artifact_path="export",
+        [],
     )
     if not logged:
-        return
+        return None
     with tempfile.TemporaryDirectory(prefix="cards-") as tmp:
         # The cards are logged from a temp folder: beside the models they are written last.
         # The float card is always export/model.json (registry.versions.CARD_ARTIFACT):
@@ -160,7 +167,7 @@ def _log_and_register(
         log_to_run(ref, {}, [paths.int8, logged_card], artifact_path=INT8_ARTIFACTS)
         float_card = card.write_beside(Path(tmp) / MODEL_FILE)
         log_to_run(ref, {}, [float_card], artifact_path=EXPORT_ARTIFACTS)
-    version = register_onnx(
+    registration = register_onnx(
         paths.onnx,
         ref["tracking_uri"],
         ref["run_id"],
@@ -172,4 +179,5 @@ def _log_and_register(
             **run_tags(ref, ("dataset_sha256", "git_commit")),
         },
     )
-    log.info("registered %s version %s", registered_model, version)
+    log.info("%s", registration.line())
+    return registration

@@ -1,6 +1,8 @@
 """Registered versions: logging an export as a version, the tags it carries, its card.
 
-Every export registers a new version of the registered model; nothing here moves an alias
+An export is registered as one version per run and model file (a re-export of the same
+bytes from the same run is that version again: :mod:`mnist_mlops.export.register`);
+nothing here moves an alias
 (:mod:`.aliases` does, under the promotion lock). A version's tags say what it is and how it
 was judged: ``sha256`` (the float file, the export's), the metrics the gate compared
 (``test_accuracy``, ``field_<set>``, measured on the images ``sets_sha256`` names), the
@@ -39,13 +41,19 @@ class VersionError(RegistryError):
 
 def registered_version(tracking_uri: str, model_name: str, run_id: str, sha256: str) -> str | None:
     """The version of ``model_name`` that ``run_id`` registered for the model file with this
-    SHA-256 (the export stage tags it), or None: the registry, not model.json, keeps it."""
+    SHA-256 (the export stage tags it), or None: the registry, not model.json, keeps it.
+    The newest, should a run hold several (exports from before a re-export reused one)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
-    versions = [v for v in found if v.tags.get(SHA_TAG) == sha256]
-    return str(max(int(v.version) for v in versions)) if versions else None
+    found = versions_of_file(MlflowClient(tracking_uri=tracking_uri), model_name, sha256)
+    versions = [v for v in found if v.run_id == run_id]
+    return str(versions[-1].version) if versions else None
+
+
+def versions_of_file(client: Any, model_name: str, sha256: str) -> list[Any]:
+    """Every version of ``model_name`` whose ``sha256`` tag is this SHA-256, oldest first."""
+    found = client.search_model_versions(f"name = '{model_name}' and tags.{SHA_TAG} = '{sha256}'")
+    return sorted(found, key=lambda v: int(v.version))
 
 
 def tag_version(tracking_uri: str, model_name: str, version: str, tags: dict[str, str]) -> None:

@@ -7,7 +7,8 @@ The steps, one module each:
 
 1. :mod:`.model`     the model, by path or registry URI, read once as bytes;
 2. :mod:`.sources`   the inputs, loadable by range: images through the service's
-                     preprocessing, arrays checked by :mod:`.arrays`;
+                     preprocessing, arrays checked by
+                     :mod:`mnist_mlops.inference.arrays` (the service's check);
 3. :mod:`.parts`     numbered, atomically written parts: a killed run resumes;
 4. :mod:`.predictor` one ONNX Runtime session, the same class in every engine;
 5. :mod:`.local` / :mod:`.ray_engine`  who runs the parts: this machine's cores, or Ray;

@@ -24,7 +24,7 @@ import numpy as np
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.data.idx import idx_layout, idx_size
 from mnist_mlops.imaging import ImageError, preprocess_image
-from mnist_mlops.scoring.arrays import ArrayInputError, check_pixels, image_count, npy_layout
+from mnist_mlops.inference.arrays import ArrayFormatError, check_pixels, image_count, npy_layout
 
 NPY_MAGIC = b"\x93NUMPY"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -172,8 +172,8 @@ def open_source(path: str | os.PathLike[str]) -> Source:
     with open(p, "rb") as handle:
         head = handle.read(64)
     if head.startswith(NPY_MAGIC):
-        n, dtype, offset = npy_layout(p)
-        return ArraySource(str(p), "npy", n, dtype.str, offset)
+        layout = npy_layout(p)
+        return ArraySource(str(p), "npy", layout.n, layout.dtype.str, layout.offset)
     if head.startswith(GZIP_MAGIC):
         raise UserError(f"{p}: gzip-compressed; decompress it first (gunzip -k {p})")
     return _idx_source(p)
@@ -190,5 +190,5 @@ def _idx_source(p: Path) -> ArraySource:
         ) from None
     n = image_count(shape, str(p))
     if os.path.getsize(p) != idx_size(dtype, shape, offset):
-        raise ArrayInputError(f"{p}: size does not match its IDX header {shape}; truncated?")
+        raise ArrayFormatError(f"{p}: size does not match its IDX header {shape}; truncated?")
     return ArraySource(str(p), "idx", n, dtype.str, offset)
