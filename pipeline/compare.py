@@ -24,7 +24,7 @@ from mnist_mlops.drift.challenger import compare
 from mnist_mlops.drift.challenger_report import write_report
 from mnist_mlops.drift.pairs import load_pairs
 from mnist_mlops.drift.window import window_bounds
-from mnist_mlops.monitoring.corrections_store import read_corrections
+from mnist_mlops.monitoring.corrections_reader import read_corrections
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 

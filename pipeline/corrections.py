@@ -23,7 +23,7 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import CorrectionsConfig, load_params
 from mnist_mlops.core.fileio import write_json
 from mnist_mlops.corrections.export import export_corrections
-from mnist_mlops.monitoring.corrections_store import load_corrections
+from mnist_mlops.monitoring.corrections_reader import load_corrections
 from mnist_mlops.monitoring.settings import MonitoringSettings
 
 SQLITE = "sqlite:///"

@@ -17,11 +17,8 @@ import pytest
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.imaging import to_uint8
-from mnist_mlops.monitoring.corrections_store import (
-    CorrectionsStore,
-    UnknownRequest,
-    load_corrections,
-)
+from mnist_mlops.monitoring.corrections_reader import load_corrections
+from mnist_mlops.monitoring.corrections_store import CorrectionsStore, UnknownRequest
 from mnist_mlops.monitoring.logfiles import log_files, sweep
 from support.logkit import answers, write_legacy_log
 

@@ -19,8 +19,14 @@ import pytest
 from mnist_mlops.imaging import to_uint8
 from mnist_mlops.monitoring.features import batch_features
 from mnist_mlops.monitoring.inference_log import InferenceLog, request_key
-from mnist_mlops.monitoring.log_reader import ReadCounts, as_pixels, read_batches, read_log
-from mnist_mlops.monitoring.records import FIELDS, log_features
+from mnist_mlops.monitoring.log_reader import (
+    ReadCounts,
+    as_pixels,
+    log_features,
+    read_batches,
+    read_log,
+)
+from mnist_mlops.monitoring.records import FIELDS
 from mnist_mlops.monitoring.settings import MonitoringSettings
 from support.logkit import SHA256, VERSION, CountingCounters, answers, write_legacy_log
 

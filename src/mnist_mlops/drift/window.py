@@ -30,8 +30,8 @@ import pyarrow.compute as pc
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.monitoring.features import FEATURES
-from mnist_mlops.monitoring.log_reader import ReadCounts, read_batches, window_files
-from mnist_mlops.monitoring.records import ANSWER, log_features
+from mnist_mlops.monitoring.log_reader import ReadCounts, log_features, read_batches, window_files
+from mnist_mlops.monitoring.records import ANSWER
 
 NUMBERS = (*ANSWER, *FEATURES)
 LABELS = ("model_version", "source")  # kept as categories: a few distinct values each

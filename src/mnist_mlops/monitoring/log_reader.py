@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from mnist_mlops.monitoring.features import FEATURES, batch_features
 from mnist_mlops.monitoring.legacy_log import jsonl_batches
 from mnist_mlops.monitoring.logfiles import LEGACY_SUFFIX, log_files, started_at
-from mnist_mlops.monitoring.records import FIELDS, LOG_SCHEMA
+from mnist_mlops.monitoring.records import FIELDS, INPUT_BYTES, LOG_SCHEMA
 
 
 @dataclass
@@ -119,3 +120,38 @@ def find_inputs(path: Path, request_ids: Sequence[str]) -> dict[str, tuple[bytes
 def as_pixels(data: bytes) -> np.ndarray:
     """A logged input's 784 bytes as the (28, 28) uint8 image."""
     return np.frombuffer(data, np.uint8).reshape(28, 28).copy()
+
+
+def log_features(batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
+    """The FEATURES of every row as float64: computed from ``input`` where it was kept,
+    else the stored columns; NaN where neither is there (a reader skips those rows)."""
+    n = batch.num_rows
+    out = {name: np.full(n, np.nan) for name in FEATURES}
+    if "input" in batch.schema.names:
+        kept = batch.column("input").is_valid().to_numpy(zero_copy_only=False)
+        if kept.any():
+            computed = batch_features(input_pixels(batch.filter(pa.array(kept))))
+            for name in FEATURES:
+                out[name][kept] = computed[name]
+    else:
+        kept = np.zeros(n, bool)
+    for name in FEATURES:
+        if name in batch.schema.names and (~kept).any():
+            stored = batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            out[name][~kept] = stored[~kept]
+    return out
+
+
+def input_pixels(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """The ``input`` column of rows that all kept it, as (N, 28, 28) uint8 (no copy for one
+    batch; ValueError if a row has none)."""
+    column = batch.column("input")
+    if column.null_count:
+        raise ValueError("some rows have no logged input")
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    blocks = [
+        np.frombuffer(c.buffers()[1], np.uint8)[c.offset * INPUT_BYTES :][: len(c) * INPUT_BYTES]
+        for c in chunks
+    ]
+    flat = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.uint8)])
+    return flat.reshape(-1, 28, 28)

@@ -17,7 +17,7 @@ Why columns and not a JSON line per image (docs/monitoring.md has the profile): 
 against ~5 ms for the answer itself. A record batch takes the request's pixels as one
 block, its answers as a few numpy columns, and the strings per request, not per image.
 The image features are not stored while the input is: they are a pure function of it,
-computed when a report reads the log (:func:`log_features`), so serving never pays for
+computed when a report reads the log (:func:`.log_reader.log_features`), so serving never pays for
 them; with images off they are the only trace of the input, and the writer stores them.
 """
 
@@ -153,7 +153,7 @@ def build_batch(batch: list[Answered], default: ModelTag, images: bool = True) -
     """One record batch (:data:`LOG_SCHEMA`) of every image of every request in ``batch``.
 
     ``default`` names the model of the requests that do not name their own. With ``images``
-    the input is kept and the features left null (read: :func:`log_features`); without,
+    the input is kept and the features left null (read: :func:`.log_reader.log_features`); without,
     the features are computed here, since nothing else will be able to.
     """
     counts = [len(a.request_ids) for a in batch]
@@ -216,38 +216,3 @@ def _shadow_columns(batch: list[Answered], counts: list[int]) -> dict[str, pa.Ar
         "shadow_digit": pa.array(digit, mask=mask),
         "shadow_confidence": pa.array(confidence, mask=mask),
     }
-
-
-def log_features(batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
-    """The FEATURES of every row as float64: computed from ``input`` where it was kept,
-    else the stored columns; NaN where neither is there (a reader skips those rows)."""
-    n = batch.num_rows
-    out = {name: np.full(n, np.nan) for name in FEATURES}
-    if "input" in batch.schema.names:
-        kept = batch.column("input").is_valid().to_numpy(zero_copy_only=False)
-        if kept.any():
-            computed = batch_features(input_pixels(batch.filter(pa.array(kept))))
-            for name in FEATURES:
-                out[name][kept] = computed[name]
-    else:
-        kept = np.zeros(n, bool)
-    for name in FEATURES:
-        if name in batch.schema.names and (~kept).any():
-            stored = batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            out[name][~kept] = stored[~kept]
-    return out
-
-
-def input_pixels(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    """The ``input`` column of rows that all kept it, as (N, 28, 28) uint8 (no copy for one
-    batch; ValueError if a row has none)."""
-    column = batch.column("input")
-    if column.null_count:
-        raise ValueError("some rows have no logged input")
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    blocks = [
-        np.frombuffer(c.buffers()[1], np.uint8)[c.offset * INPUT_BYTES :][: len(c) * INPUT_BYTES]
-        for c in chunks
-    ]
-    flat = blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.uint8)])
-    return flat.reshape(-1, 28, 28)
