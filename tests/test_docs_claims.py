@@ -230,7 +230,9 @@ def test_the_error_tables_list_the_statuses_the_code_answers() -> None:
 
 
 def _shown(value: object) -> str:
-    """A default as the docs write it: on/off, 16 rather than 16.0."""
+    """A default as the docs write it: on/off, 16 rather than 16.0, an empty list as empty."""
+    if isinstance(value, tuple | list) and not value:
+        return "empty"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float) and value.is_integer():

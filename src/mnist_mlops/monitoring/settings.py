@@ -16,18 +16,29 @@ that silently logs nowhere.
     MNIST_LOG_QUEUE            records waiting for the writer before new ones are dropped (10000)
     MNIST_FEEDBACK_DB          corrections store: sqlite:///path or postgresql://...
                                (sqlite:///monitoring/feedback.sqlite)
-    MNIST_FEEDBACK_RATE        corrections accepted per second per worker, sustained (2)
+    MNIST_FEEDBACK_RATE        corrections accepted per second per client and worker,
+                               sustained (2)
     MNIST_FEEDBACK_BURST       ... and in a burst (20); beyond: 429
+    MNIST_TRUSTED_PROXIES      addresses or CIDR networks, comma-separated, of the proxies
+                               whose X-Forwarded-For names the client (empty: none)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from mnist_mlops.core.errors import UserError
 
@@ -44,6 +55,7 @@ ENV: dict[str, str] = {
     "feedback_uri": "MNIST_FEEDBACK_DB",
     "feedback_rate": "MNIST_FEEDBACK_RATE",
     "feedback_burst": "MNIST_FEEDBACK_BURST",
+    "trusted_proxies": "MNIST_TRUSTED_PROXIES",
 }
 Settings = TypeVar("Settings", bound=BaseModel)
 _SWITCH = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
@@ -67,13 +79,37 @@ class MonitoringSettings(BaseModel):
     # A writer that cannot keep up (slow disk) drops records instead of growing memory.
     queue_records: PositiveInt = 10_000
     feedback_uri: str = "sqlite:///monitoring/feedback.sqlite"
+    # Per client (serving/rate_limit.py): one user in a loop must not starve the others.
     feedback_rate: PositiveFloat = 2.0
     feedback_burst: PositiveInt = 20
+    # Whose X-Forwarded-For is believed (serving/client_address.py). Empty: nobody's, so a
+    # client cannot pick its own rate bucket by sending the header.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """``"10.0.0.1, 192.168.0.0/16"`` -> the networks (an address is a network of one)."""
+        if not isinstance(value, str):
+            return value
+        return tuple(ip_network(entry) for entry in value.split(",") if entry.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MonitoringSettings:
         """The settings the environment sets (unset variables keep their defaults)."""
         return settings_from_env(cls, ENV, environ)
+
+
+def ip_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One address or CIDR network; host bits set (``10.0.0.1/8``) are refused, since
+    the writer meant either the host or the network and trust should not be guessed."""
+    try:
+        return ipaddress.ip_network(entry.strip())
+    except ValueError as exc:
+        raise ValueError(
+            f"{entry.strip()!r} is not an IP address or CIDR network ({exc}); "
+            "list them separated by commas, e.g. 127.0.0.1,10.0.0.0/8"
+        ) from None
 
 
 def settings_from_env(
@@ -100,4 +136,5 @@ def settings_from_env(
     except ValidationError as exc:
         err = exc.errors()[0]
         name = names[str(err["loc"][0])]
-        raise UserError(f"{name}={err['input']!r}: {err['msg']}") from None
+        message = err["msg"].removeprefix("Value error, ")  # a validator's own message
+        raise UserError(f"{name}={err['input']!r}: {message}") from None
