@@ -11,6 +11,7 @@ ServiceError through :func:`refusal`, the one map from their error types to a st
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from bentoml.exceptions import BentoMLException
@@ -54,15 +55,24 @@ class ServiceError(BentoMLException):
     """A refused request: HTTP ``status`` and a one-line ``message`` for the client.
 
     ``close`` ends the connection after the answer (the request body was not read to its
-    end, so the connection cannot carry another request). A BentoMLException, so BentoML's
-    own dispatch (which the front bypasses) would answer the same status.
+    end, so the connection cannot carry another request); ``headers`` go out with the
+    answer (a 429's ``Retry-After``). A BentoMLException, so BentoML's own dispatch (which
+    the front bypasses) would answer the same status.
     """
 
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        close: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message, error_code=HTTPStatus(status))
         self.status = status
         self.message = message
         self.close = close
+        self.headers = dict(headers or {})
 
 
 def refusal(exc: Exception) -> ServiceError:
@@ -71,10 +81,13 @@ def refusal(exc: Exception) -> ServiceError:
     return ServiceError(status, str(exc))
 
 
-def error_response(status: int, message: str, close: bool = False) -> JSONResponse:
-    """``{"error": message}`` with ``status``; ``close`` ends the connection after it."""
-    headers = {"connection": "close"} if close else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def error_response(
+    status: int, message: str, close: bool = False, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """``{"error": message}`` with ``status`` and ``headers``; ``close`` ends the connection
+    after it."""
+    extra = {**(headers or {}), **({"connection": "close"} if close else {})}
+    return JSONResponse({"error": message}, status_code=status, headers=extra or None)
 
 
 def error_message(body: bytes) -> str:

@@ -14,13 +14,14 @@ route (:mod:`serving.routes`) it runs, in order (:meth:`ApiFront._answer`):
    refuses (4xx, 503); its pydantic answer goes out as JSON, a Response it made (the
    ``.npy`` answer) as it is.
 
-Any ServiceError on the way becomes ``{"error": ...}`` in :meth:`ApiFront.__call__`, the
-one place, and is counted by reason; a bug is logged and answered 500. Why not BentoML's
-dispatch: it parses the body with no bound or deadline, counts concurrency from the
-headers on (so stalled bodies hold every slot), and its per-request work (signature
-inspection, a temp-file copy of each upload, a second form parse) cost more CPU than the
-model (bench/serve_load.py's CPU column). Other paths go down BentoML's stack, with their
-error bodies rewritten to the same shape; ``GET /docs.json`` is the corrected document.
+Any ServiceError on the way becomes ``{"error": ...}`` (with its headers: a 429's
+``Retry-After``) in :meth:`ApiFront.__call__`, the one place, and is counted by reason;
+a bug is logged and answered 500. Why not BentoML's dispatch: it parses the body with no
+bound or deadline, counts concurrency from the headers on (so stalled bodies hold every
+slot), and its per-request work (signature inspection, a temp-file copy of each upload,
+a second form parse) cost more CPU than the model (bench/serve_load.py's CPU column).
+Other paths go down BentoML's stack, with their error bodies rewritten to the same
+shape; ``GET /docs.json`` is the corrected document.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class ApiFront:
             response = await self._answer(route, scope, receive)
         except ServiceError as exc:
             service_metrics().reject(REASONS[exc.status])
-            response = error_response(exc.status, exc.message, close=exc.close)
+            response = error_response(exc.status, exc.message, exc.close, exc.headers)
         except Exception:
             logger.exception("%s failed", route.path)
             service_metrics().reject(REASONS[500])
