@@ -113,9 +113,8 @@ class HeaderDeadlines:
         await self.app(scope, receive, send)
 
     def _install(self, receive: Receive) -> None:
-        """uvicorn's lifespan ``receive`` is a method of the object holding its ``Config``."""
-        config = getattr(getattr(receive, "__self__", None), "config", None)
-        if not isinstance(config, uvicorn.Config):
+        config = uvicorn_config(receive)
+        if config is None:
             logger.warning("not served by uvicorn: no deadline for request headers")
             return
         config.http_protocol_class = self.protocol
@@ -125,6 +124,13 @@ class HeaderDeadlines:
             self.protocol.header_timeout_s,
             self.protocol.keepalive_s,
         )
+
+
+def uvicorn_config(receive: Receive) -> uvicorn.Config | None:
+    """The server's ``Config``, from the lifespan's ``receive`` (a method of the object
+    holding it); None when not served by uvicorn."""
+    config = getattr(getattr(receive, "__self__", None), "config", None)
+    return config if isinstance(config, uvicorn.Config) else None
 
 
 def _timeout_response(seconds: float) -> bytes:
