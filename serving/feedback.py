@@ -1,12 +1,15 @@
 """``POST /feedback``: a user says which digit an answered image really shows.
 
 The body is ``{"request_id": "<32 hex digits from the answer>", "digit": 0..9}``; a
-malformed body or a digit outside 0-9 is a 400 before this runs (the input model
-BentoML builds from the API's signature). Here: a rate bound per worker (token bucket:
-``MNIST_FEEDBACK_RATE`` a second, bursts of ``MNIST_FEEDBACK_BURST``; beyond, 429), then
-the corrections store (:mod:`mnist_mlops.monitoring.corrections_store`) in a worker thread, so a
-slow database never stalls the event loop. Unknown or expired ids are a 404; the same
-correction twice is stored once (the answer says ``duplicate``).
+malformed body or a digit outside 0-9 is a 400 before this runs (:class:`FeedbackRequest`,
+checked by the front). Here: a rate bound per client and worker (a token bucket per
+client address, :mod:`serving.rate_limit`: ``MNIST_FEEDBACK_RATE`` a second, bursts of
+``MNIST_FEEDBACK_BURST``; beyond, 429 with ``Retry-After``), so one client correcting in
+a loop cannot starve the others; the address is the connection's peer, or what a proxy
+of ``MNIST_TRUSTED_PROXIES`` says in ``X-Forwarded-For`` (:mod:`serving.client_address`).
+Then the corrections store (:mod:`mnist_mlops.monitoring.corrections_store`) in a worker
+thread, so a slow database never stalls the event loop. Unknown or expired ids are a
+404; the same correction twice is stored once (the answer says ``duplicate``).
 
 An answer given a moment ago may still wait in a log writer's queue (records are
 written every ``FLUSH_INTERVAL_S``), and a quick click on /ui would get a 404: before
@@ -17,8 +20,8 @@ two flush intervals, then looks once more.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import anyio
@@ -28,7 +31,9 @@ from pydantic import BaseModel, Field
 
 from mnist_mlops.monitoring.corrections_store import CorrectionsStore, UnknownRequest
 from mnist_mlops.monitoring.inference_log import FLUSH_INTERVAL_S
+from serving.client_address import Network, client_address
 from serving.errors import ServiceError
+from serving.rate_limit import ClientBuckets
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +58,22 @@ FEEDBACK_ERROR_STATUSES = {
     408: "the request headers or body did not arrive in time; the connection is closed",
     413: "body over the limit",
     415: "not application/json, or pickle",
-    429: "too many corrections: over the rate bound; retry later",
+    429: "too many corrections from this client (Retry-After says in how many seconds the "
+    "next is accepted), or too many requests in flight; retry later",
     503: "the corrections store cannot be reached",
 }
+RETRY_AFTER = "Retry-After"
+# Headers /feedback's errors carry, for the OpenAPI document: status -> name -> meaning.
+RETRY_AFTER_MEANING = "on the rate bound's 429: whole seconds until this client may correct again"
+FEEDBACK_ERROR_HEADERS = {429: {RETRY_AFTER: RETRY_AFTER_MEANING}}
+
+
+class FeedbackRequest(BaseModel):
+    """/feedback's body (the method's ``peer`` and ``forwarded_for`` are not inputs: the
+    front sets them from the connection and its headers)."""
+
+    request_id: RequestId
+    digit: Digit
 
 
 class FeedbackReceipt(BaseModel):
@@ -68,52 +86,49 @@ class FeedbackReceipt(BaseModel):
     )
 
 
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; one per accepted correction."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self._tokens, self._at = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-
 class FeedbackDesk:
-    """Takes corrections for one worker: the rate bound, then the store.
+    """Takes corrections for one worker: the rate bound per client, then the store.
 
-    ``outcomes`` counts each answer by outcome; ``problem`` says why ``store`` is None;
-    ``flush_log`` writes this worker's queued log records (blocking: run in a thread).
+    ``buckets`` bound each client; ``trusted_proxies`` are the peers whose X-Forwarded-For
+    names the client. ``outcomes`` counts each answer by outcome; ``problem`` says why
+    ``store`` is None; ``flush_log`` writes this worker's queued log records (blocking:
+    run in a thread).
     """
 
     def __init__(
         self,
         store: CorrectionsStore | None,
         problem: str,
-        rate: float,
-        burst: int,
+        buckets: ClientBuckets,
+        trusted_proxies: Sequence[Network],
         outcomes: Counter,
         flush_log: Callable[[], object],
     ) -> None:
         self._store = store
         self._problem = problem
-        self._bucket = TokenBucket(rate, burst)
+        self._buckets = buckets
+        self._trusted = tuple(trusted_proxies)
         self._one_at_a_time = anyio.CapacityLimiter(1)  # the store has one connection
         self._outcomes = outcomes
         self._flush_log = flush_log
 
-    async def receive(self, request_id: str, digit: int) -> FeedbackReceipt:
-        """Store the correction; ServiceError 429, 404 or 503 when it cannot be."""
+    async def receive(
+        self, request_id: str, digit: int, peer: str = "", forwarded_for: str = ""
+    ) -> FeedbackReceipt:
+        """Store the correction; ServiceError 429, 404 or 503 when it cannot be.
+
+        ``peer`` is the connection's address ("" for a call without HTTP: all of those
+        share one bucket), ``forwarded_for`` its X-Forwarded-For header."""
         counter = self._outcomes
-        if not self._bucket.take():
+        wait_s = self._buckets.take(client_address(peer, forwarded_for, self._trusted))
+        if wait_s > 0:
             counter.labels(outcome="rate_limited").inc()
-            raise ServiceError(429, "too many corrections right now; retry in a few seconds")
+            seconds = max(1, math.ceil(wait_s))
+            raise ServiceError(
+                429,
+                f"too many corrections from your address; retry in {seconds} s",
+                headers={RETRY_AFTER: str(seconds)},
+            )
         if self._store is None:
             counter.labels(outcome="unavailable").inc()
             raise ServiceError(503, f"the corrections store is not available: {self._problem}")

@@ -23,6 +23,7 @@ from mnist_mlops.monitoring.inference_log import DROP_REASONS, STAGES, Inference
 from mnist_mlops.monitoring.settings import MonitoringSettings
 from serving.feedback import OUTCOMES, FeedbackDesk
 from serving.model_pair import Scored
+from serving.rate_limit import ClientBuckets
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def start_monitoring(
         logger.error("corrections store: %s", exc)
     # Every record the service queues names its model: no default model for the log.
     log = ServiceLog(InferenceLog(settings, "", "", metrics, index=index))
-    desk = FeedbackDesk(store, problem, settings.feedback_rate, settings.feedback_burst,
-                        metrics.feedback, log.flush)  # fmt: skip
+    buckets = ClientBuckets(settings.feedback_rate, settings.feedback_burst)
+    desk = FeedbackDesk(store, problem, buckets, settings.trusted_proxies, metrics.feedback,
+                        log.flush)  # fmt: skip
     return log, desk

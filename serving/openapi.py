@@ -3,14 +3,15 @@
 BentoML documents each API with 200 and three exception schemas whose ``detail`` is a
 string, and each request body with the one media type of its signature. The front
 (:mod:`serving.front`) answers the statuses its route table gives each route
-(:data:`serving.routes.API_ROUTES`), always as :class:`~serving.schemas.ErrorBody`, and
-takes the media types of its routes (``/predict_npy``: the raw file, or a form).
-:func:`openapi_document` rewrites the API operations to say exactly that; the front
-serves it at ``/docs.json``.
+(:data:`serving.routes.API_ROUTES`), always as :class:`~serving.schemas.ErrorBody` with
+the headers the table names (/feedback's 429: ``Retry-After``), and takes the media types
+of its routes (``/predict_npy``: the raw file, or a form). :func:`openapi_document`
+rewrites the API operations to say exactly that; the front serves it at ``/docs.json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import bentoml
@@ -59,7 +60,18 @@ def openapi_document(service: bentoml.Service[Any], routes: tuple[Route, ...]) -
             ok["headers"] = identity_headers()
         for status, description in route.statuses.items():
             responses[str(status)] = {"description": description, "content": error}
+            if status in route.error_headers:
+                responses[str(status)]["headers"] = error_headers(route.error_headers[status])
     return doc
+
+
+def error_headers(headers: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """An error's headers (name -> meaning), each a whole number of seconds or more: so far
+    only ``Retry-After``, which the service always writes as delay-seconds, never a date."""
+    return {
+        name: {"description": meaning, "schema": {"type": "integer", "minimum": 1}}
+        for name, meaning in headers.items()
+    }
 
 
 def identity_headers() -> dict[str, dict[str, Any]]:

@@ -8,13 +8,14 @@ the media type(s) it accepts, a parser that turns the already-read body into the
 arguments of the route's ``@bentoml.api`` method (raising :class:`~serving.errors.ServiceError`
 400 when it cannot), and that method. JSON bodies are validated with the input model of the
 method's ``@bentoml.api`` (so the OpenAPI document and the checks cannot disagree); forms
-are read once, here; files reach the method as bytes (no temporary file).
+are read once, here; files reach the method as bytes (no temporary file). /feedback's
+method also gets who sent the request (its rate bound is per client).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import bentoml
@@ -25,7 +26,8 @@ from starlette.responses import Response
 from starlette.types import Message, Scope
 
 from serving.errors import PREDICT_ERROR_STATUSES, ServiceError
-from serving.feedback import FEEDBACK_ERROR_STATUSES
+from serving.feedback import FEEDBACK_ERROR_HEADERS, FEEDBACK_ERROR_STATUSES
+from serving.peers import peer_host
 from serving.schemas import NPY_MEDIA_TYPES
 
 Method = Callable[..., Awaitable[BaseModel | Response]]
@@ -45,6 +47,9 @@ class ApiRoute:
     body: Literal["json", "upload", "npy"]  # JSON, a form with one file, an .npy (or a form)
     source: str | None  # records.SOURCES: the log's source for its answers; None: not logged
     statuses: Mapping[int, str]  # every answer besides 200, for the OpenAPI document
+    # status -> header -> what it says, for the OpenAPI document (/feedback's Retry-After)
+    error_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    peer: bool = False  # the method takes ``peer`` and ``forwarded_for`` (a bound per client)
 
 
 # fmt: off
@@ -52,7 +57,8 @@ PREDICT = ApiRoute("/predict", "predict", "upload", "upload", PREDICT_ERROR_STAT
 PREDICT_ARRAY = ApiRoute("/predict_array", "predict_array", "json", "json", PREDICT_ERROR_STATUSES)
 PREDICT_BATCH = ApiRoute("/predict_batch", "predict_batch", "json", "batch", PREDICT_ERROR_STATUSES)
 PREDICT_NPY = ApiRoute("/predict_npy", "predict_npy", "npy", "npy", PREDICT_ERROR_STATUSES)
-FEEDBACK = ApiRoute("/feedback", "feedback", "json", None, FEEDBACK_ERROR_STATUSES)
+FEEDBACK = ApiRoute("/feedback", "feedback", "json", None, FEEDBACK_ERROR_STATUSES,
+                    FEEDBACK_ERROR_HEADERS, peer=True)
 # fmt: on
 API_ROUTES = (PREDICT, PREDICT_ARRAY, PREDICT_BATCH, PREDICT_NPY, FEEDBACK)
 
@@ -69,6 +75,7 @@ class Route:
     hint: str  # how to send the body, for the 415 answer
     statuses: Mapping[int, str]  # the table's, for the OpenAPI document
     answers: tuple[str, ...] = ("application/json",)  # what it can answer; first = default
+    error_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)  # the table's
 
 
 def front_routes(
@@ -92,7 +99,9 @@ def _route(row: ApiRoute, api: Any, client_header: str) -> Route:
         media, hint = (*NPY_MEDIA_TYPES, FORM), "send the .npy file itself as the body"
     if row.source is not None:
         parse = _with_source(parse, row.source, client_header)
-    return Route(row.path, media, parse, api.func, hint, row.statuses, answers)
+    if row.peer:
+        parse = _with_peer(parse)
+    return Route(row.path, media, parse, api.func, hint, row.statuses, answers, row.error_headers)
 
 
 def _with_source(parse: Parser, source: str, client_header: str) -> Parser:
@@ -105,6 +114,20 @@ def _with_source(parse: Parser, source: str, client_header: str) -> Parser:
         return arguments
 
     return parse_with_source
+
+
+def _with_peer(parse: Parser) -> Parser:
+    """``parse``, plus who sent it: the connection's ``peer`` address (before uvicorn's
+    rewrite, :mod:`serving.peers`) and ``forwarded_for``, every X-Forwarded-For line
+    joined in order (what the method believes of it: :mod:`serving.client_address`)."""
+
+    async def parse_with_peer(scope: Scope, body: bytes) -> dict[str, Any]:
+        arguments = await parse(scope, body)
+        arguments["peer"] = peer_host(scope)
+        arguments["forwarded_for"] = ",".join(Headers(scope=scope).getlist("x-forwarded-for"))
+        return arguments
+
+    return parse_with_peer
 
 
 def _json_parser(model: type[BaseModel]) -> Parser:

@@ -46,12 +46,13 @@ from mnist_mlops.monitoring.inference_log import new_request_ids
 from serving import inputs, routes
 from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
-from serving.feedback import Digit, FeedbackReceipt, RequestId
+from serving.feedback import Digit, FeedbackReceipt, FeedbackRequest, RequestId
 from serving.front import ApiFront, Limits
 from serving.inference_logging import start_monitoring
 from serving.metrics import follow_metrics, service_metrics
 from serving.model_pair import Scored, ServedModels
 from serving.openapi import openapi_document
+from serving.peers import KeepPeer
 from serving.predictions import npy_answer, to_predictions
 from serving.schemas import (
     NPY_MEDIA_TYPES,
@@ -203,10 +204,15 @@ class MnistClassifier:
         self._log.record(batch, scored, *origin, request_ids)
         return scored, request_ids
 
-    @bentoml.api(route=routes.FEEDBACK.path)
-    async def feedback(self, request_id: RequestId, digit: Digit) -> FeedbackReceipt:
-        """The digit the image answered as ``request_id`` really shows (kept once per id)."""
-        return await self._feedback.receive(request_id, digit)
+    @bentoml.api(route=routes.FEEDBACK.path, input_spec=FeedbackRequest)
+    async def feedback(
+        self, request_id: RequestId, digit: Digit, peer: str = "", forwarded_for: str = ""
+    ) -> FeedbackReceipt:
+        """The digit the image answered as ``request_id`` really shows (kept once per id).
+
+        The front hands ``peer`` (the connection's address) and ``forwarded_for`` (its
+        X-Forwarded-For): the rate bound is per client (:mod:`serving.feedback`)."""
+        return await self._feedback.receive(request_id, digit, peer, forwarded_for)
 
 
 # Declarative, like the decorators above: BentoML applies these when it builds each
@@ -214,6 +220,8 @@ class MnistClassifier:
 MnistClassifier.add_asgi_middleware(
     HeaderDeadlines, timeout_s=SETTINGS.header_timeout_s, keepalive_s=SETTINGS.keepalive_s
 )
+# The connection's own peer for /feedback's bound per client, before uvicorn rewrites it.
+MnistClassifier.add_asgi_middleware(KeepPeer)
 MnistClassifier.add_asgi_middleware(
     ApiFront,
     routes=routes.front_routes(MnistClassifier, client_header=SETTINGS.canary_key_header),

@@ -381,12 +381,13 @@ def test_every_route_logs_a_known_source():
 def test_each_api_takes_its_input_model_plus_what_the_front_adds():
     """The decorated methods are what the front calls: their parameters are the input
     model's fields (what BentoML's client sends) plus ``source`` and ``client`` (and the .npy
-    answer's media type), which the front sets and BentoML's schema leaves out."""
+    answer's media type; /feedback: ``peer`` and ``forwarded_for``), which the front sets
+    and BentoML's schema leaves out."""
     import inspect
 
     for name, api in MnistClassifier.apis.items():
         params = list(inspect.signature(api.func).parameters)[1:]
         added = {"source", "client"} | ({"answer"} if name == "predict_npy" else set())
         if name == "feedback":
-            added = set()
+            added = {"peer", "forwarded_for"}
         assert set(params) == set(api.input_spec.model_fields) | added, name
