@@ -4,7 +4,8 @@ Every answer carries a request id that the log records once, with its route and
 source; corrections are stored in the real SQLite file the service was pointed at.
 A second server logs into a folder that cannot exist (its path runs through a regular
 file) and has a tiny feedback rate bound: it still answers every prediction, counts
-the lost records on /metrics, says so once in its log, and answers a flood with 429.
+the lost records on /metrics, says so once in its log, and answers a flood with 429
+(with Retry-After), whatever client the flood's X-Forwarded-For names.
 No sleeps for synchronisation: tests poll the log or /metrics for what they expect.
 """
 
@@ -204,13 +205,23 @@ def test_a_failing_log_folder_never_fails_a_prediction(broken):
     assert broken.log.read_text().count("inference log: cannot write to") == 1
 
 
-def test_a_feedback_flood_gets_429_past_the_bound(broken):
+def test_a_feedback_flood_gets_429_past_the_bound_whatever_address_it_claims(broken):
+    # No trusted proxy (the default): each request's X-Forwarded-For names another client,
+    # and all of them are the one peer, 127.0.0.1 (uvicorn's own rewrite from loopback
+    # would have believed them: serving/peers.py).
     with httpx.Client(base_url=broken.url, timeout=30) as client:
-        statuses = [
-            client.post("/feedback", json={"request_id": f"{i:032x}", "digit": 1}).status_code
+        answers = [
+            client.post(
+                "/feedback",
+                json={"request_id": f"{i:032x}", "digit": 1},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
             for i in range(30)
         ]
-    assert statuses == [404] * 5 + [429] * 25  # the first 5 spend the burst
+    assert [a.status_code for a in answers] == [404] * 5 + [429] * 25  # 5 spend the burst
+    for refused in answers[5:]:
+        assert int(refused.headers["Retry-After"]) >= 1  # one token takes ~10,000 s here
+        assert "too many corrections" in refused.json()["error"]
     samples = metric_samples(broken.url)
     assert samples[("mnist_feedback_total", (("outcome", "rate_limited"),))] == 25
 
