@@ -43,6 +43,7 @@ from starlette.responses import Response
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.monitoring.inference_log import new_request_ids
+from mnist_mlops.monitoring.settings import MonitoringSettings
 from serving import inputs, routes
 from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
@@ -76,6 +77,9 @@ PYTHON = routes.PYTHON_SOURCE  # the log's source for a call without HTTP
 
 try:
     SETTINGS = service_settings()  # BentoML reads the decorator's options at import
+    # Each worker reads these when it starts; a bad one there is a traceback, and BentoML
+    # restarts the worker for ever. Checked here, it stops `bentoml serve` with its line.
+    MonitoringSettings.from_env()
 except UserError as exc:  # one line, no traceback: `bentoml serve` exits with it
     sys.exit(f"serving settings: {exc}")
 

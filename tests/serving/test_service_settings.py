@@ -68,3 +68,18 @@ def test_bentoml_serve_with_a_bad_value_exits_with_that_line_and_no_traceback(tm
         "unable to parse string as an integer"
     ], done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_bad_monitoring_value_stops_bentoml_serve_too(tmp_path):
+    """Read by each worker, so unchecked it would be a traceback and a worker restarted
+    for ever; the service checks it at import, as its own settings."""
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true",
+           "MNIST_TRUSTED_PROXIES": "127.0.0.1,nginx"}  # fmt: skip
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:MnistClassifier",
+               "--host", "127.0.0.1", "--port", "1"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("serving settings: MNIST_TRUSTED_PROXIES='127.0.0.1,nginx': 'nginx'")
+    assert "Traceback" not in done.stdout + done.stderr

@@ -3,8 +3,8 @@
 The service reads them from its environment when a worker starts
 (:meth:`MonitoringSettings.from_env`); the offline commands (drift report, corrections
 export) take the same folder and database URI, so both sides find the same data.
-A bad value stops the worker with one line naming the variable, instead of a service
-that silently logs nowhere.
+A bad value is one line naming the variable, instead of a service that silently logs
+nowhere: serving/service.py checks them at import, so ``bentoml serve`` exits with it.
 
     MNIST_INFERENCE_LOG        on|off: write the inference log at all (on)
     MNIST_LOG_IMAGES           on|off: keep each 28x28 input the model was given (on)
