@@ -27,6 +27,7 @@ from starlette.types import Message, Scope
 
 from serving.errors import PREDICT_ERROR_STATUSES, ServiceError
 from serving.feedback import FEEDBACK_ERROR_HEADERS, FEEDBACK_ERROR_STATUSES
+from serving.negotiation import preferred_answer
 from serving.peers import peer_host
 from serving.schemas import NPY_MEDIA_TYPES
 
@@ -156,33 +157,6 @@ def _npy_parser(field: str, read_form: Parser) -> Parser:
         return {**arguments, "answer": preferred_answer(scope, answers)}
 
     return parse
-
-
-def preferred_answer(scope: Scope, answers: tuple[str, ...]) -> str:
-    """The media type of ``answers`` that the ``Accept`` header rates highest.
-
-    Ties, wildcards and a header naming none of them go to ``answers[0]`` (JSON): a client
-    gets the binary answer only by asking for it, and an odd Accept header never turns a
-    request into an error (RFC 9110 lets a server ignore it).
-    """
-    rated = []
-    for part in Headers(scope=scope).get("accept", "").split(","):
-        kind, *params = (p.strip().lower() for p in part.split(";"))
-        if kind in answers and (quality := _quality(params)) > 0:
-            rated.append((quality, -answers.index(kind), kind))  # a tie: the earlier answer
-    return max(rated)[2] if rated else answers[0]
-
-
-def _quality(params: list[str]) -> float:
-    """An Accept entry's ``q`` (1 when absent; a malformed one counts as 0, refused)."""
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip() == "q":
-            try:
-                return float(value)
-            except ValueError:
-                return 0.0
-    return 1.0
 
 
 def _validation_message(exc: ValidationError) -> str:
