@@ -21,7 +21,8 @@ bound or deadline, counts concurrency from the headers on (so stalled bodies hol
 slot), and its per-request work (signature inspection, a temp-file copy of each upload,
 a second form parse) cost more CPU than the model (bench/serve_load.py's CPU column).
 Other paths go down BentoML's stack, with their error bodies rewritten to the same
-shape; ``GET /docs.json`` is the corrected document.
+shape; ``GET /docs.json`` is the corrected document. At start-up the front has each
+request keep its connection's own peer (:mod:`serving.peers`), for /feedback's bound.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from serving.errors import (
     one_error_shape,
 )
 from serving.metrics import service_metrics
+from serving.peers import keep_peers
 from serving.routes import Route, media_type
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,8 @@ class ApiFront:
         elif scope["type"] == "http":
             await self.app(scope, receive, one_error_shape(send))
         else:
+            if scope["type"] == "lifespan":  # at start-up: requests keep their own peer
+                keep_peers(receive)
             await self.app(scope, receive, send)
 
     @property

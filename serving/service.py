@@ -43,7 +43,6 @@ from starlette.responses import Response
 
 from mnist_mlops.core.errors import UserError
 from mnist_mlops.monitoring.inference_log import new_request_ids
-from mnist_mlops.monitoring.settings import MonitoringSettings
 from serving import inputs, routes
 from serving.connections import HeaderDeadlines
 from serving.errors import INPUT_ERROR_TYPES, ServiceError, refusal
@@ -53,7 +52,6 @@ from serving.inference_logging import start_monitoring
 from serving.metrics import follow_metrics, service_metrics
 from serving.model_pair import Scored, ServedModels
 from serving.openapi import openapi_document
-from serving.peers import KeepPeer
 from serving.predictions import npy_answer, to_predictions
 from serving.schemas import (
     NPY_MEDIA_TYPES,
@@ -77,9 +75,6 @@ PYTHON = routes.PYTHON_SOURCE  # the log's source for a call without HTTP
 
 try:
     SETTINGS = service_settings()  # BentoML reads the decorator's options at import
-    # Each worker reads these when it starts; a bad one there is a traceback, and BentoML
-    # restarts the worker for ever. Checked here, it stops `bentoml serve` with its line.
-    MonitoringSettings.from_env()
 except UserError as exc:  # one line, no traceback: `bentoml serve` exits with it
     sys.exit(f"serving settings: {exc}")
 
@@ -212,10 +207,7 @@ class MnistClassifier:
     async def feedback(
         self, request_id: RequestId, digit: Digit, peer: str = "", forwarded_for: str = ""
     ) -> FeedbackReceipt:
-        """The digit the image answered as ``request_id`` really shows (kept once per id).
-
-        The front hands ``peer`` (the connection's address) and ``forwarded_for`` (its
-        X-Forwarded-For): the rate bound is per client (:mod:`serving.feedback`)."""
+        """The digit ``request_id``'s image really shows (kept once); the front says who sent it."""
         return await self._feedback.receive(request_id, digit, peer, forwarded_for)
 
 
@@ -224,8 +216,6 @@ class MnistClassifier:
 MnistClassifier.add_asgi_middleware(
     HeaderDeadlines, timeout_s=SETTINGS.header_timeout_s, keepalive_s=SETTINGS.keepalive_s
 )
-# The connection's own peer for /feedback's bound per client, before uvicorn rewrites it.
-MnistClassifier.add_asgi_middleware(KeepPeer)
 MnistClassifier.add_asgi_middleware(
     ApiFront,
     routes=routes.front_routes(MnistClassifier, client_header=SETTINGS.canary_key_header),

@@ -2,9 +2,10 @@
 
 :func:`service_settings` reads them when serving/service.py is imported: BentoML takes the
 service's options (workers, timeout) from its decorator then, so they cannot wait for a
-worker to start. A bad value is one line naming the variable, the value and what is
-allowed (:class:`~mnist_mlops.core.errors.UserError`); serving/service.py exits with that
-line on stderr (status 1, no traceback) before BentoML sees a service::
+worker to start. A bad value, here or in the monitoring settings, is one line naming the
+variable, the value and what is allowed (:class:`~mnist_mlops.core.errors.UserError`);
+serving/service.py exits with that line on stderr (status 1, no traceback) before BentoML
+sees a service::
 
     serving settings: MNIST_API_WORKERS='abc': Input should be a valid integer, ...
 
@@ -37,7 +38,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from mnist_mlops import imaging
-from mnist_mlops.monitoring.settings import settings_from_env
+from mnist_mlops.monitoring.settings import MonitoringSettings, settings_from_env
 
 # Field -> environment variable: the one list of the names. A new setting is a field
 # below and a line here.
@@ -101,5 +102,8 @@ class ServiceSettings(BaseModel):
 
 @functools.cache
 def service_settings() -> ServiceSettings:
-    """This process's settings, read from its environment once."""
+    """This process's settings, read from its environment once. The monitoring settings
+    are checked here too: each worker reads them again when it starts, where a bad one
+    would be a traceback and a worker BentoML restarts for ever instead of one line."""
+    MonitoringSettings.from_env()
     return ServiceSettings.from_env()
