@@ -188,7 +188,7 @@ def test_predict_npy_answers_json_unless_npy_is_preferred(server, accept, answer
 def test_a_refused_npy_body_is_a_json_error_even_when_npy_is_asked_for(server):
     bad = _npy(np.full((2, 28, 28), np.nan, np.float32))
     message = assert_error(server.post("/predict_npy", content=bad, headers=NPY_ANSWER), 400)
-    assert "finite" in message
+    assert "NaN or infinity" in message
 
 
 def test_return_input_over_http(server, digit_png, stroke_pixels):
