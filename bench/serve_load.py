@@ -164,13 +164,13 @@ def measure(
                     print(f"  {name:16s} {kind:7s} skipped: {payload.route} not answered")
                     continue
                 wrk(url, payload, 8, 1, load_core, 0, folder, pid)  # warm-up, discarded
-                before = log_counts(url)
+                before = log_counts(url) if command is OURS else {}
                 closed = [wrk(url, payload, c, seconds, load_core, 0, folder, pid)
                           for c in CONCURRENCY]  # fmt: skip
                 peak = max(r["rps"] for r in closed)
                 pace = 1e3 * PACED_CONNECTIONS / (peak / 2)
                 half = wrk(url, payload, PACED_CONNECTIONS, seconds, load_core, pace, folder, pid)
-                after = log_counts(url)
+                after = log_counts(url) if command is OURS else {}
                 results.setdefault(name, {})[kind] = {
                     "closed": closed, "peak_rps": peak, "half_peak": half,
                     "peak_images_per_s": max(r["images_per_s"] for r in closed),

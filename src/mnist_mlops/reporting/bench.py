@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mnist_mlops.reporting import int8
+from mnist_mlops.reporting import int8, monitoring
 from mnist_mlops.reporting.ideas import field_ideas, readability
 from mnist_mlops.reporting.markdown import load, num, pct, table
 
@@ -221,7 +221,9 @@ def bench_sections(root: Path) -> list[str]:
     parts = preprocessing(root) + serving(root) + training_speed(root) + accuracy_sweeps(root)
     parts += bulk_scoring(root) + bulk_http(root) + shadow_cost(root) + field_ideas(root)
     parts += readability(root) + int8.quantize_variants(root) + int8.int8_serving(root)
-    known = {p for pattern in (*PATTERNS, *int8.PATTERNS) for p in results.glob(pattern)}
+    parts += monitoring.log_cost(root) + monitoring.drift_scale(root)
+    patterns = (*PATTERNS, *int8.PATTERNS, *monitoring.PATTERNS)
+    known = {p for pattern in patterns for p in results.glob(pattern)}
     unread = sorted(p.name for p in results.iterdir() if p.is_file() and p not in known)
     if unread:
         parts.append("Not rendered here: " + ", ".join(f"`bench/results/{n}`" for n in unread))
