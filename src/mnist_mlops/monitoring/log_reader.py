@@ -82,9 +82,17 @@ def read_log(
     folder: Path, counts: ReadCounts | None = None, files: Sequence[Path] | None = None
 ) -> Iterator[dict[str, object]]:
     """Every record as a dict of LOG_SCHEMA's fields (``time`` a UTC datetime, ``input``
-    784 bytes or None): for tests and small tools, not for reports over many records."""
+    784 bytes or None): for tests and small tools, not for reports over many records.
+
+    ``time`` is read as naive and given ``timezone.utc`` here: Arrow's own conversion of a
+    "UTC" column asks the system's tz database, which slim images (ours) do not carry."""
+    naive = pa.timestamp("ms")
     for batch in read_batches(folder, counts, files):
-        yield from batch.to_pylist()
+        at = batch.schema.get_field_index("time")  # always there: every field is read
+        columns = [c.cast(naive) if i == at else c for i, c in enumerate(batch.columns)]
+        for row in pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist():
+            row["time"] = row["time"].replace(tzinfo=timezone.utc)
+            yield row
 
 
 def window_files(folder: Path, start: datetime, end: datetime) -> list[Path]:
