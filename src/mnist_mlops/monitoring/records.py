@@ -143,10 +143,11 @@ def score_shadows(batch: list[Answered], chunk: int = SHADOW_CHUNK) -> list[Answ
 
 
 def _per_request(values: list[object], counts: list[int], kind: pa.DataType) -> pa.Array:
-    """One value per request, repeated for each of its images (no per-image Python loop)."""
-    return pa.concat_arrays(
-        [pa.repeat(pa.scalar(v, kind), n) for v, n in zip(values, counts)]
-    ).cast(kind)
+    """One value per request, repeated for each of its images: one array of the requests'
+    values and one ``take``, no Python loop per image nor per request (an Arrow call per
+    request cost 150 us on single-image traffic, a tenth of the answer's CPU)."""
+    per_image = np.repeat(np.arange(len(values)), counts)
+    return pa.array(values, kind).take(pa.array(per_image))
 
 
 def build_batch(batch: list[Answered], default: ModelTag, images: bool = True) -> pa.RecordBatch:
