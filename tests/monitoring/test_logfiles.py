@@ -27,6 +27,27 @@ def test_a_file_rotates_once_it_would_pass_the_size(tmp_path):
     assert [p.stat().st_size for p in log_files(tmp_path)] == [200, 200, 200, 100]
 
 
+def test_two_writers_with_one_start_time_host_and_pid_never_share_a_file(tmp_path, monkeypatch):
+    """Two replicas on one volume (same host name on host networking, same pid, same
+    microsecond): the second writer's first name is taken, so it makes a new one."""
+    from datetime import datetime, timezone
+
+    import mnist_mlops.monitoring.logfiles as logfiles
+
+    moment = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    monkeypatch.setattr(logfiles, "datetime", type("Frozen", (), {"now": lambda tz: moment}))
+    tokens = iter(["00c0ffee", "00c0ffee", "0badcafe"])
+    monkeypatch.setattr(logfiles.secrets, "token_hex", lambda n: next(tokens))
+    first, second = LogFile(tmp_path, 10_000), LogFile(tmp_path, 10_000)
+    paths = [first.append(b"first\n"), second.append(b"second\n")]
+    first.close(), second.close()
+    assert paths[0] != paths[1] and [p.name.split("-")[-1] for p in paths] == [
+        "00c0ffee.arrows",
+        "0badcafe.arrows",
+    ]
+    assert [p.read_bytes() for p in paths] == [b"first\n", b"second\n"]
+
+
 def test_the_sweep_keeps_the_folder_under_its_size_oldest_first(tmp_path):
     log = LogFile(tmp_path, rotate_bytes=250)
     for _ in range(9):

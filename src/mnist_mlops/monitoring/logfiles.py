@@ -2,8 +2,10 @@
 
 Why files of our own rather than one shared file: several API worker processes (and
 replicas sharing a volume) write at once, and appends from two processes to one file can
-interleave. Each writer appends only to its own file, named by its start time, host and
-pid (two containers on one volume can share a pid, never a host name), and holds an
+interleave. Each writer appends only to its own file, named by its start time, host, pid
+and a random token, and created exclusively (``O_EXCL``): two containers on one volume can
+share a pid, and with host networking podman gives them the host's name too, so neither
+name part alone is unique across replicas. It holds an
 exclusive ``flock`` on it, so the retention sweep of any worker deletes only files nobody
 is writing (``flock`` is advisory: this folder is ours).
 
@@ -27,6 +29,7 @@ import functools
 import io
 import os
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -128,9 +131,15 @@ class LogFile:
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime(STAMP)
-        path = self.folder / f"inference-{stamp}-{host_name()}-{os.getpid()}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        while True:  # O_EXCL: a name another writer took (never seen) gets a new token
+            stamp = datetime.now(timezone.utc).strftime(STAMP)
+            name = f"inference-{stamp}-{host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
+            path = self.folder / f"{name}{SUFFIX}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                continue
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new name: nobody else holds it
         self._fd, self.path, self._size = fd, path, 0
 
