@@ -21,6 +21,7 @@ from support.http_mirror import HttpMirror
 from support.http_mirror import http_mirror as serve_mirror
 from support.mlflow_server import MlflowServer
 from support.mlflow_server import mlflow_server as run_mlflow_server
+from support.serving_image import build_image, gated_models
 from support.stages import run_stage_cli, write_params
 from support.synthetic import write_mirror
 from support.tracked_run import TrainedRun, check_complete_run, train_tracked
@@ -150,6 +151,19 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if candidate and usable(Path(candidate)):
             return Path(candidate)
     return train_real_model(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def champion_folder(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Path:
+    """models/champion/ as the champion stage leaves it, for the trained model
+    (:func:`support.serving_image.gated_models`)."""
+    return gated_models(trained_model, tmp_path_factory.mktemp("champion"))
+
+
+@pytest.fixture(scope="session")
+def serving_image(tmp_path_factory: pytest.TempPathFactory, champion_folder: Path) -> str:
+    """The Dockerfile built with podman, the champion folder baked in; its tag."""
+    return build_image(champion_folder, tmp_path_factory.mktemp("context"))
 
 
 # ---- drawn digits, for the imaging and serving tests ----------------------------------------

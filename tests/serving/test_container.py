@@ -15,44 +15,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from mnist_mlops.inference.model_card import ModelCard
 from mnist_mlops.inference.serving_choice import CHOICE_NAME, resolve_artifact
-from support import ROOT
 from support.bento_process import free_port
-from support.deployment import deployment_folder
-from support.gated import gated_export
+from support.serving_image import SCRIPT, Container, instructions, podman
 
-SCRIPT = ROOT / "scripts" / "podman_image.sh"
-TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
 UID = 10001
-DEPLOYED = "models/champion"  # what the Dockerfile copies: the champion stage's folder
 GRACE_S = 30  # podman stop's SIGTERM -> SIGKILL grace period, as Kubernetes' default
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
 def test_dockerfile_installs_the_lock_as_non_root_with_a_health_check():
-    steps = _instructions()
+    steps = instructions()
     kinds = [k for k, _ in steps]
     assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")  # what Docker users get
     assert ("FROM", "${BASE_IMAGE}") in steps
@@ -65,118 +45,20 @@ def test_dockerfile_installs_the_lock_as_non_root_with_a_health_check():
     assert "torch" not in installs
 
 
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """``podman ARGS`` with the flags scripts/podman_image.sh uses on this host."""
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), "podman", *args], capture_output=True, text=True, timeout=timeout
-    )
-    if check:
-        assert proc.returncode == 0, f"podman {shlex.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 @pytest.fixture(scope="module")
-def gated_models(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Path:
-    """models/champion/ as the champion stage leaves it: the repo's own after `dvc repro`
-    when the trained model is the repo's, else one made from the trained model's folder as
-    the gate leaves it (its own served.json, else a copy with the int8 artifact chosen)
-    and the test digits of the data it was trained on."""
-    if trained_model.parent == ROOT / "models" and (ROOT / DEPLOYED / CHOICE_NAME).is_file():
-        return ROOT / DEPLOYED
-    choice = trained_model.parent / CHOICE_NAME
-    if not choice.is_file():
-        choice = gated_export(trained_model, tmp_path_factory.mktemp("gated"))
-    home = trained_model.parent.parent  # the repo, or train_real_model's folder
-    processed = next(
-        (p for p in (home / "data" / "processed", home / "processed") if p.is_dir()), None
-    )
-    if processed is None:
-        pytest.fail(f"no split stage output beside {trained_model} for the smoke set")
-    folder = tmp_path_factory.mktemp("deployed") / DEPLOYED
-    return deployment_folder(choice, folder, processed).parent
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory, gated_models: Path) -> str:
-    """The Dockerfile built by scripts/podman_image.sh from a context holding what its COPY
-    lines name, the models/ files taken from the trained model as the gate leaves it."""
-    missing = [tool for tool in ("podman", "runc", "mmdebstrap") if not shutil.which(tool)]
-    if missing:
-        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
-    context = tmp_path_factory.mktemp("context")
-    shutil.copy(ROOT / ".dockerignore", context)
-    for kind, args in _instructions():
-        if kind != "COPY":
-            continue
-        *sources, _ = shlex.split(args)
-        for src in sources:
-            origin = ROOT / src
-            if src.startswith(DEPLOYED):  # a clean checkout has no model: the trained one
-                origin = gated_models / Path(src).relative_to(DEPLOYED)
-            target = context / src
-            if origin.is_dir():
-                ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-                shutil.copytree(origin, target, dirs_exist_ok=True, ignore=ignore)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(origin, target)
-    started = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), "build", TAG, str(context)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, f"build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    size = int(podman("image", "inspect", "--format", "{{.Size}}", TAG).stdout)
-    print(f"\nimage {TAG}: built in {time.monotonic() - started:.0f} s, {size / 1e6:.0f} MB")
-    return TAG
-
-
-class Container:
-    """A started container of the image, serving on ``port`` (host network)."""
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.url = name, f"http://127.0.0.1:{port}"
-
-    def state(self) -> dict:
-        out = podman("inspect", "--format", "{{json .State}}", self.name).stdout
-        return json.loads(out)
-
-    def logs(self) -> str:
-        proc = podman("logs", self.name, check=False)
-        return (proc.stdout + proc.stderr)[-4000:]
-
-    def exec(self, *cmd: str) -> str:
-        return podman("exec", self.name, *cmd).stdout
-
-
-@pytest.fixture(scope="module")
-def container(image: str) -> Iterator[Container]:
+def container(serving_image: str) -> Iterator[Container]:
     port = free_port()
     served = Container(f"mnist-mlops-test-{port}", port)
     podman("rm", "-f", served.name, check=False)
     subprocess.run(
-        ["bash", str(SCRIPT), "run", image, "-d", "--name", served.name],
+        ["bash", str(SCRIPT), "run", serving_image, "-d", "--name", served.name],
         env={**os.environ, "BENTOML_PORT": str(port)},
         check=True,
         capture_output=True,
         timeout=120,
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if not served.state()["Running"]:
-                pytest.fail(f"container exited before it was ready:\n{served.logs()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"container not ready after 180 s:\n{served.logs()}")
-            time.sleep(0.5)
+        served.wait_ready()
         yield served
     finally:
         podman("rm", "-f", "--time", "0", served.name, check=False)
@@ -190,14 +72,14 @@ def test_container_is_ready_and_healthy(container):
 
 @pytest.mark.slow
 def test_container_predicts_a_drawn_digit_with_the_chosen_artifact(
-    container, digit_png, gated_models
+    container, digit_png, champion_folder
 ):
     files = {"image": ("seven.png", digit_png, "image/png")}
     reply = httpx.post(f"{container.url}/predict", files=files, timeout=30)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["digit"] == 7, body
-    card = ModelCard.read_beside(resolve_artifact(gated_models / CHOICE_NAME))
+    card = ModelCard.read_beside(resolve_artifact(champion_folder / CHOICE_NAME))
     assert (body["model_version"], body["model_precision"]) == (card.version, card.precision)
     ready = httpx.get(f"{container.url}/readyz", timeout=5).json()
     assert ready["model_precision"] == card.precision
