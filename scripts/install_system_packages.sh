@@ -7,6 +7,8 @@
 #   postgresql                     `make mlflow-server` and its tests run their own cluster
 #   podman, runc, mmdebstrap       build and run the serving image without a Docker engine
 #                                  (scripts/podman_image.sh, tests/serving/test_container.py)
+#   catatonit                      podman's pause process: `podman kube play` needs it
+#   nginx                          the load balancer in front of replicas (deploy/nginx/)
 # Idempotent and non-interactive: installs only what is missing. Needs root (or sudo) and apt.
 # On failure it exits non-zero with one last line naming the packages and the command.
 #
@@ -22,8 +24,10 @@ have_pg || missing+=(postgresql)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+{ command -v catatonit || [ -x /usr/libexec/podman/catatonit ]; } >/dev/null 2>&1 || missing+=(catatonit)
+{ command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages already installed (chromium, wrk, prometheus, postgresql, podman, runc, mmdebstrap)"
+    echo "system packages already installed (chromium, wrk, prometheus, postgresql, podman, runc, mmdebstrap, catatonit, nginx)"
     exit 0
 fi
 
