@@ -73,6 +73,15 @@ def replicas(serving_image: str, team_store: str) -> Iterator[Deployment]:
         yield served
 
 
+@pytest.fixture(scope="module")
+def new_tag(serving_image: str) -> Iterator[str]:
+    """The "new version": the same build under another tag, untagged after (the image
+    itself stays, it is the session's)."""
+    podman("tag", serving_image, NEW_TAG)
+    yield NEW_TAG
+    podman("untag", NEW_TAG, NEW_TAG, check=False)
+
+
 @dataclass
 class Corrector:
     """Predicts and corrects through nginx in a thread until stopped; keeps every outcome."""
@@ -117,11 +126,10 @@ def wait_for(condition, what: str, hang_s: float = 120) -> None:
 
 
 def test_a_rolling_update_under_load_loses_nothing(
-    replicas, serving_image, team_store, digit_png, tmp_path
+    replicas, new_tag, team_store, digit_png, tmp_path
 ):
     started = time.monotonic()
     before = replicas.containers()
-    podman("tag", serving_image, NEW_TAG)
     body, ids_file, script = (
         tmp_path / "array.json",
         tmp_path / "wrk-ids.txt",
@@ -141,7 +149,7 @@ def test_a_rolling_update_under_load_loses_nothing(
         wait_for(lambda: ids_file.exists() and ids_file.stat().st_size > 0, "wrk's first answer")
         wait_for(lambda: len(corrector.stored) > 0, "the first correction")
 
-        rolled = replicas.script("roll", NEW_TAG)
+        rolled = replicas.script("roll", new_tag)
         print(f"\n{rolled.stderr}{rolled.stdout}", end="")
         after_roll = len(corrector.stored)
         wait_for(lambda: len(corrector.stored) > after_roll, "a correction after the roll")
@@ -157,7 +165,7 @@ def test_a_rolling_update_under_load_loses_nothing(
     # Every container was replaced by one of the new tag.
     after = replicas.containers()
     assert all(after[name][0] != before[name][0] for name in before), (before, after)
-    assert {image for _, image in after.values()} == {NEW_TAG}
+    assert {image for _, image in after.values()} == {new_tag}
     # No request failed.
     assert counts["non_2xx"] == 0 and counts["socket_errors"] == 0, out
     assert not corrector.failures, corrector.failures
@@ -192,7 +200,7 @@ def test_a_rolling_update_under_load_loses_nothing(
     )
 
 
-def test_roll_refuses_an_unknown_tag_and_a_single_replica(replicas):
+def test_roll_refuses_an_unknown_tag_and_a_single_replica(replicas, new_tag):
     """The script's own refusals come before it touches anything: no container replaced."""
     before = replicas.containers()
     refused = replicas.script("roll", "localhost/mnist-mlops:no-such-tag", check=False)
@@ -201,7 +209,7 @@ def test_roll_refuses_an_unknown_tag_and_a_single_replica(replicas):
     text = conf.read_text()
     try:
         conf.write_text("\n".join(text.splitlines()[:2]) + "\n")  # the comment + one server
-        refused = replicas.script("roll", NEW_TAG, check=False)
+        refused = replicas.script("roll", new_tag, check=False)
         assert refused.returncode == 1 and "two replicas or more" in refused.stderr
     finally:
         conf.write_text(text)
