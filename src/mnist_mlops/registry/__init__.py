@@ -1,7 +1,8 @@
 """The Model Registry as the one source of truth for what serves.
 
 Each export is a version (:mod:`.versions`); the ``champion`` and ``challenger`` aliases
-move only under the promotion lock, and each move (the champion gate, a person's
+move only under the promotion lock (across machines too, with a PostgreSQL advisory lock:
+:mod:`.shared_lock`), and each move (the champion gate, a person's
 ``promote``, a ``rollback``) is recorded in the registry itself (:mod:`.aliases`,
 :mod:`.history`). Everything that serves (the ``champion`` stage that the Bento and the
 image are built from, ``make serve``, a service following ``MNIST_MODEL_URI``) resolves an

@@ -26,6 +26,7 @@ from mnist_mlops.core.pause import pause_here
 from mnist_mlops.registry import history
 from mnist_mlops.registry.connect import RegistryError, connect, get_version
 from mnist_mlops.registry.history import AliasEvent
+from mnist_mlops.registry.shared_lock import advisory_lock, lock_database
 from mnist_mlops.registry.versions import metric_tags, served_card
 
 CHAMPION = "champion"
@@ -39,22 +40,32 @@ class PromotionError(RegistryError):
 
 @contextlib.contextmanager
 def promotion_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
-    """Serialise alias moves for ``model_name`` in one store across this machine.
+    """Serialise alias moves for ``model_name`` in one store, on this machine and, with
+    ``$MNIST_REGISTRY_LOCK_DB``, across machines.
 
     The gate reads the champion, compares and moves the alias; MLflow has no
     compare-and-set, so two gates that interleave (``dvc queue start --jobs 2``) both
     compare against the old champion and the last write wins, or the first alias insert
     fails on a duplicate key; two movers would also number their history events alike.
-    The lock sits beside a sqlite store (so it also covers machines sharing it over a file
-    system) and, for a server, in the user's cache folder, keyed by server and model:
-    processes on one machine wait for each other; movers on different machines writing
-    into one server at the same moment are not serialised (docs/pipeline.md).
+    The file lock sits beside a sqlite store (so it also covers machines sharing it over a
+    file system) and, for a server, in the user's cache folder, keyed by server and model:
+    processes on one machine wait for each other there, cheaply. Movers on different
+    machines writing into one server also wait for each other only when the setting names
+    the team's PostgreSQL, whose advisory lock is then held inside the file lock
+    (:mod:`.shared_lock`; docs/registry.md).
     """
     db = sqlite_path(tracking_uri)
     store = str(db.resolve()) if db is not None else tracking_uri
     key = hashlib.sha256(f"{store}\n{model_name}".encode()).hexdigest()[:16]
     folder = db.parent if db is not None else cache_folder()
-    with flock(folder / f"promote-{key}.lock", what=f"another champion decision for {model_name}"):
+    what = f"another champion decision for {model_name}"
+    shared = lock_database()
+    across = (
+        advisory_lock(shared, model_name, what=f"{what} on another machine")
+        if shared is not None
+        else contextlib.nullcontext()
+    )
+    with flock(folder / f"promote-{key}.lock", what=what), across:
         yield
 
 
