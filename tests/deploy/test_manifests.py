@@ -3,7 +3,8 @@
 The port, the user, the log folder, the environment variables, the request and log-close
 bounds are the Dockerfile's and the service's settings; the manifests repeat some of them
 (Kubernetes needs them written down) and these tests fail when the two disagree. The
-Secret's keys are the ones the Deployment reads, and nothing secret is a plain value.
+Secret's keys are the ones the Deployment reads, and nothing secret is a plain value;
+docs/kubernetes.md gives the manifest's numbers as they are.
 tests/deploy/test_kube_play.py runs the claim and the Deployment with podman.
 """
 
@@ -210,3 +211,27 @@ def test_every_label_names_the_app(path: Path):
     for d in yaml.safe_load_all(path.read_text()):
         if d:
             assert d["metadata"]["labels"]["app.kubernetes.io/name"] == "mnist-mlops"
+
+
+def test_the_kubernetes_page_gives_the_manifests_numbers():
+    """docs/kubernetes.md repeats a few of the manifest's numbers for the reader; a change
+    to the manifest fails here until the page says it too."""
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
+    docs = documents()
+    hpa = docs["HorizontalPodAutoscaler"]["spec"]
+    (metric,) = hpa["metrics"]
+    (service_port,) = docs["Service"]["spec"]["ports"]
+    said = [
+        f"{hpa['minReplicas']} to {hpa['maxReplicas']} replicas at "
+        f"{metric['resource']['target']['averageUtilization']} % of the CPU request",
+        f"terminationGracePeriodSeconds: {pod()['terminationGracePeriodSeconds']}",
+        f"`preStop` pause ({container()['lifecycle']['preStop']['exec']['command'][1]} s",
+        f"port {service_port['port']} to the container's `{service_port['targetPort']}` port "
+        f"({container()['ports'][0]['containerPort']},",
+        docs["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"].replace(
+            "Gi", " GiB"
+        ),
+        f"uid {pod()['securityContext']['runAsUser']}",
+    ]
+    missing = [claim for claim in said if claim not in page]
+    assert not missing, f"docs/kubernetes.md does not say: {missing}"
