@@ -4,6 +4,7 @@
     python -m pipeline.registry promote VERSION --reason "the gate's photo set was mislabelled"
     python -m pipeline.registry rollback --reason "v7 answers 1 for every thin 7"
     python -m pipeline.registry challenger VERSION      # or: challenger --clear
+    python -m pipeline.registry users     # on a server with authentication, as its admin
 
 Every move goes through the champion gate's lock and is recorded in the registry (time,
 from, to, action, user, command, reason, both versions' metrics); ``history`` prints that
@@ -11,6 +12,12 @@ record. ``promote`` refuses a version without a card matching its SHA-256 (re-ru
 export stage), ``rollback`` goes back to the champion before the current one and refuses
 when there is none. A service following ``models:/<model>@champion`` switches on its next
 look. The registry is params.yaml's ``mlflow`` section; ``$MLFLOW_TRACKING_URI`` wins.
+
+``users`` creates the two users a team's server with authentication needs (the services'
+READ-only one and the pipeline's, which may move the champion) and grants them their
+permissions (``registry.access``): the admin's and the users' passwords come from the
+environment (``MLFLOW_AUTH_ADMIN_PASSWORD``, ``MNIST_SERVING_PASSWORD``,
+``MNIST_PIPELINE_PASSWORD``). A user the server refuses a move is told so in one line.
 """
 
 import argparse
@@ -19,9 +26,9 @@ import os
 
 from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import MlflowConfig, load_params
-from mnist_mlops.registry import aliases, history
+from mnist_mlops.registry import access, aliases, history
 from mnist_mlops.registry.aliases import CHALLENGER, CHAMPION
-from mnist_mlops.registry.connect import connect
+from mnist_mlops.registry.connect import access_refused, connect
 from mnist_mlops.tracking.runs import resolve_tracking_uri
 
 # A registry that does not answer says so in seconds, not after MLflow's retries; a card's
@@ -34,11 +41,27 @@ ENV_DEFAULTS = {
 
 
 def main() -> None:
+    from mlflow.exceptions import MlflowException
+
     args = _parser().parse_args()
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     cfg = MlflowConfig.from_params(load_params(args.params))
     uri, model = resolve_tracking_uri(cfg.tracking_uri), cfg.registered_model
+    if args.command == "users":
+        admin, passwords = access.passwords_from(os.environ)
+        print("\n".join(access.grant_team(uri, model, cfg.experiment, admin, passwords)))
+        return
+    try:
+        _registry_command(args, uri, model)
+    except MlflowException as exc:
+        refused = access_refused(exc, uri, f"move the aliases of {model}")
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _registry_command(args: argparse.Namespace, uri: str, model: str) -> None:
     if args.command == "history":
         client = connect(uri, model)
         events = history.events(client, model)
@@ -71,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("version", nargs="?")
     which.add_argument("--clear", action="store_true")
     challenger.add_argument("--reason", default="", help="why, for the record")
+    commands.add_parser("users", help="create the services' and the pipeline's users")
     return parser
 
 

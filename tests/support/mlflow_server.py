@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +37,10 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server() -> Iterator[MlflowServer]:
+def mlflow_server(extra_env: Mapping[str, str] | None = None) -> Iterator[MlflowServer]:
     """scripts/mlflow_server.sh on free loopback ports for the ``with`` block, stopped (with
-    its PostgreSQL) and its folder removed on the way out."""
+    its PostgreSQL) and its folder removed on the way out; ``extra_env`` adds to the script's
+    environment (``MLFLOW_AUTH=1`` and the admin's password: MLflow's basic auth)."""
     import httpx
 
     # As root, PostgreSQL runs as the postgres user: the folder must be reachable by it.
@@ -52,6 +53,7 @@ def mlflow_server() -> Iterator[MlflowServer]:
         "MLFLOW_SERVER_DIR": str(folder),
         "MLFLOW_PORT": str(port),
         "PGPORT": str(pgport),
+        **(extra_env or {}),
     }
     env.pop("MLFLOW_BACKEND_STORE_URI", None)
     with open(folder / "server.log", "wb") as log:

@@ -7,6 +7,7 @@ way wherever they happen: one line naming the problem and the fix, never a trace
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -40,14 +41,36 @@ def connect(tracking_uri: str, model_name: str) -> Any:
                 f"{model_name} is not registered at {tracking_uri}; run the pipeline "
                 "(dvc repro) to register a version first"
             ) from None
-        raise RegistryError(
-            f"the registry at {tracking_uri} did not answer ({_first_line(exc)}); start it "
+        refused = access_refused(exc, tracking_uri, f"read {model_name}")
+        raise refused or RegistryError(
+            f"the registry at {tracking_uri} did not answer ({first_line(exc)}); start it "
             "or set MLFLOW_TRACKING_URI to one that runs"
         ) from None
     return client
 
 
-def _first_line(exc: Exception) -> str:
+def access_refused(exc: Exception, tracking_uri: str, what: str) -> RegistryError | None:
+    """One line for a server with authentication (docs/registry.md) that does not know the
+    caller (401) or does not let it do ``what`` (403); None for any other failure."""
+    code = getattr(exc, "error_code", "")
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if code == "UNAUTHENTICATED":
+        who = (
+            f"user {user!r} with that password" if user else "a caller without a user and password"
+        )
+        return RegistryError(
+            f"the registry at {tracking_uri} refused {who} (401); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of it"
+        )
+    if code == "PERMISSION_DENIED":
+        return RegistryError(
+            f"user {user!r} may not {what} at {tracking_uri} (403); sign in as a user "
+            "granted it (python -m pipeline.registry users, docs/registry.md)"
+        )
+    return None
+
+
+def first_line(exc: Exception) -> str:
     """What went wrong, short: the socket's own words (``Connection refused``) when the
     message holds them, else its first line."""
     text = str(exc).strip()

@@ -35,7 +35,10 @@ from mnist_mlops.core.fileio import sha256_file
 from mnist_mlops.core.locks import sqlite_path
 from mnist_mlops.inference.model_card import MODEL_FILE, VERSION_HEX, ModelCard, card_path
 from mnist_mlops.inference.serving_choice import ServingChoice
-from mnist_mlops.registry.connect import RegistryError  # what every failure here raises
+from mnist_mlops.registry.connect import (
+    RegistryError,  # what every failure here raises
+    access_refused,
+)
 from mnist_mlops.registry.versions import CARD_ARTIFACT as FLOAT_CARD_ARTIFACT
 from mnist_mlops.registry.versions import INT8_ARTIFACT_TAG, SERVED_PRECISION_TAG, SERVED_SHA_TAG
 from mnist_mlops.registry.versions import REASON_TAG as GATE_REASON_TAG
@@ -273,7 +276,7 @@ def _lookup_error(
 ) -> RegistryError:
     code = getattr(exc, "error_code", "")
     if code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-        return _unreachable(exc, tracking_uri)
+        return access_refused(exc, tracking_uri, f"read {name}") or _unreachable(exc, tracking_uri)
     if alias is not None:
         return AliasNotSet(
             f"{model_uri}: no version is {alias!r} in {tracking_uri} yet; {PROMOTE_FIX}"

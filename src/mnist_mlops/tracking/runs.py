@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mnist_mlops.core.errors import UserError
+from mnist_mlops.core.errors import UserError, redact
 from mnist_mlops.core.fileio import read_json
 from mnist_mlops.core.locks import SQLITE_PREFIX, flock, sqlite_path
 
@@ -59,8 +59,18 @@ def resolve_tracking_uri(configured: str) -> str:
     A relative sqlite path (the zero-setup default ``sqlite:///mlflow.db``) is made
     absolute against the DVC repository root, so queued experiments, which run in
     temporary copies of the workspace, all log to the workspace's ``mlflow.db``.
+
+    A URI that carries a password is refused: the train stage writes the URI into
+    ``models/run.json`` (a DVC output, pushed to the remote) and MLflow prints it with each
+    run's link, so the password belongs in MLflow's own variables instead.
     """
     uri = os.environ.get(TRACKING_URI_ENV) or configured
+    if redact(uri) != uri:
+        raise UserError(
+            f"the tracking URI {uri} carries a password, which would be written to "
+            "models/run.json and printed with every run; drop it from the URI and set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
+        )
     db = sqlite_path(uri)
     if db is None or db.is_absolute():
         return uri
