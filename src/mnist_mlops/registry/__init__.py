@@ -8,7 +8,8 @@ move only under the promotion lock (across machines too, with a PostgreSQL advis
 image are built from, ``make serve``, a service following ``MNIST_MODEL_URI``) resolves an
 alias or a version and fetches the file the gate judged, hash-checked against its card
 (:mod:`.served`, :mod:`.deployment`). One way to reach the registry fails in one line
-(:mod:`.connect`).
+(:mod:`.connect`). On a server with authentication, who may move the aliases is a grant
+per user (:mod:`.access`).
 
 Serving-side code reads it, so this room imports MLflow's client API only, inside
 functions (``mlflow-skinny`` against an ``http://`` server is enough), and nothing of the
