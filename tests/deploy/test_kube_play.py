@@ -12,8 +12,10 @@ What the test changes is what a site changes: the image tag, the names (unique p
 the registry's address, the Secret's values, and host networking with a free port
 (BENTOML_PORT), because this machine cannot make the bridge networks ``hostPort`` needs.
 The pod then follows the registry's champion (a model the real pipeline trained,
-registered as the export and field stages do), answers a drawn 7, writes the answer's
-record into the claim's volume and stores its correction in the store the Secret names.
+registered as the export and field stages do) on a server with MLflow's basic auth,
+signed in as the Secret's read-only user, answers a drawn 7, writes the answer's record
+into the claim's volume and stores its correction in the PostgreSQL database the Secret
+names.
 Needs podman, runc, catatonit (podman's pause process) and mmdebstrap as root
 (scripts/install_system_packages.sh).
 """
@@ -34,15 +36,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 
 from mnist_mlops.inference.model_card import STORE_NAME
 from mnist_mlops.monitoring.log_reader import read_log
+from mnist_mlops.registry.access import SERVING, grant_team
 from serving.model_loading import MODEL_URI_ENV, TRACKING_URI_ENV
 from support import ROOT
 from support.bento_process import free_port
 from support.gated import gated_export
 from support.mlflow_server import mlflow_server as run_mlflow_server
-from support.registry import register_version
+from support.registry import EXPERIMENT, register_version
 
 MANIFEST = ROOT / "deploy" / "k8s" / "mnist-mlops.yaml"
 SECRET_EXAMPLE = ROOT / "deploy" / "k8s" / "examples" / "secret.yaml"
@@ -129,25 +133,35 @@ class Team:
 
     tracking_uri: str
     version: str  # the champion's registry version
+    login: tuple[str, str]  # a registry user that may only read
     store_uri: str  # postgresql:// URI of the corrections store's database
 
 
 @pytest.fixture(scope="module")
 def team(trained_model: Path, tmp_path_factory) -> Iterator[Team]:
-    """A real MLflow server on PostgreSQL whose champion is the trained model, registered as
-    the export and field stages do (int8 served), and a database of the same PostgreSQL
-    for the corrections store."""
+    """A real MLflow server on PostgreSQL with MLflow's basic auth, whose champion is the
+    trained model, registered by the admin as the export and field stages do (int8
+    served); a user that may only read it, as the pod signs in; and a database of the
+    same PostgreSQL for the corrections store."""
     import psycopg
 
     folder = tmp_path_factory.mktemp("champion-version")
     gated_export(trained_model, folder)
-    with run_mlflow_server() as server:
-        version = register_version(
-            server.uri, STORE_NAME, folder / "model.onnx", served="int8", alias="champion"
-        )
+    admin = ("admin", "kube-admin-password")  # MLflow wants 12 characters or more
+    reader = (SERVING.username, "kube-serving-password")
+    with run_mlflow_server({"MLFLOW_AUTH": "1", "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1]}) as server:
+        with pytest.MonkeyPatch.context() as env:  # the admin signs in for these calls only
+            env.setenv(MLFLOW_TRACKING_USERNAME.name, admin[0])
+            env.setenv(MLFLOW_TRACKING_PASSWORD.name, admin[1])
+            version = register_version(
+                server.uri, STORE_NAME, folder / "model.onnx", served="int8", alias="champion"
+            )
+        # The services' read-only user, as `python -m pipeline.registry users` makes it.
+        grant_team(server.uri, STORE_NAME, EXPERIMENT, admin, {SERVING: reader[1]})
         with psycopg.connect(server.database, autocommit=True) as conn:
             conn.execute("CREATE DATABASE mnist_kube")
-        yield Team(server.uri, version, f"{server.database.rsplit('/', 1)[0]}/mnist_kube")
+        store = f"{server.database.rsplit('/', 1)[0]}/mnist_kube"
+        yield Team(server.uri, version, reader, store)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +178,7 @@ def played(serving_image: str, team: Team, tmp_path_factory) -> Iterator[Played]
     # The Secret: the example's keys, this run's values, stored as podman 4.3 reads it.
     example = yaml.safe_load(SECRET_EXAMPLE.read_text())["stringData"]
     values = {"feedback-db": team.store_uri,
-              "mlflow-username": "kube-test", "mlflow-password": f"kube-test-{port}"}  # fmt: skip
+              "mlflow-username": team.login[0], "mlflow-password": team.login[1]}  # fmt: skip
     assert set(values) == set(example)
     secret_file = folder / "secret.json"
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
@@ -214,7 +228,11 @@ def wait_ready(conf: Path, url: str, container: str) -> None:
 
 
 @pytest.mark.slow
-def test_the_pod_is_ready_on_its_probe_paths_with_the_registrys_champion(played):
+def test_the_pod_is_ready_on_its_probe_paths_with_the_registrys_champion(played, team):
+    # Anonymous callers are refused: the pod read the champion with the Secret's login.
+    anonymous = httpx.get(f"{team.tracking_uri}/api/2.0/mlflow/registered-models/get",
+                          params={"name": STORE_NAME}, timeout=10)  # fmt: skip
+    assert anonymous.status_code == 401, anonymous.text
     for probe in ("readinessProbe", "livenessProbe"):
         path = played.serve[probe]["httpGet"]["path"]
         assert httpx.get(f"{played.url}{path}", timeout=5).status_code == 200, path
