@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from mnist_mlops.core.errors import UserError, redact
+from mnist_mlops.gate.decide import promote_if_better
 from mnist_mlops.registry.access import PIPELINE, SERVING
 from mnist_mlops.registry.aliases import CHALLENGER, CHAMPION
 from mnist_mlops.registry.connect import RegistryError
@@ -196,6 +197,9 @@ def test_only_the_pipelines_user_moves_the_champion(
     )
     line = one_line_error(cli(params, "promote", v2, "--reason", "a service"))
     assert "user 'mnist-serving' may not move the aliases" in line and "(403)" in line
+    # The gate, as `dvc repro` runs it under a user that may only read: one line too.
+    with pytest.raises(RegistryError, match=r"user 'mnist-serving' may not tag .*\(403\)"):
+        promote_if_better(server.uri, NAME, v2, {"test_accuracy": 0.99})
     assert champion(server) == v1
 
     # The pipeline's user: promote, rollback, and a challenger that becomes the champion

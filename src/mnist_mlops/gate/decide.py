@@ -27,6 +27,7 @@ from typing import Any
 from mnist_mlops.evaluation.fieldscore import SetScore
 from mnist_mlops.inference.serving_choice import resolve_artifact
 from mnist_mlops.registry.aliases import CHAMPION, alias_version, promotion_lock, record_move
+from mnist_mlops.registry.connect import access_errors
 from mnist_mlops.registry.served import fetch, resolve
 from mnist_mlops.registry.versions import (
     DECISION_TAG,
@@ -96,7 +97,8 @@ def promote_if_better(
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    tag_metrics(client, model_name, version, metrics, sets_sha256)
+    with access_errors(tracking_uri, f"tag the versions of {model_name}"):
+        tag_metrics(client, model_name, version, metrics, sets_sha256)
     with promotion_lock(tracking_uri, model_name):  # read, compare and move as one step
         return _decide(client, model_name, version, metrics, sets_sha256, rescore, tolerances)
 

@@ -24,7 +24,7 @@ from typing import Any
 from mnist_mlops.core.locks import cache_folder, flock, sqlite_path
 from mnist_mlops.core.pause import pause_here
 from mnist_mlops.registry import history
-from mnist_mlops.registry.connect import RegistryError, connect, get_version
+from mnist_mlops.registry.connect import RegistryError, access_errors, connect, get_version
 from mnist_mlops.registry.history import AliasEvent
 from mnist_mlops.registry.shared_lock import advisory_lock, lock_database
 from mnist_mlops.registry.versions import metric_tags, served_card
@@ -65,7 +65,8 @@ def promotion_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
         if shared is not None
         else contextlib.nullcontext()
     )
-    with flock(folder / f"promote-{key}.lock", what=what), across:
+    refusals = access_errors(tracking_uri, f"move the aliases of {model_name}")
+    with flock(folder / f"promote-{key}.lock", what=what), across, refusals:
         yield
 
 

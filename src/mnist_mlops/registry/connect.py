@@ -7,8 +7,10 @@ way wherever they happen: one line naming the problem and the fix, never a trace
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from mnist_mlops.core.errors import UserError
@@ -68,6 +70,20 @@ def access_refused(exc: Exception, tracking_uri: str, what: str) -> RegistryErro
             "granted it (python -m pipeline.registry users, docs/registry.md)"
         )
     return None
+
+
+@contextlib.contextmanager
+def access_errors(tracking_uri: str, what: str) -> Iterator[None]:
+    """Inside the block, a server's refusal (401, 403) of the caller is one line
+    (:func:`access_refused`), whoever calls: the gate in ``dvc repro`` as well as the
+    registry commands."""
+    try:
+        yield
+    except Exception as exc:
+        refused = access_refused(exc, tracking_uri, what)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def first_line(exc: Exception) -> str:
