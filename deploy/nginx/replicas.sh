@@ -5,18 +5,23 @@
 #   deploy/nginx/replicas.sh up TAG PORT...   # a replica per port, then replicas.conf lists them
 #   deploy/nginx/replicas.sh roll TAG         # replace every replica in replicas.conf with TAG
 #
-# `roll` takes one replica at a time out of nginx and puts its successor in, so the others
-# serve meanwhile and no request is lost (tests/deploy/test_rolling_update.py):
-#   1. mark it `down` in replicas.conf, `nginx -t`, `nginx -s reload`, and wait until the
-#      nginx workers of the old configuration have exited: they finish what they proxied
-#      first, so then nothing is in flight to it through nginx and nothing new comes;
-#   2. `podman stop --time GRACE` (SIGTERM: the service finishes its requests and flushes
-#      its inference log; SIGKILL only past the grace period), remove the container;
-#   3. start TAG on the same port and wait until /readyz answers 200 (the model loaded
+# `roll` replaces one replica at a time and never reloads nginx (a reload closes busy
+# kept-alive client connections, so clients would see dropped requests); nginx finds the
+# gap passively (nginx.conf), so the others serve and no request is lost
+# (tests/deploy/test_rolling_update.py):
+#   1. `podman stop --time GRACE` (SIGTERM: the service finishes its requests and flushes
+#      its inference log; SIGKILL only past the grace period), remove the container. nginx
+#      meets a refused or reset connection, sends that request to another replica and
+#      leaves this one out for fail_timeout;
+#   2. start TAG on the same port and wait until /readyz answers 200 (the model loaded
 #      and checked);
-#   4. take `down` off, reload, wait as in 1; then the next replica.
-# If a new replica never gets ready, roll stops there with that server still `down` (the
-# others serve) and exits 1: fix the image and roll again, or roll back to the old tag.
+#   3. wait fail_timeout (+1 s): then every nginx worker may use it again, so the next
+#      replica is not stopped while nginx still counts this one as failed (with every
+#      replica counted failed nginx answers 502). Then the next replica.
+# If a new replica never gets ready, roll stops there and exits 1 (nginx keeps trying it
+# once per fail_timeout, the others serve): fix the image and roll again, or roll back to
+# the old tag. For planned maintenance an operator may instead mark a server `down` in
+# replicas.conf and `nginx -s reload` (docs/replicas.md says what that costs clients).
 #
 # Environment (defaults):
 #   MNIST_NGINX_DIR        nginx's prefix: nginx.conf (this folder's, copied) and replicas.conf
@@ -30,7 +35,8 @@
 #   MNIST_REPLICA_PREFIX   container names: PREFIX-PORT (mnist-replica)
 #   MNIST_STOP_GRACE_S     SIGTERM -> SIGKILL grace of podman stop (30)
 #   MNIST_READY_TIMEOUT_S  how long a new replica may take to answer /readyz (180)
-#   MNIST_RELOAD_TIMEOUT_S how long the old nginx workers may take to finish (120)
+#   MNIST_RELOAD_TIMEOUT_S how long old nginx workers may take to finish after `up`'s reload (120)
+#   MNIST_FAIL_TIMEOUT_S   each server's fail_timeout in replicas.conf, as `up` writes it (3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -41,8 +47,9 @@ prefix=${MNIST_REPLICA_PREFIX:-mnist-replica}
 grace=${MNIST_STOP_GRACE_S:-30}
 ready_s=${MNIST_READY_TIMEOUT_S:-180}
 reload_s=${MNIST_RELOAD_TIMEOUT_S:-120}
-# One server line; `down` is added and taken off by mark().
-server_line() { echo "server 127.0.0.1:$1 max_fails=1 fail_timeout=10s;"; }
+fail_s=${MNIST_FAIL_TIMEOUT_S:-3}
+# One server line: one refused or failed connection leaves it out for fail_timeout.
+server_line() { echo "server 127.0.0.1:$1 max_fails=1 fail_timeout=${fail_s}s;"; }
 
 say() { echo "replicas.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -81,13 +88,6 @@ stop() {  # stop PORT: SIGTERM, the service drains, then the container is remove
 
 ports() { sed -nE 's/^server 127\.0\.0\.1:([0-9]+) .*/\1/p' "$conf"; }
 
-mark() {  # mark PORT up|down: rewrite its line in replicas.conf
-    local line
-    line=$(server_line "$1")
-    if [ "$2" = down ]; then line="${line%;} down;"; fi
-    sed -i -E "s/^server 127\.0\.0\.1:$1 .*/$line/" "$conf"
-}
-
 reload() {  # reload nginx and wait until the workers of the old configuration are gone
     nginx -p "$dir" -c "$dir/nginx.conf" -t -q || die "nginx -t failed: $conf not applied"
     local master old pid deadline=$((SECONDS + reload_s))
@@ -109,28 +109,27 @@ up() {  # up TAG PORT...: start the replicas, list them in replicas.conf, reload
     [ $# -ge 1 ] || die "up: name at least one port"
     for port in "$@"; do start "$tag" "$port"; done
     {
-        echo "# Written by deploy/nginx/replicas.sh: one line a replica, \`down\` while it is replaced."
+        echo "# Written by deploy/nginx/replicas.sh up: one line a replica (add \`down\` and reload to take one out)."
         for port in "$@"; do server_line "$port"; done
     } >"$conf"
     if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then reload; fi
 }
 
 roll() {  # roll TAG: every replica in replicas.conf replaced by TAG, one at a time
-    local tag=$1 port started
+    local tag=$1 port started wait_s
     local all
     all=$(ports)
     [ "$(wc -w <<<"$all")" -ge 2 ] || die "roll needs two replicas or more: one would leave none serving"
     pm image exists "$tag" || die "no image $tag"
     started=$(now)
     for port in $all; do
-        mark "$port" down
-        reload
-        say "127.0.0.1:$port down ($(since "$started") s)"
         stop "$port"
+        say "127.0.0.1:$port stopped ($(since "$started") s)"
         start "$tag" "$port"
-        mark "$port" up
-        reload
-        say "127.0.0.1:$port up ($(since "$started") s)"
+        # the conf's fail_timeout, not this run's setting: that is what nginx goes by
+        wait_s=$(sed -nE "s/^server 127\.0\.0\.1:$port .*fail_timeout=([0-9]+)s.*/\1/p" "$conf")
+        sleep $((${wait_s:-$fail_s} + 1))
+        say "127.0.0.1:$port back in nginx ($(since "$started") s)"
     done
     echo "rolled $(wc -w <<<"$all") replicas to $tag in $(since "$started") s"
 }

@@ -5,11 +5,9 @@ Two replicas behind nginx (tests/support/replicas.py) are replaced one at a time
 test checks every container was replaced) while
 
 * wrk (pinned to core 1; the replicas and nginx to core 0) POSTs a JSON digit to
-  /predict_array through nginx as fast as they answer, one connection per request, and its
-  Lua script writes down the request id of every answer it got. One connection per
-  request because an nginx reload closes a kept-alive client connection after its answer
-  in flight, and wrk counts the request it had already written on it as a read error,
-  never to be sent again (docs/replicas.md says what clients must do about it);
+  /predict_array through nginx as fast as they answer, on kept-alive connections as
+  ordinary clients hold them (roll never reloads nginx, which would close them), and its
+  Lua script writes down the request id of every answer it got;
 * a correction client asks for a prediction of a drawn digit through nginx, waits until
   the store's index has the request, and corrects it through nginx, again and again.
 
@@ -43,11 +41,13 @@ NEW_TAG = "localhost/mnist-mlops:rolled"
 LOAD_CORE = "1"
 CONNECTIONS = 4
 LOG_HANG_S = 120  # the writers flush every 0.2 s; a guard for a loaded machine
+# nginx's error.log lines of a replica going away or coming back, counted and printed.
+NGINX_EVENTS = ("Connection refused", "reset by peer", "prematurely closed", "timed out",
+                "no live upstreams")  # fmt: skip
 # Writes every answered request id (one line each) and wrk's counts as one JSON line.
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Connection"] = "close"
 local f = io.open("%(body)s", "rb"); wrk.body = f:read("*all"); f:close()
 local ids
 function init(args) ids = io.open(args[1], "w") end
@@ -189,6 +189,12 @@ def test_a_rolling_update_under_load_loses_nothing(
     missing = {i for i in corrector.stored if i not in in_store}
     assert not missing, missing
     assert all(in_store[i].digit == d and in_store[i].pixels for i, d in corrector.stored.items())
+    # What nginx met on the way (each a request it sent on to another replica).
+    errors = replicas.nginx_errors(whole=True)
+    met = {what: errors.count(what) for what in NGINX_EVENTS}
+    print(f"nginx error.log: {met}")
+    print("".join(line + "\n" for line in errors.splitlines()[:12]), end="")
+    assert met["no live upstreams"] == 0, errors[-4000:]
     print(
         f"rolling update under load: wrk {counts['requests']} answers in {counts['seconds']:.0f} s "
         f"({counts['non_2xx']} non-2xx, {counts['socket_errors']} socket errors); corrector "

@@ -82,9 +82,11 @@ class Deployment:
             pytest.fail(f"replicas.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def nginx_errors(self) -> str:
+    def nginx_errors(self, whole: bool = False) -> str:
+        """nginx's error.log: its end, or all of it if ``whole``."""
         path = self.home / "error.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if whole else text[-4000:]
 
 
 @contextlib.contextmanager
