@@ -19,7 +19,8 @@ import yaml
 from mnist_mlops.gate.decide import promote_if_better
 from mnist_mlops.registry.history import read_history
 from support import ROOT
-from support.stages import run_stage_cli
+from support.stages import one_line_error
+from support.stages import registry_cli as cli
 
 pytestmark = pytest.mark.slow  # a subprocess per command, each importing MLflow
 HANG_S = 120  # a hang guard: each command returns in seconds
@@ -30,17 +31,6 @@ def params(folder: Path, uri: str, name: str) -> Path:
     mlflow = {"tracking_uri": uri, "experiment": "registry", "registered_model": name}
     path.write_text(yaml.safe_dump({"mlflow": mlflow}))
     return path
-
-
-def cli(params_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_stage_cli("registry", "--params", str(params_path), *args, timeout=HANG_S)
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
 
 
 def test_history_promote_and_rollback_from_the_command_line(store, name, tmp_path):

@@ -10,7 +10,6 @@ password written into a URI never reaches a message.
 from __future__ import annotations
 
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,12 +25,12 @@ from mnist_mlops.registry.served import fetch, resolve
 from mnist_mlops.tracking.runs import resolve_tracking_uri
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.registry_store import Store, make_store
-from support.stages import run_stage_cli
+from support.stages import one_line_error
+from support.stages import registry_cli as cli
 
 NAME = "digits-auth"
 ADMIN_PASSWORD = "admin-password-for-the-tests"  # MLflow wants 12 characters or more
 PASSWORDS = {SERVING: "serving-password-1234", PIPELINE: "pipeline-password-1234"}
-HANG_S = 120  # a hang guard: each command returns in seconds
 SIGN_IN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 ENV = {"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
 ENV.update({user.password_env: password for user, password in PASSWORDS.items()})
@@ -82,17 +81,6 @@ def team(params) -> str:
         done = cli(params, "users")
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def cli(params_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_stage_cli("registry", "--params", str(params_path), *args, timeout=HANG_S)
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
 
 
 def sign_in(env: pytest.MonkeyPatch, user=None) -> None:

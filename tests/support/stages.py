@@ -33,6 +33,22 @@ def run_stage_cli(
     )
 
 
+def registry_cli(
+    params_path: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``python -m pipeline.registry --params PATH args...`` (each command returns in
+    seconds: ``timeout`` is a hang guard)."""
+    return run_stage_cli("registry", "--params", str(params_path), *args, timeout=timeout)
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    """The one ``error: ...`` line a stage CLI prints on bad input (exit status 2)."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
 def write_params(path: Path, params: dict[str, Any], **updates: dict[str, Any]) -> Path:
     """Write ``params`` with some keys of some sections changed (``split={"val_size": 100}``)."""
     merged = {name: {**values, **updates.get(name, {})} for name, values in params.items()}
