@@ -12,7 +12,6 @@ happen: the tests wait on the store's index or the log, with a hang guard.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from mnist_mlops.monitoring.log_reader import read_log
 from mnist_mlops.monitoring.logfiles import log_files
 from serving.schemas import example_pixels
 from support import ROOT
-from support.bento_process import free_port
+from support.prometheus import query_until, run_prometheus
 from support.replicas import Deployment, deployment, logged_ids, wait_indexed
 
 pytestmark = pytest.mark.slow
@@ -135,46 +134,13 @@ def test_the_per_client_bound_counts_the_client_nginx_names(replicas):
 @pytest.fixture(scope="module")
 def prometheus(replicas: Deployment) -> Iterator[str]:
     """A real Prometheus, one job scraping every replica, with deploy/prometheus/alerts.yml."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: run scripts/install_system_packages.sh")
     home = Path(tempfile.mkdtemp(prefix="mnist-replicas-prometheus-"))
-    targets = ", ".join(f"'127.0.0.1:{port}'" for port in replicas.ports)
-    config = home / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: ['{ROOT / 'deploy' / 'prometheus' / 'alerts.yml'}']\n"
-        f"scrape_configs: [{{job_name: mnist, static_configs: [{{targets: [{targets}]}}]}}]\n"
-    )
-    port = free_port()
-    with (home / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    targets = [f"127.0.0.1:{port}" for port in replicas.ports]
     try:
-        yield f"http://127.0.0.1:{port}"
+        with run_prometheus(home, targets, ROOT / "deploy" / "prometheus" / "alerts.yml") as url:
+            yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
-
-
-def query_until(prometheus: str, expr: str, good) -> list[dict]:
-    """``expr``'s result once ``good(result)`` (Prometheus scrapes and evaluates every
-    second), within a hang guard."""
-    deadline = time.monotonic() + SCRAPE_HANG_S
-    result: list[dict] = []
-    while True:
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
-            result = answer.json()["data"]["result"]
-            if good(result):
-                return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{expr!r} after {SCRAPE_HANG_S} s: {result}")
-        time.sleep(0.5)
 
 
 def test_one_job_scrapes_every_replica_and_the_rules_sum_over_them(replicas, prometheus):

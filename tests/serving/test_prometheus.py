@@ -6,21 +6,16 @@ Needs the ``prometheus`` binary (Debian package; scripts/install_system_packages
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support.bento_process import free_port, serving
+from support.bento_process import serving
+from support.prometheus import query_until, run_prometheus
 
 pytestmark = pytest.mark.slow
-
-# A hang guard: each query is retried until Prometheus (scraping every second) has the samples.
-SCRAPE_WAIT_S = 600
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +23,6 @@ def prometheus_url(
     model_path: Path, tmp_path_factory: pytest.TempPathFactory, digit_png: bytes
 ) -> Iterator[tuple[str, str]]:
     """(Prometheus URL, service URL): the service answered a few requests first."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: run scripts/install_system_packages.sh")
     home = tmp_path_factory.mktemp("prometheus")
     with serving(model_path, home / "bentoml") as served:
         client = httpx.Client(base_url=served.url, timeout=30)
@@ -39,40 +31,13 @@ def prometheus_url(
         client.post("/predict_array", json={"pixels": [1, 2, 3]})  # 400
         client.post("/predict", content=b"x", headers={"content-type": "image/png"})  # 415
         target = served.url.removeprefix("http://")
-        config = home / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s}\n"
-            f"scrape_configs: [{{job_name: mnist, static_configs: [{{targets: ['{target}']}}]}}]\n"
-        )
-        port = free_port()
-        log = (home / "prometheus.log").open("wb")
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            yield f"http://127.0.0.1:{port}", served.url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            log.close()
+        with run_prometheus(home, [target]) as prometheus:
+            yield prometheus, served.url
 
 
 def _query(prometheus: str, expr: str) -> list[dict]:
-    """Poll the query API until ``expr`` has samples (Prometheus scrapes every second)."""
-    deadline = time.monotonic() + SCRAPE_WAIT_S
-    while True:
-        try:
-            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
-            result = answer.json()["data"]["result"]
-            if result:
-                return result
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"Prometheus has no samples for {expr!r} after {SCRAPE_WAIT_S} s")
-        time.sleep(0.5)  # between two queries
+    """``expr``'s samples once it has some (:func:`support.prometheus.query_until`)."""
+    return query_until(prometheus, expr)
 
 
 def test_scrape_target_is_up(prometheus_url):

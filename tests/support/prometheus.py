@@ -1,0 +1,68 @@
+"""A real Prometheus on loopback, one job (``mnist``) scraping the targets given, and its
+query API polled until the answer is there.
+
+The metrics test scrapes one ``bentoml serve``; the replica test one job over every replica
+with deploy/prometheus/alerts.yml loaded. Needs the ``prometheus`` binary (Debian package;
+scripts/install_system_packages.sh).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.bento_process import free_port
+
+# A hang guard: queries are retried until Prometheus (scraping every second) has the samples.
+SCRAPE_HANG_S = 600
+
+
+@contextlib.contextmanager
+def run_prometheus(home: Path, targets: list[str], rules: Path | None = None) -> Iterator[str]:
+    """Prometheus scraping ``targets`` (``host:port``) every second, evaluating ``rules``
+    every second, its data and log in ``home``; its URL for the ``with`` block."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not found: run scripts/install_system_packages.sh")
+    listed = ", ".join(f"'{target}'" for target in targets)
+    config = home / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        + (f"rule_files: ['{rules}']\n" if rules is not None else "")
+        + f"scrape_configs: [{{job_name: mnist, static_configs: [{{targets: [{listed}]}}]}}]\n"
+    )
+    port = free_port()
+    with (home / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def query_until(prometheus: str, expr: str, good: Callable[[list[dict]], bool] = bool) -> list:
+    """``expr``'s result once ``good(result)`` (by default: once it has samples), within
+    the hang guard."""
+    deadline = time.monotonic() + SCRAPE_HANG_S
+    result: list[dict] = []
+    while True:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+            result = answer.json()["data"]["result"]
+            if good(result):
+                return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{expr!r} after {SCRAPE_HANG_S} s: {result}")
+        time.sleep(0.5)  # between two queries
