@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mnist_mlops.export.register import register_onnx
 from mnist_mlops.inference.model_card import MODEL_FILE, ModelCard
 from mnist_mlops.registry.versions import EXPORT_ARTIFACTS
@@ -37,7 +39,12 @@ class Store:
             with tempfile.TemporaryDirectory() as tmp:
                 written = model_card.write_beside(Path(tmp) / MODEL_FILE)
                 self.client.log_artifact(run, str(written), EXPORT_ARTIFACTS)
-        return register_onnx(self.onnx, self.uri, run, name, accuracy).version  # tags its sha256
+        with pytest.MonkeyPatch.context() as env:
+            # register_onnx calls MLflow 3's set_tracking_uri, which also sets the variable:
+            # set here first, the context undoes it, so a module fixture registering on a
+            # server never sends later tests' subprocesses to that (stopped) server.
+            env.setenv("MLFLOW_TRACKING_URI", self.uri)
+            return register_onnx(self.onnx, self.uri, run, name, accuracy).version  # tags sha256
 
 
 def make_store(folder: Path, server: str | None = None) -> Store:
