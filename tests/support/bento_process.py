@@ -113,6 +113,18 @@ def wait_ready(
             time.sleep(0.2)
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM ``proc``'s process group (started with ``start_new_session``), SIGKILL it
+    if ``proc`` has not exited within ``grace_s``; always reaps ``proc``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def stop_server(served: Served) -> None:
     """SIGTERM the whole process group, SIGKILL after 15 s; always reaps the arbiter."""
     if served.proc.poll() is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
-from support.bento_process import free_port
+from support.bento_process import free_port, stop_group
 
 # A hang guard: the wait for the server ends as soon as it answers or the script exits.
 SERVER_HANG_S = 600
@@ -80,13 +80,7 @@ def mlflow_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Mlflow
             time.sleep(0.5)
         yield MlflowServer(uri, f"postgresql://mlflow@127.0.0.1:{pgport}/mlflow", folder)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the script's trap stops PostgreSQL
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, grace_s=60)  # on SIGTERM the script's trap stops PostgreSQL
         pid_file = folder / "pgdata" / "postmaster.pid"
         if pid_file.exists():  # the script was killed before its trap ran
             with contextlib.suppress(ProcessLookupError, ValueError):

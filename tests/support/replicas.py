@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from support import ROOT
-from support.bento_process import free_port
+from support.bento_process import free_port, stop_group
 from support.serving_image import podman
 
 SCRIPT = ROOT / "deploy" / "nginx" / "replicas.sh"
@@ -122,13 +121,7 @@ def deployment(image: str, replicas: int, settings: Mapping[str, str]) -> Iterat
         yield served
     finally:
         if nginx is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(nginx.pid, signal.SIGTERM)
-            try:
-                nginx.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(nginx.pid, signal.SIGKILL)
-                nginx.wait()
+            stop_group(nginx, grace_s=30)
         for name in served.names():
             podman("rm", "-f", "-v", "--time", "0", name, check=False)
         shutil.rmtree(home, ignore_errors=True)
