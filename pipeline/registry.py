@@ -28,7 +28,7 @@ from mnist_mlops.core.cli import run_stage
 from mnist_mlops.core.config import MlflowConfig, load_params
 from mnist_mlops.registry import access, aliases, history
 from mnist_mlops.registry.aliases import CHALLENGER, CHAMPION
-from mnist_mlops.registry.connect import access_refused, connect
+from mnist_mlops.registry.connect import access_errors, connect
 from mnist_mlops.tracking.runs import resolve_tracking_uri
 
 # A registry that does not answer says so in seconds, not after MLflow's retries; a card's
@@ -41,8 +41,6 @@ ENV_DEFAULTS = {
 
 
 def main() -> None:
-    from mlflow.exceptions import MlflowException
-
     args = _parser().parse_args()
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -52,13 +50,8 @@ def main() -> None:
         admin, passwords = access.passwords_from(os.environ)
         print("\n".join(access.grant_team(uri, model, cfg.experiment, admin, passwords)))
         return
-    try:
+    with access_errors(uri, f"move the aliases of {model}"):
         _registry_command(args, uri, model)
-    except MlflowException as exc:
-        refused = access_refused(exc, uri, f"move the aliases of {model}")
-        if refused is None:
-            raise
-        raise refused from None
 
 
 def _registry_command(args: argparse.Namespace, uri: str, model: str) -> None:
