@@ -131,6 +131,14 @@ def test_the_per_client_bound_counts_the_client_nginx_names(replicas):
         assert [other.post("/feedback", json=body).status_code for _ in range(2)] == [404, 404]
 
 
+def test_the_page_opened_through_nginx_stays_on_nginx(replicas):
+    """/ui redirects to the page at the address the browser used, port included."""
+    with httpx.Client(base_url=replicas.url, follow_redirects=True, timeout=30) as browser:
+        page = browser.get("/ui")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert str(page.url) == f"{replicas.url}/ui/"
+
+
 @pytest.fixture(scope="module")
 def prometheus(replicas: Deployment) -> Iterator[str]:
     """A real Prometheus, one job scraping every replica, with deploy/prometheus/alerts.yml."""

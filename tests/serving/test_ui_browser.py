@@ -246,8 +246,9 @@ def assert_shows(page: Any, expected: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_page_and_assets_are_served_under_ui(served):
-    redirect = served.client.get("/ui")
-    assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith("/ui/")
+    # Relative, so it resolves against the address the browser used, proxy or not.
+    redirect = served.client.get("/ui?x=1", headers={"Host": "proxy.example:8443"})
+    assert (redirect.status_code, redirect.headers["location"]) == (307, "ui/?x=1")
     for path, kind in [("/ui/", "text/html"), ("/ui/app.js", "javascript"),
                        ("/ui/style.css", "text/css")]:  # fmt: skip
         response = served.client.get(path)
