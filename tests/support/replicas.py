@@ -103,40 +103,48 @@ def deployment(image: str, replicas: int, settings: Mapping[str, str]) -> Iterat
     os.chown(log_dir, UID, UID)
     (home / "replica.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     port = free_port()
-    config = NGINX_CONF.read_text()
-    assert LISTEN in config, f"{NGINX_CONF} no longer says {LISTEN!r}: update support/replicas.py"
-    (home / "nginx.conf").write_text(config.replace(LISTEN, f"listen 127.0.0.1:{port};"))
     served = Deployment(
         f"http://127.0.0.1:{port}", tuple(free_port() for _ in range(replicas)), home, log_dir
     )
-    nginx: subprocess.Popen | None = None
     try:
         served.script("up", image, *map(str, served.ports))
-        nginx = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, "nginx", "-p", str(home), "-c", str(home / "nginx.conf"),
-             "-e", str(home / "error.log"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        _wait_listening(nginx, port, served)
-        yield served
+        with nginx_front(home, port):
+            yield served
     finally:
-        if nginx is not None:
-            stop_group(nginx, grace_s=30)
         for name in served.names():
             podman("rm", "-f", "-v", "--time", "0", name, check=False)
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _wait_listening(nginx: subprocess.Popen, port: int, served: Deployment) -> None:
+@contextlib.contextmanager
+def nginx_front(home: Path, port: int) -> Iterator[None]:
+    """nginx with deploy/nginx/nginx.conf (only the port changed), prefix ``home`` (which
+    holds replicas.conf), listening on ``port`` for the ``with`` block; stopped after."""
+    config = NGINX_CONF.read_text()
+    assert LISTEN in config, f"{NGINX_CONF} no longer says {LISTEN!r}: update support/replicas.py"
+    (home / "nginx.conf").write_text(config.replace(LISTEN, f"listen 127.0.0.1:{port};"))
+    nginx = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, "nginx", "-p", str(home), "-c", str(home / "nginx.conf"),
+         "-e", str(home / "error.log"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_listening(nginx, port, home / "error.log")
+        yield
+    finally:
+        stop_group(nginx, grace_s=30)
+
+
+def _wait_listening(nginx: subprocess.Popen, port: int, error_log: Path) -> None:
     """Until nginx accepts connections on ``port``; fails the test if it exits first."""
     deadline = time.monotonic() + NGINX_HANG_S
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return
-        if nginx.poll() is not None:
-            pytest.fail(f"nginx exited with {nginx.returncode}:\n{served.nginx_errors()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"nginx not listening after {NGINX_HANG_S} s:\n{served.nginx_errors()}")
+        if nginx.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {nginx.returncode}" if nginx.poll() is not None else "not up"
+            errors = error_log.read_text(errors="replace")[-4000:] if error_log.exists() else ""
+            pytest.fail(f"nginx {state} (listening on {port}?):\n{errors}")
         time.sleep(0.1)
 
 
