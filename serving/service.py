@@ -67,7 +67,7 @@ from serving.schemas import (
     UploadRequest,
 )
 from serving.settings import DECODE_THREADS, MAX_BODY_BYTES, UNTRACED_URLS, service_settings
-from serving.ui import UI_PATH, FolderRedirect, static_app
+from serving.ui import mount_ui
 
 logger = logging.getLogger(__name__)
 PYTHON = routes.PYTHON_SOURCE  # the log's source for a call without HTTP
@@ -227,5 +227,4 @@ MnistClassifier.add_asgi_middleware(
     openapi=lambda front_routes: openapi_document(MnistClassifier, front_routes),
 )
 # The draw-a-digit page (serving/static/), at /ui/ beside the API it calls.
-MnistClassifier.add_asgi_middleware(FolderRedirect, path=UI_PATH)
-MnistClassifier.mount_asgi_app(static_app(), path=UI_PATH)
+mount_ui(MnistClassifier)

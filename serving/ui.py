@@ -1,7 +1,7 @@
 """The draw-a-digit page: the static files in ``serving/static/`` as an ASGI app.
 
-The service mounts it (``MnistClassifier.mount_asgi_app(static_app(), path="/ui")``),
-so one ``bentoml serve`` answers both the API and the page::
+The service mounts it (:func:`mount_ui`), so one ``bentoml serve`` answers both the API
+and the page::
 
     MNIST_MODEL_PATH=models/model.onnx bentoml serve serving.service:MnistClassifier --port 3000
     # then open http://127.0.0.1:3000/ui/
@@ -13,12 +13,20 @@ with relative URLs (``../predict``), so it works under any mount path or proxy p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 STATIC_DIR = Path(__file__).with_name("static")
 UI_PATH = "/ui"
+
+
+def mount_ui(service: Any, path: str = UI_PATH) -> None:
+    """Record, on a BentoML service class, the page at ``path + "/"`` and the redirect
+    from ``path`` (declarative: BentoML applies both when it builds each worker's app)."""
+    service.add_asgi_middleware(FolderRedirect, path=path)
+    service.mount_asgi_app(static_app(), path=path)
 
 
 def static_app(directory: Path = STATIC_DIR) -> StaticFiles:
