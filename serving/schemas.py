@@ -39,7 +39,7 @@ def example_pixels() -> list[list[int]]:
 ImageUpload = Annotated[
     Path,
     Field(
-        description="PNG, JPEG, BMP or GIF (first frame); up to "
+        description=f"{imaging.ACCEPTED} (first frame); up to "
         f"{imaging.MAX_PIXELS:,} pixels and {imaging.MAX_BYTES:,} bytes; "
         "dark-on-light or light-on-dark"
     ),

@@ -118,8 +118,8 @@ def test_gif_uses_the_first_frame(make_digit, encode_image):
     assert np.abs(out - imaging.preprocess_image(encode_image(first))).max() < 1.0
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "BMP"])
-def test_jpeg_and_bmp_agree_with_png(make_digit, encode_image, fmt):
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "BMP"])
+def test_jpeg_webp_and_bmp_agree_with_png(make_digit, encode_image, fmt):
     img = make_digit(mode="RGB", ink=(20, 20, 90), background=(250, 245, 235))
     expected = imaging.preprocess_image(encode_image(img))
     out = imaging.preprocess_image(encode_image(img, fmt))
@@ -131,9 +131,13 @@ def test_jpeg_and_bmp_agree_with_png(make_digit, encode_image, fmt):
     ("make", "error", "message"),
     [
         (lambda enc, draw: b"", imaging.ImageError, "empty"),
-        (lambda enc, draw: b"certainly not an image", imaging.ImageError, "not a PNG, JPEG"),
+        (lambda enc, draw: b"certainly not an image", imaging.ImageError, imaging.ACCEPTED),
         (lambda enc, draw: enc(draw(), "TIFF"), imaging.UnsupportedFormatError, "TIFF"),
-        (lambda enc, draw: enc(draw(), "WEBP"), imaging.UnsupportedFormatError, "WebP"),
+        (
+            lambda enc, draw: b"\0\0\0\x1cftypavif" + bytes(64),
+            imaging.UnsupportedFormatError,
+            "AVIF",
+        ),
         (
             lambda enc, draw: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
             imaging.UnsupportedFormatError,
@@ -153,7 +157,7 @@ def test_jpeg_and_bmp_agree_with_png(make_digit, encode_image, fmt):
         "empty",
         "text",
         "tiff",
-        "webp",
+        "avif",
         "svg",
         "truncated",
         "blank",

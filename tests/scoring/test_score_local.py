@@ -10,6 +10,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+from mnist_mlops import imaging
 from mnist_mlops.scoring.job import score
 from mnist_mlops.tracking.runs import prepare_store
 from support.synthetic import encode_idx
@@ -79,7 +80,7 @@ def test_bad_files_are_skipped_listed_and_fail_the_exit_status(
         ["bad/corrupt.png", "bad/empty.png", "bad/notes.txt", "bad/truncated.png"]
     )
     assert "0 bytes" in reasons["bad/empty.png"]
-    assert "not a PNG, JPEG, BMP or GIF" in reasons["bad/notes.txt"]
+    assert f"not a {imaging.ACCEPTED}" in reasons["bad/notes.txt"]
     assert "could not be decoded" in reasons["bad/truncated.png"]
     assert reasons["bad/corrupt.png"]
     ids = sorted(good)

@@ -103,8 +103,8 @@ CASES: dict[str, Case] = {
         415,
         "SVG",
     ),
-    "webp": Case(
-        "/predict", _upload(encode(_digit("L"), "WEBP"), "image/webp", "x.webp"), 415, "WebP"
+    "heic": Case(
+        "/predict", _upload(b"\0\0\0\x18ftypheic" + bytes(64), "image/heic", "x.heic"), 415, "HEIC"
     ),
     "30mb-upload": Case("/predict", _upload(b"\x89PNG" + bytes(30 << 20)), 413, "limit"),
     "raw-png-not-multipart": Case(

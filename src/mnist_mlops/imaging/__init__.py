@@ -26,6 +26,7 @@ import numpy as np
 from PIL import ImageOps
 
 from mnist_mlops.imaging.decode import (
+    ACCEPTED,
     FORMATS,
     MAX_BYTES,
     MAX_PIXELS,
@@ -47,6 +48,7 @@ from mnist_mlops.imaging.stroke import SIZE, mnist_field
 MIN_CONTRAST = 32.0  # ink must differ from the background by this much (0..255 scale)
 
 __all__ = [
+    "ACCEPTED",
     "FORMATS",
     "MAX_BYTES",
     "MAX_PIXELS",

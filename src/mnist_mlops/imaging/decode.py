@@ -1,6 +1,6 @@
 """Steps 1-2: encoded bytes -> float32 (H, W, C) channels, bounded before any pixel is decoded.
 
-Pillow decodes PNG / JPEG / BMP / GIF (first frame), refusing other formats and anything
+Pillow decodes PNG / JPEG / WebP / BMP / GIF (first frame), refusing other formats and anything
 over :data:`MAX_PIXELS` *before* decoding it; a big JPEG is decoded at a reduced scale
 (draft mode), which is most of the speed. Then the EXIF orientation is honoured,
 transparency flattened, and the image shrunk to :data:`WORK` on its longer side.
@@ -15,7 +15,8 @@ from PIL import Image
 
 from mnist_mlops.imaging.errors import ImageError, ImageTooLargeError, UnsupportedFormatError
 
-FORMATS = ("PNG", "JPEG", "BMP", "GIF")
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # Pillow's names; WebP: browsers' "Save image"
+ACCEPTED = "PNG, JPEG, WebP, BMP or GIF"  # FORMATS, as errors and docs say them
 MAX_BYTES = 8 * 1024 * 1024  # a photo of a digit needs far less
 MAX_PIXELS = 40_000_000  # checked on the header, before any pixel is decoded
 WORK = 320  # photos are shrunk to this longer side before the ink is looked for
@@ -24,7 +25,6 @@ WORK = 320  # photos are shrunk to this longer side before the ink is looked for
 _KNOWN_UNSUPPORTED: tuple[tuple[bytes, int, str], ...] = (
     (b"II*\x00", 0, "TIFF"),
     (b"MM\x00*", 0, "TIFF"),
-    (b"WEBP", 8, "WebP"),
     (b"ftypheic", 4, "HEIC"),
     (b"ftypavif", 4, "AVIF"),
     (b"\x00\x00\x01\x00", 0, "ICO"),
@@ -35,13 +35,13 @@ _KNOWN_UNSUPPORTED: tuple[tuple[bytes, int, str], ...] = (
 
 
 def decode_image(data: bytes, draft: int | None = None) -> Image.Image:
-    """Decode PNG/JPEG/BMP/GIF bytes (GIF: first frame), refusing bombs before decoding.
+    """Decode PNG/JPEG/WebP/BMP/GIF bytes (first frame), refusing bombs before decoding.
 
     ``draft``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both
     sides stay at least this long (the DCT does the shrinking, almost for free).
     """
     if not data:
-        raise ImageError("the image is empty (0 bytes); send a PNG, JPEG, BMP or GIF file")
+        raise ImageError(f"the image is empty (0 bytes); send a {ACCEPTED} file")
     if len(data) > MAX_BYTES:
         raise ImageTooLargeError(f"the image is {len(data)} bytes; the limit is {MAX_BYTES} bytes")
     try:
@@ -59,7 +59,7 @@ def decode_image(data: bytes, draft: int | None = None) -> Image.Image:
     if draft is not None and img.format == "JPEG":
         img.draft(img.mode, (draft, draft))
     try:
-        img.load()  # GIF: the first frame (Pillow opens at frame 0)
+        img.load()  # GIF, animated WebP: the first frame (Pillow opens at frame 0)
     except Exception as exc:  # truncated data, bad CRC, broken LZW...: the file is corrupt
         raise ImageError(f"the {img.format} image could not be decoded: {exc}") from exc
     return img
@@ -69,10 +69,9 @@ def _unidentified(data: bytes) -> ImageError:
     head = data[:64].lstrip()
     for magic, offset, name in _KNOWN_UNSUPPORTED:
         if head[offset : offset + len(magic)].lower() == magic.lower():
-            return UnsupportedFormatError(
-                f"{name} images are not supported; send a PNG, JPEG, BMP or GIF file"
-            )
-    return ImageError("the data is not a PNG, JPEG, BMP or GIF image")
+            message = f"{name} images are not supported; send a {ACCEPTED} file"
+            return UnsupportedFormatError(message)
+    return ImageError(f"the data is not a {ACCEPTED} image")
 
 
 def shrink(img: Image.Image) -> Image.Image:
