@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,14 +29,13 @@ from mnist_mlops.monitoring.log_reader import read_log
 from mnist_mlops.monitoring.logfiles import log_files
 from serving.schemas import example_pixels
 from support import ROOT
-from support.prometheus import query_until, run_prometheus
+from support.prometheus import query_until, rules_evaluated, run_prometheus
 from support.replicas import Deployment, deployment, logged_ids, wait_indexed
 
 pytestmark = pytest.mark.slow
 
 BURST, RATE = 3, 0.01  # corrections per client and replica: no token comes back meanwhile
 # A file of the log: inference-<UTC start>-<host>-<pid>-<token>.arrows (logfiles.py).
-SCRAPE_HANG_S = 120  # Prometheus scrapes and evaluates every second; a guard
 FILE_NAME = re.compile(r"inference-\d{8}T\d{6}\.\d{6}Z-(?P<writer>.+-\d+-[0-9a-f]+)\.arrows")
 
 
@@ -166,12 +164,5 @@ def test_one_job_scrapes_every_replica_and_the_rules_sum_over_them(replicas, pro
     per_replica = 'count by (instance) (bentoml_service_request_total{endpoint="/predict_array"})'
     assert len(query_until(prometheus, per_replica, bool)) == len(replicas.ports)
     # Every rule of alerts.yml evaluates on the two replicas' series without an error.
-    deadline = time.monotonic() + SCRAPE_HANG_S
-    while True:
-        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        rules = [rule for group in groups for rule in group["rules"]]
-        if rules and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules):
-            break
-        assert time.monotonic() < deadline, "rules not evaluated"
-        time.sleep(0.5)
+    rules = rules_evaluated(prometheus)
     assert all(rule["health"] == "ok" for rule in rules), [r for r in rules if r["health"] != "ok"]

@@ -35,36 +35,31 @@ def prometheus_url(
             yield prometheus, served.url
 
 
-def _query(prometheus: str, expr: str) -> list[dict]:
-    """``expr``'s samples once it has some (:func:`support.prometheus.query_until`)."""
-    return query_until(prometheus, expr)
-
-
 def test_scrape_target_is_up(prometheus_url):
     prometheus, _ = prometheus_url
-    (up,) = _query(prometheus, 'up{job="mnist"}')
+    (up,) = query_until(prometheus, 'up{job="mnist"}')
     assert up["value"][1] == "1"
 
 
 def test_predictions_are_counted_by_digit(prometheus_url):
     prometheus, _ = prometheus_url
-    result = _query(prometheus, "mnist_predictions_total")
+    result = query_until(prometheus, "mnist_predictions_total")
     assert {r["metric"]["digit"] for r in result} <= {str(d) for d in range(10)}
     assert sum(float(r["value"][1]) for r in result) == 3
 
 
 def test_confidence_and_preprocessing_histograms(prometheus_url):
     prometheus, _ = prometheus_url
-    (confidence,) = _query(prometheus, "mnist_confidence_count")
+    (confidence,) = query_until(prometheus, "mnist_confidence_count")
     assert float(confidence["value"][1]) == 3
-    (inf_bucket,) = _query(prometheus, 'mnist_confidence_bucket{le="+Inf"}')
+    (inf_bucket,) = query_until(prometheus, 'mnist_confidence_bucket{le="+Inf"}')
     assert float(inf_bucket["value"][1]) == 3
-    (image,) = _query(prometheus, 'mnist_preprocess_seconds_count{source="image"}')
+    (image,) = query_until(prometheus, 'mnist_preprocess_seconds_count{source="image"}')
     assert float(image["value"][1]) == 3
 
 
 def test_rejections_are_counted_by_reason(prometheus_url):
     prometheus, _ = prometheus_url
-    result = _query(prometheus, "mnist_rejected_requests_total")
+    result = query_until(prometheus, "mnist_rejected_requests_total")
     by_reason = {r["metric"]["reason"]: float(r["value"][1]) for r in result}
     assert by_reason == {"malformed": 1, "unsupported_media_type": 1}

@@ -55,14 +55,33 @@ def run_prometheus(home: Path, targets: list[str], rules: Path | None = None) ->
 def query_until(prometheus: str, expr: str, good: Callable[[list[dict]], bool] = bool) -> list:
     """``expr``'s result once ``good(result)`` (by default: once it has samples), within
     the hang guard."""
+    return _api_until(prometheus, "query", {"query": expr}, good, repr(expr))
+
+
+def rules_evaluated(prometheus: str) -> list[dict]:
+    """Every loaded rule, once each has been evaluated at least once, within the hang guard."""
+    groups = _api_until(
+        prometheus, "rules", {},
+        lambda groups: bool(groups) and all(
+            rule.get("lastEvaluation", "").startswith("20")
+            for group in groups for rule in group["rules"]),
+        "rules evaluated",
+    )  # fmt: skip
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def _api_until(prometheus: str, path: str, params: dict, good: Callable, what: str) -> list:
+    """The ``data`` of ``/api/v1/<path>`` (its ``result`` or ``groups``) once ``good``;
+    fails the test after :data:`SCRAPE_HANG_S`."""
     deadline = time.monotonic() + SCRAPE_HANG_S
-    result: list[dict] = []
+    data: list[dict] = []
     while True:
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
-            result = answer.json()["data"]["result"]
-            if good(result):
-                return result
+            answer = httpx.get(f"{prometheus}/api/v1/{path}", params=params, timeout=5)
+            found = answer.json()["data"]
+            data = found["result"] if "result" in found else found["groups"]
+            if good(data):
+                return data
         if time.monotonic() > deadline:
-            pytest.fail(f"{expr!r} after {SCRAPE_HANG_S} s: {result}")
+            pytest.fail(f"{what} after {SCRAPE_HANG_S} s: {data}")
         time.sleep(0.5)  # between two queries

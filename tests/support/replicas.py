@@ -83,18 +83,28 @@ class Deployment:
 
     def nginx_errors(self, whole: bool = False) -> str:
         """nginx's error.log: its end, or all of it if ``whole``."""
-        path = self.home / "error.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return text if whole else text[-4000:]
+        return nginx_errors(self.home, whole)
+
+
+def nginx_errors(home: Path, whole: bool = False) -> str:
+    """The error.log of the nginx whose prefix is ``home``: its end, or all of it."""
+    path = home / "error.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text if whole else text[-4000:]
+
+
+def need(*tools: str) -> None:
+    """Fails the test, naming the fix, unless every one of ``tools`` is on PATH."""
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
 
 
 @contextlib.contextmanager
 def deployment(image: str, replicas: int, settings: Mapping[str, str]) -> Iterator[Deployment]:
     """``replicas`` containers of ``image`` with ``settings`` in their environment, behind
     nginx, for the ``with`` block; every container and nginx stopped on the way out."""
-    missing = [tool for tool in ("nginx", "taskset", "curl") if not shutil.which(tool)]
-    if missing:
-        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
+    need("nginx", "taskset", "curl")  # before any container starts
     # Not under pytest's tmp (mode 700): nginx's workers and the image's user reach in here.
     home = Path(tempfile.mkdtemp(prefix="mnist-replicas-"))
     home.chmod(0o755)
@@ -120,6 +130,7 @@ def deployment(image: str, replicas: int, settings: Mapping[str, str]) -> Iterat
 def nginx_front(home: Path, port: int) -> Iterator[None]:
     """nginx with deploy/nginx/nginx.conf (only the port changed), prefix ``home`` (which
     holds replicas.conf), listening on ``port`` for the ``with`` block; stopped after."""
+    need("nginx", "taskset")
     config = NGINX_CONF.read_text()
     assert LISTEN in config, f"{NGINX_CONF} no longer says {LISTEN!r}: update support/replicas.py"
     (home / "nginx.conf").write_text(config.replace(LISTEN, f"listen 127.0.0.1:{port};"))
@@ -129,13 +140,13 @@ def nginx_front(home: Path, port: int) -> Iterator[None]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        _wait_listening(nginx, port, home / "error.log")
+        _wait_listening(nginx, port, home)
         yield
     finally:
         stop_group(nginx, grace_s=30)
 
 
-def _wait_listening(nginx: subprocess.Popen, port: int, error_log: Path) -> None:
+def _wait_listening(nginx: subprocess.Popen, port: int, home: Path) -> None:
     """Until nginx accepts connections on ``port``; fails the test if it exits first."""
     deadline = time.monotonic() + NGINX_HANG_S
     while True:
@@ -143,8 +154,7 @@ def _wait_listening(nginx: subprocess.Popen, port: int, error_log: Path) -> None
             return
         if nginx.poll() is not None or time.monotonic() > deadline:
             state = f"exited with {nginx.returncode}" if nginx.poll() is not None else "not up"
-            errors = error_log.read_text(errors="replace")[-4000:] if error_log.exists() else ""
-            pytest.fail(f"nginx {state} (listening on {port}?):\n{errors}")
+            pytest.fail(f"nginx {state} (listening on {port}?):\n{nginx_errors(home)}")
         time.sleep(0.1)
 
 
