@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from mnist_mlops.core.config import FieldConfig
 from support import ROOT
+from support.tools import need
 
 
 def read_json(path: Path) -> Any:
@@ -31,13 +31,6 @@ def read_json(path: Path) -> Any:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     assert path.is_file(), f"{path} was not written"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def need(*tools: str) -> None:
-    """The HTTP benchmarks drive ``wrk`` pinned with ``taskset``; setup installs both."""
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.fail(f"{missing} not found: run scripts/install_system_packages.sh")
 
 
 # ---- training --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ scripts/install_system_packages.sh).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from support.bento_process import free_port
+from support.tools import need
 
 # A hang guard: queries are retried until Prometheus (scraping every second) has the samples.
 SCRAPE_HANG_S = 600
@@ -28,9 +28,7 @@ SCRAPE_HANG_S = 600
 def run_prometheus(home: Path, targets: list[str], rules: Path | None = None) -> Iterator[str]:
     """Prometheus scraping ``targets`` (``host:port``) every second, evaluating ``rules``
     every second, its data and log in ``home``; its URL for the ``with`` block."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: run scripts/install_system_packages.sh")
+    need("prometheus")
     listed = ", ".join(f"'{target}'" for target in targets)
     config = home / "prometheus.yml"
     config.write_text(
@@ -41,7 +39,7 @@ def run_prometheus(home: Path, targets: list[str], rules: Path | None = None) ->
     port = free_port()
     with (home / "prometheus.log").open("wb") as log:
         proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -27,6 +27,7 @@ import pytest
 from support import ROOT
 from support.bento_process import free_port, stop_group
 from support.serving_image import podman
+from support.tools import need
 
 SCRIPT = ROOT / "deploy" / "nginx" / "replicas.sh"
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
@@ -91,13 +92,6 @@ def nginx_errors(home: Path, whole: bool = False) -> str:
     path = home / "error.log"
     text = path.read_text(errors="replace") if path.exists() else ""
     return text if whole else text[-4000:]
-
-
-def need(*tools: str) -> None:
-    """Fails the test, naming the fix, unless every one of ``tools`` is on PATH."""
-    missing = [tool for tool in tools if not shutil.which(tool)]
-    if missing:
-        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
 
 
 @contextlib.contextmanager

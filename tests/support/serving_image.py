@@ -25,6 +25,7 @@ from mnist_mlops.inference.serving_choice import CHOICE_NAME
 from support import ROOT
 from support.deployment import deployment_folder
 from support.gated import gated_export
+from support.tools import need
 
 SCRIPT = ROOT / "scripts" / "podman_image.sh"
 TAG = "localhost/mnist-mlops:test"  # fixed, so a rebuild reuses the cached layers
@@ -77,9 +78,7 @@ def gated_models(trained_model: Path, scratch: Path) -> Path:
 def build_image(models: Path, context: Path) -> str:
     """The Dockerfile built by scripts/podman_image.sh from ``context``, filled with what
     its COPY lines name (the models/ files from ``models``); returns the image's tag."""
-    missing = [tool for tool in ("podman", "runc", "mmdebstrap") if not shutil.which(tool)]
-    if missing:
-        pytest.fail(f"{' '.join(missing)} not found; run scripts/install_system_packages.sh")
+    need("podman", "runc", "mmdebstrap")
     shutil.copy(ROOT / ".dockerignore", context)
     for kind, args in instructions():
         if kind != "COPY":
