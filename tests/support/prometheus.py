@@ -53,33 +53,48 @@ def run_prometheus(home: Path, targets: list[str], rules: Path | None = None) ->
 def query_until(prometheus: str, expr: str, good: Callable[[list[dict]], bool] = bool) -> list:
     """``expr``'s result once ``good(result)`` (by default: once it has samples), within
     the hang guard."""
-    return _api_until(prometheus, "query", {"query": expr}, good, repr(expr))
+    return _api_until(prometheus, "query", {"query": expr}, _result, good, repr(expr))
 
 
 def rules_evaluated(prometheus: str) -> list[dict]:
-    """Every loaded rule, once each has been evaluated at least once, within the hang guard."""
-    groups = _api_until(
-        prometheus, "rules", {},
-        lambda groups: bool(groups) and all(
-            rule.get("lastEvaluation", "").startswith("20")
-            for group in groups for rule in group["rules"]),
-        "rules evaluated",
-    )  # fmt: skip
-    return [rule for group in groups for rule in group["rules"]]
+    """Every loaded rule, once there are rules and each has been evaluated at least once,
+    within the hang guard."""
+    return _api_until(prometheus, "rules", {}, _rules, _all_evaluated, "rules evaluated")
 
 
-def _api_until(prometheus: str, path: str, params: dict, good: Callable, what: str) -> list:
-    """The ``data`` of ``/api/v1/<path>`` (its ``result`` or ``groups``) once ``good``;
-    fails the test after :data:`SCRAPE_HANG_S`."""
+def _result(data: dict) -> list[dict]:
+    """A query's samples."""
+    return data["result"]
+
+
+def _rules(data: dict) -> list[dict]:
+    """The rules of every group, in one list."""
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def _all_evaluated(rules: list[dict]) -> bool:
+    """Rules are loaded and none is still waiting for its first evaluation."""
+    return bool(rules) and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules)
+
+
+def _api_until(
+    prometheus: str,
+    path: str,
+    params: dict,
+    pick: Callable[[dict], list],
+    good: Callable[[list], bool],
+    what: str,
+) -> list:
+    """``pick`` of the ``data`` of ``/api/v1/<path>`` once ``good`` of it; fails the test
+    after :data:`SCRAPE_HANG_S`."""
     deadline = time.monotonic() + SCRAPE_HANG_S
-    data: list[dict] = []
+    found: list[dict] = []
     while True:
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
             answer = httpx.get(f"{prometheus}/api/v1/{path}", params=params, timeout=5)
-            found = answer.json()["data"]
-            data = found["result"] if "result" in found else found["groups"]
-            if good(data):
-                return data
+            found = pick(answer.json()["data"])
+            if good(found):
+                return found
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} after {SCRAPE_HANG_S} s: {data}")
+            pytest.fail(f"{what} after {SCRAPE_HANG_S} s: {found}")
         time.sleep(0.5)  # between two queries
